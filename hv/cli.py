@@ -1,0 +1,143 @@
+"""The ``hv`` command line. Commands are thin: parse flags, load the config once, call one function.
+
+Errors from bad input (config, data, model files) become a one-line message and exit
+code 1 here, at the boundary, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from hv.config import Config, ConfigError, load_config, override
+
+log = logging.getLogger("hv")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config.toml"
+DEFAULT_MODEL = REPO_ROOT / "models" / "hv_lite0.keras"
+SAMPLE_FIELDS = REPO_ROOT / "samples" / "fields"
+
+
+def _abs(path: str | None) -> str | None:
+    return str(Path(path).resolve()) if path else None
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return override(load_config(args.config), **getattr(args, "overrides", {}))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import train
+
+    args.overrides = {
+        "data.train_dir": _abs(args.data),
+        "train.seed": args.seed,
+        "train.out_dir": _abs(args.out),
+        "train.phase1.epochs": args.phase1_epochs,
+        "train.phase2.epochs": args.phase2_epochs,
+        "model.backbone": args.backbone,
+        "model.weights": args.weights if args.weights in (None, "imagenet", "none") else _abs(args.weights),
+        "data.input": args.input,
+        "train.batch_size": args.batch_size,
+    }
+    config = _load(args)
+    name = (
+        args.name
+        or f"{config.model.backbone}_{config.data.input}_seed{config.train.seed}_{datetime.now():%Y%m%d-%H%M%S}"
+    )
+    run_dir = train(config, Path(config.train.out_dir) / name)
+    print(f"run written to {run_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from hv.classifier import load_classifier
+    from training.evaluate import evaluate
+
+    args.overrides = {"data.input": args.input}
+    config = _load(args)
+    data = args.data or config.data.test_dir
+    metrics = evaluate(load_classifier(args.model), data, config, Path(args.out), flip_tta=args.tta)
+    summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "n_images")}
+    summary["per_class_recall"] = {k: round(v["recall"], 4) for k, v in metrics["per_class"].items()}
+    print(json.dumps(summary, indent=2))
+    print(f"metrics, confusion matrix and mistakes written to {args.out}")
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from hv.classifier import load_classifier
+    from hv.classify import classify_fields
+
+    config = _load(args)
+    images = [Path(p) for p in args.images] or sorted(SAMPLE_FIELDS.glob("*.jpg"))
+    if not images:
+        raise ConfigError("no images given and no bundled samples found; pass image files")
+    classify_fields(load_classifier(args.model), images, config, Path(args.out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hv", description="HematoVision: white blood cell classification.")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="config file (default: the repo's config.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a classifier (two phases) and write a run folder")
+    train.add_argument("--data", help="training folder of class folders (default: data.train_dir)")
+    train.add_argument("--out", help="parent folder for runs (default: train.out_dir)")
+    train.add_argument("--name", help="run folder name (default: backbone, input, seed and time)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--backbone", choices=["efficientnet_b0", "efficientnet_lite0"])
+    train.add_argument("--weights", help='"imagenet", "none" or a weights file')
+    train.add_argument("--input", choices=["cell", "field"])
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--phase1-epochs", type=int)
+    train.add_argument("--phase2-epochs", type=int)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="metrics, confusion matrix and mistakes on a folder data set")
+    evaluate.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras model (default: the bundled one)")
+    evaluate.add_argument("--data", help="folder of class folders (default: data.test_dir)")
+    evaluate.add_argument("--out", required=True, help="output folder")
+    evaluate.add_argument("--input", choices=["cell", "field"], help="must match how the model was trained")
+    evaluate.add_argument("--tta", action="store_true", help="average over flipped copies of each crop")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    classify = sub.add_parser("classify", help="find and classify every white cell in field images")
+    classify.add_argument("images", nargs="*", help="field images (default: the bundled samples)")
+    classify.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras model (default: the bundled one)")
+    classify.add_argument("--out", default="hv-output", help="folder for annotated images and cells.csv")
+    classify.set_defaults(func=cmd_classify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from hv.classifier import ModelLoadError
+    from hv.model import WeightsError
+    from hv.preprocess import ImageReadError
+
+    try:
+        return args.func(args)
+    except (ConfigError, ModelLoadError, WeightsError, ImageReadError, FileNotFoundError) as exc:
+        print(f"hv {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"hv {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except ValueError as exc:  # DataError and other input problems carry a specific message
+        print(f"hv {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

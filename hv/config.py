@@ -1,0 +1,241 @@
+"""Typed configuration, read once from ``config.toml`` and passed down.
+
+Each TOML table maps onto one frozen dataclass. Loading rejects unknown keys,
+wrong types and impossible values with a message naming the key path, the
+value and what is expected. Relative paths are resolved against the config
+file's folder, so a run does not depend on the current directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key and what is expected."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train_dir: str = "../shared/data/blood-cells/TRAIN"
+    test_dir: str = "../shared/data/blood-cells/TEST"
+    # Fraction of TRAIN's original fields held out for validation (grouped, see training/data.py).
+    val_fraction: float = 0.1
+    # "cell": classify a crop around the located white cell (what the stream sees);
+    # "field": classify the whole image.
+    input: Literal["cell", "field"] = "cell"
+    # Where located-cell crops of a data set are cached between runs.
+    cache_dir: str = ".cache"
+
+
+@dataclass(frozen=True)
+class LocatorConfig:
+    # Expected white-cell diameter as a fraction of the frame width. The same optics give the
+    # same fraction at any camera resolution; change it for another objective.
+    cell_diameter_frac: float = 0.28
+    # Frames are located at this width (speed); boxes come back in frame pixels.
+    work_width_px: int = 320
+    # Nucleus blobs smaller than this fraction of the expected nucleus area are platelets/noise.
+    min_area_frac: float = 0.12
+    # Side of the classifier's crop window, in expected cell diameters.
+    crop_context: float = 1.4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: Literal["efficientnet_b0", "efficientnet_lite0"] = "efficientnet_lite0"
+    # "imagenet", "none", or a path to a weights file.
+    weights: str = "imagenet"
+    image_size: int = 224
+    dropout: float = 0.3
+    dense_units: int = 256
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    rotation: float = 0.5  # fraction of a full turn, either way (a cell has no up or down)
+    zoom: float = 0.1
+    horizontal_flip: bool = True
+    vertical_flip: bool = True
+    translate: float = 0.05
+    brightness: float = 0.15
+    contrast: float = 0.15
+    saturation: float = 0.2
+    hue: float = 0.04  # stain colour varies between labs and slides
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    epochs: int = 3
+    learning_rate: float = 1e-3
+    # Phase 2 only: how many of the backbone's last layers to unfreeze (BatchNorm stays frozen).
+    unfreeze_layers: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 32
+    label_smoothing: float = 0.1
+    out_dir: str = "runs"
+    early_stopping_patience: int = 0  # 0 = off
+    # Run the frozen part of the backbone once over augmented views and train the rest on the
+    # cached activations: the same model, several times faster on a CPU.
+    cache_frozen_features: bool = True
+    views_per_image: int = 2
+    phase1: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=4, learning_rate=1e-3))
+    phase2: PhaseConfig = field(
+        default_factory=lambda: PhaseConfig(epochs=4, learning_rate=1e-4, unfreeze_layers=20)
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    locator: LocatorConfig = field(default_factory=LocatorConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# Values that must be positive / in [0, 1]; checked after types.
+_POSITIVE = {
+    "locator.cell_diameter_frac", "locator.work_width_px", "locator.crop_context",
+    "model.image_size", "model.dense_units", "train.batch_size", "train.views_per_image",
+    "train.phase1.learning_rate", "train.phase2.learning_rate",
+}
+_UNIT_INTERVAL = {
+    "data.val_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",
+    "augment.brightness", "augment.contrast", "augment.saturation", "augment.hue",
+    "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac",
+}
+_NON_NEGATIVE = {
+    "train.phase1.epochs", "train.phase2.epochs", "train.phase2.unfreeze_layers",
+    "train.early_stopping_patience", "train.phase1.unfreeze_layers",
+}
+_PATHS = {"data.train_dir", "data.test_dir", "data.cache_dir", "train.out_dir"}
+
+
+def _check_value(key: str, value: Any, expected: Any) -> Any:
+    origin = typing.get_origin(expected)
+    if origin is Literal:
+        if value not in typing.get_args(expected):
+            options = ", ".join(repr(a) for a in typing.get_args(expected))
+            raise ConfigError(f"{key} = {value!r}: expected one of {options}")
+        return value
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} = {value!r}: expected true or false")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} = {value!r}: expected an integer")
+        return value
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} = {value!r}: expected a number")
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} = {value!r}: expected a string")
+        return value
+    raise TypeError(f"unsupported config type for {key}: {expected}")
+
+
+def _build(cls: type, table: dict, prefix: str, base_dir: Path | None) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a table, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        where = f"[{prefix}]" if prefix else "the top level"
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in {where}; known keys: {', '.join(sorted(names))}"
+        )
+    defaults = cls()
+    values = {}
+    for name in names:
+        key = f"{prefix}.{name}" if prefix else name
+        expected = hints[name]
+        if dataclasses.is_dataclass(expected):
+            sub = table.get(name, {})
+            default_sub = getattr(defaults, name)
+            # A partial sub-table overrides the field's own default, not the class default.
+            merged = {**dataclasses.asdict(default_sub), **sub} if isinstance(sub, dict) else sub
+            values[name] = _build(expected, merged, key, base_dir)
+            continue
+        value = _check_value(key, table[name], expected) if name in table else getattr(defaults, name)
+        if key in _POSITIVE and value <= 0:
+            raise ConfigError(f"{key} = {value!r}: expected a value > 0")
+        if key in _UNIT_INTERVAL and not 0 <= value <= 1:
+            raise ConfigError(f"{key} = {value!r}: expected a value between 0 and 1")
+        if key in _NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{key} = {value!r}: expected a value >= 0")
+        if key in _PATHS and base_dir is not None and name in table:
+            value = str((base_dir / value).resolve())
+        values[name] = value
+    return cls(**values)
+
+
+def config_from_dict(table: dict, base_dir: Path | None = None) -> Config:
+    """Build and validate a Config from a parsed TOML table.
+
+    Args:
+        table: the parsed TOML document.
+        base_dir: folder that relative paths are resolved against (None: leave them).
+
+    Raises:
+        ConfigError: unknown key, wrong type or impossible value.
+    """
+    config = _build(Config, table, "", base_dir)
+    if config.model.weights not in ("imagenet", "none") and base_dir is not None:
+        weights = (base_dir / config.model.weights).resolve()
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, weights=str(weights)))
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate ``config.toml``.
+
+    Raises:
+        ConfigError: the file is missing, is not valid TOML, or holds an invalid value.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            table = tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} not found; pass --config PATH") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    try:
+        return config_from_dict(table, base_dir=path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def override(config: Config, **dotted: Any) -> Config:
+    """Return a copy with ``section.key`` values replaced (CLI flags win over the file).
+
+    ``None`` values are ignored so that unset flags leave the file's value. Values go
+    through the same validation as the file.
+    """
+    table = dataclasses.asdict(config)
+    changed = False
+    for dotted_key, value in dotted.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted_key.split(".")
+        node = table
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+        changed = True
+    return config_from_dict(table) if changed else config

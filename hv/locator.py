@@ -1,0 +1,135 @@
+"""White-cell locator and crop: shared by training and the stream so both see the same crops.
+
+A white cell is found by its nucleus: in Romanowsky-type stains (Giemsa, Wright) the
+nucleus is the only large blue-purple object in the field. Red cells are pink-red and the
+background is pale, so "how much bluer than red or green" separates them. Platelets are
+purple too but small, so blobs are filtered by area relative to the expected cell size.
+A neutrophil's lobes are separate blobs; a closing with a kernel a fraction of a cell wide
+joins them into one cell. The box returned is a cell-sized square around the nucleus,
+since the cytoplasm is too faint to segment reliably.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from hv.config import LocatorConfig
+
+# Blueness is measured against a per-frame background estimate, so a warmer or cooler
+# white balance shifts both alike; this floor keeps a field with no nucleus from having
+# its faint blue noise thresholded into blobs.
+_MIN_CONTRAST = 28
+# Half a cell box's side = a * expected diameter + b * nucleus side + c * sqrt(nucleus area).
+_BOX_FIT = (0.12, 0.26, 0.27)
+
+
+def purple_score(image_rgb: np.ndarray) -> np.ndarray:
+    """How much bluer than red/green each pixel is, relative to the field's background.
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB.
+
+    Returns:
+        (H, W) int16 score: ~0 background, negative red cells, large positive nuclei.
+    """
+    rgb = image_rgb.astype(np.int16)
+    score = rgb[..., 2] - np.maximum(rgb[..., 0], rgb[..., 1])
+    # Rotated training images have black corners; they carry no stain information.
+    valid = rgb.sum(axis=2) > 60
+    background = int(np.median(score[valid])) if valid.any() else 0
+    score = score - background
+    score[~valid] = 0
+    return score
+
+
+def locate_cells(image_rgb: np.ndarray, config: LocatorConfig) -> np.ndarray:
+    """Find every white cell in a field.
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB frame, any size.
+        config: locator settings (expected cell size, working width, area filter).
+
+    Returns:
+        (n, 4) float32 boxes ``[x1, y1, x2, y2]`` in the frame's pixels, largest nucleus first,
+        clipped to the frame.
+    """
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image_rgb.shape}")
+    height, width = image_rgb.shape[:2]
+    scale = min(1.0, config.work_width_px / width)
+    small = cv2.resize(image_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image_rgb
+    diameter = config.cell_diameter_frac * small.shape[1]
+
+    score = purple_score(small)
+    score = cv2.GaussianBlur(score.astype(np.float32), (0, 0), sigmaX=max(1.0, diameter / 60))
+    positive = np.clip(score, 0, 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(positive, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    mask = (positive > max(otsu, _MIN_CONTRAST)).astype(np.uint8)
+
+    # Join a neutrophil's lobes (gaps up to ~1/5 of a cell) into one blob.
+    k = max(3, int(round(diameter * 0.2)) | 1)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+
+    count, _, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    min_area = config.min_area_frac * math.pi * (diameter / 2) ** 2
+    boxes = []
+    for i in np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1:
+        area = stats[i, cv2.CC_STAT_AREA]
+        if area < min_area:
+            break
+        x, y, w, h = stats[i, :4]
+        cx, cy = x + w / 2, y + h / 2
+        # Cell extent from nucleus extent: a linear fit on every other annotated BCCD field
+        # (benchmarks/locator_accuracy.py reports the held-out half).
+        root_area = math.sqrt(area)
+        half_w = _BOX_FIT[0] * diameter + _BOX_FIT[1] * w + _BOX_FIT[2] * root_area
+        half_h = _BOX_FIT[0] * diameter + _BOX_FIT[1] * h + _BOX_FIT[2] * root_area
+        boxes.append([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+    if not boxes:
+        return np.zeros((0, 4), np.float32)
+    out = np.array(boxes, np.float32) / scale
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    return out
+
+
+def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig, size: int) -> np.ndarray:
+    """Cut the classifier's input around one cell.
+
+    The window is a square of ``crop_context`` expected cell diameters (larger if the box
+    is), centred on the box, so every crop shows cells at the same scale: size is one of
+    the cues that tell a lymphocyte from a monocyte. Parts outside the frame are reflected.
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB frame.
+        box_xyxy: (4,) box in frame pixels.
+        config: locator settings.
+        size: output side in pixels (the model's input size).
+
+    Returns:
+        (size, size, 3) uint8 RGB crop.
+    """
+    height, width = image_rgb.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    side = max(config.crop_context * config.cell_diameter_frac * width, x2 - x1, y2 - y1)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
+    side_px = int(round(side))
+    pad = max(0, -left, -top, left + side_px - width, top + side_px - height)
+    if pad:
+        # Reflection needs the pad to be smaller than the image; repeat for tiny frames.
+        padded = image_rgb
+        remaining = pad
+        while remaining > 0:
+            step = min(remaining, padded.shape[0] - 1, padded.shape[1] - 1)
+            padded = cv2.copyMakeBorder(padded, step, step, step, step, cv2.BORDER_REFLECT_101)
+            remaining -= step
+        left, top = left + pad, top + pad
+    else:
+        padded = image_rgb
+    window = padded[top : top + side_px, left : left + side_px]
+    interpolation = cv2.INTER_AREA if side_px > size else cv2.INTER_LINEAR
+    return cv2.resize(window, (size, size), interpolation=interpolation)

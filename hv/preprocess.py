@@ -1,0 +1,67 @@
+"""The model-input contract, written once: raw RGB uint8 in, float32 (S, S, 3) in [0, 255] out.
+
+Normalisation is inside every model, so nothing here rescales. Training (through
+``training/data.py``), the stream, evaluation and the TFLite check all call these
+functions; ``tests/hv/test_preprocess.py`` pins the NumPy and TensorFlow paths together.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from hv.config import Config
+from hv.locator import crop_cell, locate_cells
+
+
+class ImageReadError(ValueError):
+    """A file could not be decoded as an image."""
+
+
+def read_image_rgb(path: str) -> np.ndarray:
+    """Decode an image file into (H, W, 3) uint8 RGB (grayscale and alpha are converted).
+
+    Raises:
+        ImageReadError: missing, empty or undecodable file.
+    """
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise ImageReadError(f"{path}: empty file")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageReadError(f"{path}: not a decodable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def resize_field(image_rgb: np.ndarray, size: int) -> np.ndarray:
+    """Whole field scaled to (size, size), uint8 RGB."""
+    return cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def field_to_model_input(image_rgb: np.ndarray, config: Config) -> tuple[np.ndarray, bool]:
+    """What the classifier sees for a one-cell field image.
+
+    With ``data.input = "cell"`` it is the crop around the largest located white cell; if
+    none is found, the crop around the field's centre (data sets centre their cell) so that
+    no image is silently dropped from an evaluation.
+
+    Returns:
+        ((S, S, 3) uint8 RGB, whether a cell was located).
+    """
+    size = config.model.image_size
+    if config.data.input == "field":
+        return resize_field(image_rgb, size), True
+    boxes = locate_cells(image_rgb, config.locator)
+    if len(boxes):
+        return crop_cell(image_rgb, boxes[0], config.locator, size), True
+    height, width = image_rgb.shape[:2]
+    centre = np.array([width / 2, height / 2, width / 2, height / 2], np.float32)
+    return crop_cell(image_rgb, centre, config.locator, size), False
+
+
+def to_model_batch(crops_rgb: np.ndarray) -> np.ndarray:
+    """Stack of (S, S, 3) uint8 RGB crops -> the model's float32 input, pixel values kept."""
+    crops = np.asarray(crops_rgb)
+    if crops.ndim != 4 or crops.shape[-1] != 3:
+        raise ValueError(f"expected (n, S, S, 3) RGB crops, got shape {crops.shape}")
+    return crops.astype(np.float32)

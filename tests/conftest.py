@@ -1,0 +1,88 @@
+"""Tiny data built in tmp_path, and a config built in code (not read from the repo's file)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from hv.config import Config, DataConfig, ModelConfig, PhaseConfig, TrainConfig  # noqa: E402
+from hv.labels import CLASS_NAMES  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "fields"
+
+
+def draw_field(rng: np.random.Generator, label: int, width: int = 160, height: int = 120,
+               cells: int = 1) -> np.ndarray:
+    """A synthetic smear field, RGB: pale background, pink red cells, purple nuclei.
+
+    The nucleus size and shape depend on the class so that a tiny model can learn them.
+    """
+    image = np.full((height, width, 3), (214, 212, 218), np.uint8)
+    diameter = 0.28 * width
+    for _ in range(12):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        cv2.circle(image, centre, int(diameter * 0.38), (205, 150, 160), -1)
+    for k in range(cells):
+        cx = int(width * (0.3 + 0.4 * k) if cells > 1 else rng.integers(int(width * 0.35), int(width * 0.65)))
+        cy = int(rng.integers(int(height * 0.35), int(height * 0.65)))
+        cv2.circle(image, (cx, cy), int(diameter / 2), (200, 180, 215), -1)  # cytoplasm
+        radius = int(diameter * (0.18 + 0.06 * label))
+        if label == 3:  # lobed nucleus: three blobs
+            for dx, dy in ((-1, 0), (1, 0), (0, 1)):
+                cv2.circle(image, (cx + dx * radius // 2, cy + dy * radius // 2), radius // 2, (90, 60, 200), -1)
+        else:
+            cv2.circle(image, (cx, cy), radius, (100 + 30 * label, 60, 200), -1)
+    return image
+
+
+@pytest.fixture
+def tiny_image() -> np.ndarray:
+    return draw_field(np.random.default_rng(0), label=1)
+
+
+@pytest.fixture
+def tiny_dataset_dir(tmp_path: Path) -> Path:
+    """Kaggle-style folder: 3 PNG fields per class, named _<field>_<copy>.png."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "data"
+    for label, name in enumerate(CLASS_NAMES):
+        folder = root / name.upper()
+        folder.mkdir(parents=True)
+        for i in range(3):
+            image = draw_field(rng, label)
+            cv2.imwrite(str(folder / f"_{i}_{i * 7}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return root
+
+
+@pytest.fixture
+def config(tmp_path: Path, tiny_dataset_dir: Path) -> Config:
+    """Small and fast: 32-pixel inputs, random weights, one epoch per phase."""
+    return Config(
+        data=DataConfig(train_dir=str(tiny_dataset_dir), test_dir=str(tiny_dataset_dir), val_fraction=0.0,
+                        cache_dir=str(tmp_path / "cache")),
+        model=ModelConfig(weights="none", image_size=32),
+        train=TrainConfig(batch_size=4, out_dir=str(tmp_path / "runs"), views_per_image=2,
+                          phase1=PhaseConfig(epochs=1, learning_rate=1e-3),
+                          phase2=PhaseConfig(epochs=1, learning_rate=1e-4, unfreeze_layers=20)),
+    )
+
+
+@pytest.fixture
+def tiny_model_path(tmp_path: Path, config: Config) -> Path:
+    """A saved .keras model with the real input/output contract (random weights, 32 px)."""
+    from hv.model import build_model
+
+    path = tmp_path / "tiny.keras"
+    build_model(config.model).save(path)
+    return path
+
+
+def replace(obj, **changes):
+    return dataclasses.replace(obj, **changes)

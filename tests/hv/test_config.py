@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from hv.config import Config, ConfigError, config_from_dict, load_config, override
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
+
+
+def test_repo_config_loads_and_resolves_paths():
+    config = load_config(REPO_CONFIG)
+    assert config.model.backbone == "efficientnet_lite0"
+    assert Path(config.data.train_dir).is_absolute()
+    assert config.train.phase2.unfreeze_layers > 0
+
+
+def test_partial_table_keeps_other_defaults():
+    config = config_from_dict({"train": {"phase2": {"epochs": 7}}})
+    assert config.train.phase2.epochs == 7
+    assert config.train.phase2.learning_rate == Config().train.phase2.learning_rate
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"model": {"backbone": "resnet"}}, "model.backbone = 'resnet': expected one of"),
+        ({"train": {"batch_size": "32"}}, "train.batch_size = '32': expected an integer"),
+        ({"train": {"batch_size": 0}}, "train.batch_size = 0: expected a value > 0"),
+        ({"model": {"dropout": 1.5}}, "model.dropout = 1.5: expected a value between 0 and 1"),
+        ({"augment": {"horizontal_flip": 1}}, "augment.horizontal_flip = 1: expected true or false"),
+        ({"train": {"phase1": {"epochs": -1}}}, "train.phase1.epochs = -1: expected a value >= 0"),
+        ({"model": {"colour": "red"}}, "unknown key 'colour' in [model]"),
+        ({"modle": {}}, "unknown key 'modle' in the top level"),
+    ],
+)
+def test_invalid_values_name_the_key(table, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config_from_dict(table)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model\n")
+    with pytest.raises(ConfigError, match="bad.toml is not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    bad.write_text('[train]\nseed = "x"\n')
+    with pytest.raises(ConfigError, match=r"bad.toml: train.seed = 'x'"):
+        load_config(bad)
+
+
+def test_override_validates_and_ignores_none():
+    config = Config()
+    assert override(config, **{"train.seed": None}) == config
+    assert override(config, **{"train.seed": 3}).train.seed == 3
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        override(config, **{"train.batch_size": -2})

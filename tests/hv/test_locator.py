@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hv.annotations import match_boxes, read_voc_boxes
+from hv.config import LocatorConfig
+from hv.locator import crop_cell, locate_cells
+from hv.preprocess import read_image_rgb
+from tests.conftest import SAMPLES, draw_field
+
+
+@pytest.mark.parametrize("field", sorted(p.stem for p in SAMPLES.glob("*.jpg")))
+def test_finds_each_annotated_white_cell_on_sample_fields(field):
+    image = read_image_rgb(str(SAMPLES / f"{field}.jpg"))
+    truth = read_voc_boxes(SAMPLES / f"{field}.xml")
+    boxes = locate_cells(image, LocatorConfig())
+    matched, false_pos, missed = match_boxes(boxes, truth, threshold=0.5)
+    assert (matched, false_pos, missed) == (len(truth), 0, 0)
+
+
+def test_neutrophil_lobes_are_one_cell():
+    image = read_image_rgb(str(SAMPLES / "BloodImage_00001.jpg"))  # a neutrophil
+    assert len(locate_cells(image, LocatorConfig())) == 1
+
+
+def test_synthetic_fields_and_empty_field():
+    rng = np.random.default_rng(3)
+    config = LocatorConfig()
+    for label in range(4):
+        boxes = locate_cells(draw_field(rng, label, cells=2, width=320, height=240), config)
+        assert len(boxes) == 2, label
+    blank = np.full((240, 320, 3), 215, np.uint8)
+    assert locate_cells(blank, config).shape == (0, 4)
+
+
+def test_platelet_sized_blobs_are_ignored():
+    image = np.full((240, 320, 3), (214, 212, 218), np.uint8)
+    import cv2
+
+    for x in (60, 160, 260):
+        cv2.circle(image, (x, 120), 5, (120, 60, 200), -1)
+    assert len(locate_cells(image, LocatorConfig())) == 0
+
+
+def test_boxes_are_in_frame_pixels_at_any_resolution():
+    image = read_image_rgb(str(SAMPLES / "BloodImage_00009.jpg"))
+    import cv2
+
+    config = LocatorConfig()
+    full = locate_cells(image, config)
+    half = locate_cells(cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA), config)
+    assert len(full) == len(half) == 1
+    assert np.abs(full[0] / 2 - half[0]).max() < 6
+
+
+def test_rejects_non_rgb_input():
+    with pytest.raises(ValueError, match="expected an"):
+        locate_cells(np.zeros((10, 10), np.uint8), LocatorConfig())
+
+
+def test_crop_is_square_centred_and_reflected_at_the_edge():
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[:, :100] = 255  # left half white
+    config = LocatorConfig(cell_diameter_frac=0.25, crop_context=1.0)
+    crop = crop_cell(image, np.array([0, 40, 20, 60], np.float32), config, size=50)
+    assert crop.shape == (50, 50, 3) and crop.dtype == np.uint8
+    # The window reaches past the left edge: reflection fills it with white, not black.
+    assert crop[:, :10].min() == 255
+    tiny = crop_cell(
+        np.full((8, 8, 3), 9, np.uint8),
+        np.array([0, 0, 8, 8], np.float32),
+        LocatorConfig(cell_diameter_frac=1.0, crop_context=3.0),
+        size=16,
+    )
+    assert tiny.shape == (16, 16, 3) and (tiny == 9).all()
+
+
+def test_voc_reader_drops_duplicates_and_degenerate_boxes(tmp_path: Path):
+    xml = tmp_path / "a.xml"
+    obj = (
+        "<object><name>{}</name><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox></object>"
+    )
+    xml.write_text(
+        "<annotation><size><width>100</width><height>80</height></size>"
+        + obj.format("WBC", 10, 10, 50, 50)
+        + obj.format("WBC", 10, 10, 50, 50)
+        + obj.format("WBC", 60, 60, 60, 70)
+        + obj.format("RBC", 1, 1, 9, 9)
+        + obj.format("WBC", 70, 50, 130, 90)
+        + "</annotation>"
+    )
+    boxes = read_voc_boxes(xml)
+    assert boxes.tolist() == [[10, 10, 50, 50], [70, 50, 100, 80]]

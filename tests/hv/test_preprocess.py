@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from hv.config import Config, DataConfig
+from hv.preprocess import ImageReadError, field_to_model_input, read_image_rgb, to_model_batch
+from tests.conftest import SAMPLES
+
+
+def test_read_image_errors_name_the_file(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    with pytest.raises(ImageReadError, match="empty.jpg: empty file"):
+        read_image_rgb(str(empty))
+    with pytest.raises(ImageReadError, match="notes.png: not a decodable image"):
+        read_image_rgb(str(text))
+
+
+def test_read_image_is_rgb():
+    image = read_image_rgb(str(SAMPLES / "BloodImage_00009.jpg"))
+    assert image.shape == (480, 640, 3) and image.dtype == np.uint8
+    # A smear's background is pale and its red cells are red: mean R >= mean B away from the stain.
+    assert image[..., 0].mean() > image[..., 2].mean() - 10
+
+
+def test_field_input_modes():
+    image = read_image_rgb(str(SAMPLES / "BloodImage_00009.jpg"))
+    cell, located = field_to_model_input(image, Config())
+    assert located and cell.shape == (224, 224, 3)
+    field, _ = field_to_model_input(image, Config(data=DataConfig(input="field")))
+    assert field.shape == (224, 224, 3)
+    blank, located = field_to_model_input(np.full((240, 320, 3), 220, np.uint8), Config())
+    assert not located and blank.shape == (224, 224, 3)
+
+
+def test_model_batch_keeps_raw_pixel_values():
+    crops = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    batch = to_model_batch(crops)
+    assert batch.dtype == np.float32 and np.array_equal(batch, crops)  # no hidden /255
+    with pytest.raises(ValueError, match="expected"):
+        to_model_batch(crops[0])

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from hv import cli
+from tests.conftest import SAMPLES
+
+
+def _write_config(tmp_path, config_fixture) -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[data]\ntrain_dir = "{config_fixture.data.train_dir}"\nval_fraction = 0.0\n'
+        f'[model]\nweights = "none"\nimage_size = 32\n'
+        "[train]\nbatch_size = 4\n[train.phase1]\nepochs = 1\n[train.phase2]\nepochs = 1\n"
+    )
+    return str(path)
+
+
+def test_train_and_evaluate_in_process(tmp_path, config, capsys):
+    config_path = _write_config(tmp_path, config)
+    assert cli.main(["--config", config_path, "train", "--out", str(tmp_path / "runs"), "--name", "r",
+                     "--seed", "1"]) == 0
+    model = tmp_path / "runs" / "r" / "model.keras"
+    assert model.is_file()
+    assert json.loads((model.parent / "config.json").read_text())["train"]["seed"] == 1
+    assert cli.main(["--config", config_path, "evaluate", "--model", str(model), "--data",
+                     config.data.train_dir, "--out", str(tmp_path / "eval")]) == 0
+    assert '"n_images": 12' in capsys.readouterr().out
+
+
+def test_classify_sample_fields(tmp_path, tiny_model_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["classify", "--model", str(tiny_model_path), "--out", str(out)]) == 0
+    rows = (out / "cells.csv").read_text().strip().splitlines()
+    assert rows[0] == "image,x,y,w,h,label,confidence"
+    assert len(rows) - 1 == 6  # five sample fields, one of them with two white cells
+    assert len(list(out.glob("*.annotated.png"))) == len(list(SAMPLES.glob("*.jpg")))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "--model", "missing.keras", "--out", "x"], "missing.keras does not exist"),
+        (["train", "--data", "/no/such/folder"], "data folder /no/such/folder does not exist"),
+        (["--config", "/no/such.toml", "train"], "config file /no/such.toml not found"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_1(argv, message, capsys):
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_config_value_names_the_key(tmp_path, capsys):
+    bad = tmp_path / "c.toml"
+    bad.write_text("[train]\nbatch_size = 0\n")
+    assert cli.main(["--config", str(bad), "train"]) == 1
+    assert "train.batch_size = 0: expected a value > 0" in capsys.readouterr().err

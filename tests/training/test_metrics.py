@@ -1,0 +1,26 @@
+import numpy as np
+import pytest
+
+from training.metrics import classification_metrics, wilson_interval
+
+
+def test_metrics_from_a_known_confusion():
+    true = np.array([0, 0, 0, 0, 1, 1, 2, 3, 3, 3])
+    pred = np.array([0, 0, 0, 3, 1, 2, 2, 3, 3, 0])
+    m = classification_metrics(true, pred)
+    assert m["accuracy"] == pytest.approx(0.7)
+    assert m["n_images"] == 10
+    eos = m["per_class"]["eosinophil"]
+    assert eos["precision"] == pytest.approx(3 / 4) and eos["recall"] == pytest.approx(3 / 4)
+    assert eos["support"] == 4
+    assert m["per_class"]["monocyte"]["precision"] == pytest.approx(0.5)
+    assert m["confusion_matrix"][3] == [1, 0, 0, 2]
+    f1s = [c["f1"] for c in m["per_class"].values()]
+    assert m["macro_f1"] == pytest.approx(np.mean(f1s))
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(60, 71)
+    assert 0.73 < low < 0.75 and 0.91 < high < 0.93
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+    assert wilson_interval(10, 10)[1] == 1.0

@@ -1,0 +1,45 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from hv.classifier import load_classifier
+from hv.model import build_model, unfreeze_top_layers
+from tests.conftest import replace
+from training.evaluate import evaluate
+from training.frozen_features import split_model
+from training.train import train
+
+
+def test_trainer_shares_weights_with_the_full_model(config):
+    model = build_model(config.model)
+    unfreeze_top_layers(model, 20)
+    prefix, trainer = split_model(model, 20)
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    split_out = np.asarray(trainer.predict_on_batch(prefix.predict_on_batch(images)))
+    assert np.allclose(split_out, np.asarray(model.predict_on_batch(images)), atol=1e-5)
+    assert {w.path for w in trainer.trainable_weights} <= {w.path for w in model.weights}
+    assert any("block15" in w.path for w in trainer.trainable_weights)
+    assert not any("block13" in w.path for w in trainer.trainable_weights)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_train_then_evaluate_round_trip(tmp_path, config, cache):
+    config = replace(config, train=replace(config.train, cache_frozen_features=cache))
+    run = train(config, tmp_path / "runs" / "r")
+    for name in ("model.keras", "config.json", "history.csv", "curves.png", "data_report.json"):
+        assert (run / name).is_file(), name
+    assert not (tmp_path / "runs" / "r.partial").exists()
+    with (run / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and {"loss", "accuracy"} <= set(rows[0])  # one epoch per phase
+    assert json.loads((run / "config.json").read_text())["train"]["cache_frozen_features"] is cache
+
+    metrics = evaluate(load_classifier(run / "model.keras"), config.data.test_dir, config, tmp_path / "eval")
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["n_images"] == 12 == metrics["n_images"]
+    assert 0 <= saved["accuracy"] <= 1 and 0 <= saved["macro_f1"] <= 1
+    assert set(saved["per_class"]) == {"eosinophil", "lymphocyte", "monocyte", "neutrophil"}
+    assert set(saved["per_class"]["monocyte"]) == {"precision", "recall", "f1", "support"}
+    assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000

@@ -1,0 +1,77 @@
+"""tf.data input pipelines: parallel decode and crop, cache, shuffle, augment, prefetch."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from hv.config import Config
+from hv.labels import NUM_CLASSES
+from hv.preprocess import field_to_model_input, read_image_rgb
+from training.data import Split
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class FieldLoader:
+    """Turns a file path into the model's input crop; remembers fields with no located cell.
+
+    Decoding and locating run in OpenCV inside ``tf.numpy_function``, so tf.data runs them
+    in parallel threads, and the stream's crop code is the one used here.
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        self._lock = threading.Lock()
+        self.not_located: list[str] = []
+
+    def __call__(self, path: bytes) -> np.ndarray:
+        path_str = path.decode()
+        crop, located = field_to_model_input(read_image_rgb(path_str), self._config)
+        if not located:
+            with self._lock:
+                self.not_located.append(path_str)
+        return crop
+
+
+def make_dataset(
+    split: Split,
+    config: Config,
+    loader: FieldLoader,
+    *,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    augmenter=None,
+    cache: bool = True,
+) -> tf.data.Dataset:
+    """Batches of (float32 (b, S, S, 3) raw RGB in [0, 255], one-hot (b, 4) labels).
+
+    Args:
+        split: images and labels.
+        config: the run's configuration (image size, locator, input mode).
+        loader: the path -> crop function (collects fields where no cell was found).
+        batch_size: images per batch.
+        shuffle_seed: shuffle every epoch with this seed; None keeps file order.
+        augmenter: a Keras layer applied to training batches only.
+        cache: keep decoded crops in memory after the first pass.
+    """
+    size = config.model.image_size
+    labels = tf.one_hot(np.array(split.labels, np.int32), NUM_CLASSES)
+    ds = tf.data.Dataset.from_tensor_slices((list(split.paths), labels))
+
+    def load(path, label):
+        crop = tf.numpy_function(loader, [path], tf.uint8, stateful=False)
+        crop.set_shape((size, size, 3))
+        return crop, label
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if cache:
+        ds = ds.cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+    if augmenter is not None:
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)

@@ -1,0 +1,146 @@
+"""Two-phase transfer learning: train the head on a frozen backbone, then fine-tune its top.
+
+The reading order follows the work, as in the keras-io fine-tuning example: data, split,
+augmentation, model, phase 1, phase 2, save. The recipe is fixed (epochs and rates come
+from the config): the model kept is the one after the last epoch, never one picked by a
+test score. Validation is a split of whole original fields, used only to watch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import keras
+
+from hv.config import Config, PhaseConfig
+from hv.model import build_model, unfreeze_top_layers
+from training.augment import build_augmenter
+from training.data import discover, split_by_field
+from training.frozen_features import compute_features, feature_dataset, split_model
+from training.pipeline import FieldLoader, make_dataset
+from training.plots import plot_history
+
+log = logging.getLogger(__name__)
+
+
+def _compile(model: keras.Model, phase: PhaseConfig, config: Config) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(phase.learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+class FullModelCheckpoint(keras.callbacks.Callback):
+    """Save the full model (not the trainer that fit() sees) when validation loss improves."""
+
+    def __init__(self, model_to_save: keras.Model, path: Path):
+        super().__init__()
+        self._full_model, self._path, self._best = model_to_save, path, float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss")
+        if loss is not None and loss < self._best:
+            self._best = loss
+            self._full_model.save(self._path)
+
+
+def _callbacks(run_dir: Path, model: keras.Model, config: Config) -> list[keras.callbacks.Callback]:
+    checkpoint_cb = FullModelCheckpoint(model, run_dir / "best_val.keras")
+    csv_logger_cb = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)
+    callbacks = [checkpoint_cb, csv_logger_cb]
+    if config.train.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(patience=config.train.early_stopping_patience))
+    return callbacks
+
+
+def _fit_phases(model, trainer, train_ds, val_ds, run_dir: Path, config: Config) -> tuple[dict, list[int]]:
+    """Phase 1 (head only) then phase 2 (top layers unfrozen, BatchNorm frozen, low rate)."""
+    history: dict[str, list[float]] = {}
+    starts = []
+    phases = ((config.train.phase1, 0), (config.train.phase2, config.train.phase2.unfreeze_layers))
+    for number, (phase, unfreeze) in enumerate(phases, start=1):
+        if phase.epochs == 0:
+            continue
+        if unfreeze:
+            opened = unfreeze_top_layers(model, unfreeze)
+            log.info("phase %d: unfroze %d weighted layers: %s", number, len(opened), ", ".join(opened))
+        _compile(trainer, phase, config)
+        starts.append(len(history.get("loss", [])))
+        log.info("phase %d: %d epochs at learning rate %g", number, phase.epochs, phase.learning_rate)
+        result = trainer.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=starts[-1] + phase.epochs,
+            initial_epoch=starts[-1],
+            shuffle=False,
+            callbacks=_callbacks(run_dir, model, config),
+            verbose=1,
+        )
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(values)
+    return history, starts
+
+
+def train(config: Config, run_dir: Path) -> Path:
+    """Train a model as configured and write a run folder.
+
+    The folder holds ``model.keras`` (after the last epoch), ``best_val.keras`` (lowest
+    validation loss), ``config.json``, ``history.csv``, ``curves.png`` and
+    ``data_report.json``. It is written under a temporary name and renamed when complete.
+
+    Returns:
+        The run folder.
+    """
+    keras.utils.set_random_seed(config.train.seed)
+    partial = run_dir.with_name(run_dir.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    (partial / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    started = time.monotonic()
+
+    data, report = discover(config.data.train_dir)
+    train_split, val_split = split_by_field(data, config.data.val_fraction, config.train.seed)
+    log.info("train %d images, validation %d images (whole fields held out)", len(train_split), len(val_split))
+    loader = FieldLoader(config)
+    augmenter = build_augmenter(config.augment, config.train.seed)
+    model = build_model(config.model)
+    batch = config.train.batch_size
+
+    if config.train.cache_frozen_features:
+        prefix, trainer = split_model(model, config.train.phase2.unfreeze_layers)
+        plain = make_dataset(train_split, config, loader, batch_size=batch)
+        augmented = make_dataset(train_split, config, loader, batch_size=batch, augmenter=augmenter)
+        views = [plain] + [augmented] * (config.train.views_per_image - 1)
+        x_train, y_train = compute_features(prefix, views)
+        train_ds = feature_dataset(x_train, y_train, batch, seed=config.train.seed)
+        val_ds = None
+        if len(val_split):
+            x_val, y_val = compute_features(prefix, [make_dataset(val_split, config, loader, batch_size=batch)])
+            val_ds = feature_dataset(x_val, y_val, batch, seed=None)
+    else:
+        trainer = model
+        train_ds = make_dataset(
+            train_split, config, loader, batch_size=batch, shuffle_seed=config.train.seed, augmenter=augmenter
+        )
+        val_ds = make_dataset(val_split, config, loader, batch_size=batch) if len(val_split) else None
+
+    history, starts = _fit_phases(model, trainer, train_ds, val_ds, partial, config)
+    model.save(partial / "model.keras")
+    report.not_located = sorted(set(loader.not_located))
+    report.write(partial / "data_report.json")
+    if history:
+        plot_history(history, starts, partial / "curves.png")
+    elapsed = time.monotonic() - started
+    (partial / "timing.json").write_text(json.dumps({"train_wall_s": round(elapsed, 1)}) + "\n")
+    log.info("training took %.0f s", elapsed)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    partial.rename(run_dir)
+    return run_dir
