@@ -61,7 +61,56 @@ class KerasClassifier:
         return np.concatenate(parts).astype(np.float32)
 
 
-def load_classifier(path: str | Path) -> Classifier:
+class LiteRTClassifier:
+    """A ``.tflite`` model run by the LiteRT interpreter (float or quantised input/output)."""
+
+    def __init__(self, path: str | Path, num_threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter  # imported only when a TFLite model is used
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelLoadError(f"model file {path} does not exist")
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except Exception as exc:  # LiteRT raises ValueError/RuntimeError for bad flatbuffers
+            raise ModelLoadError(f"{path}: not a loadable TFLite model ({exc})") from exc
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        shape = tuple(self._input["shape"])
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or self._output["shape"][-1] != NUM_CLASSES:
+            raise ModelLoadError(
+                f"{path}: expected input (1, S, S, 3) and {NUM_CLASSES} outputs, got input {shape} "
+                f"and output {tuple(self._output['shape'])}"
+            )
+        self.image_size = int(shape[1])
+        self.path = path
+
+    def _quantise(self, batch: np.ndarray) -> np.ndarray:
+        dtype = self._input["dtype"]
+        if np.issubdtype(dtype, np.floating):
+            return batch.astype(dtype)
+        scale, zero_point = self._input["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(batch / scale + zero_point), info.min, info.max).astype(dtype)
+
+    def _dequantise(self, values: np.ndarray) -> np.ndarray:
+        if np.issubdtype(values.dtype, np.floating):
+            return values.astype(np.float32)
+        scale, zero_point = self._output["quantization"]
+        return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+    def predict(self, crops_rgb: np.ndarray) -> np.ndarray:
+        batch = self._quantise(to_model_batch(crops_rgb))
+        out = np.zeros((len(batch), NUM_CLASSES), np.float32)
+        for i, image in enumerate(batch):  # the exported model has batch size 1, as in an app
+            self._interpreter.set_tensor(self._input["index"], image[None])
+            self._interpreter.invoke()
+            out[i] = self._dequantise(self._interpreter.get_tensor(self._output["index"])[0])
+        return out
+
+
+def load_classifier(path: str | Path, num_threads: int | None = None) -> Classifier:
     """Open a classifier by suffix: ``.keras`` (Keras) or ``.tflite`` (LiteRT).
 
     Raises:
@@ -70,4 +119,6 @@ def load_classifier(path: str | Path) -> Classifier:
     path = Path(path)
     if path.suffix == ".keras":
         return KerasClassifier(path)
-    raise ModelLoadError(f"{path}: unknown model type {path.suffix!r}; expected a .keras file")
+    if path.suffix == ".tflite":
+        return LiteRTClassifier(path, num_threads=num_threads)
+    raise ModelLoadError(f"{path}: unknown model type {path.suffix!r}; expected a .keras or .tflite file")

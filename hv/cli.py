@@ -82,6 +82,18 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from mobile.export import export
+
+    config = _load(args)
+    report = export(Path(args.model), config, Path(args.out), ship=args.ship,
+                    calibration_images=args.calibration_images, verify_images=args.verify_images,
+                    verify_data=_abs(args.data))
+    print((Path(args.out) / "verification.md").read_text())
+    print(f"app package ({report['shipped']}) written to {Path(args.out) / 'package'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hv", description="HematoVision: white blood cell classification.")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="config file (default: the repo's config.toml)")
@@ -109,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", action="store_true", help="average over flipped copies of each crop")
     evaluate.set_defaults(func=cmd_evaluate)
 
+    export = sub.add_parser("export", help="convert to TFLite, verify with LiteRT, write the app package")
+    export.add_argument("--model", required=True, help="the trained .keras model")
+    export.add_argument("--out", required=True, help="output folder (variants/, verification.*, package/)")
+    export.add_argument("--data", help="folder data set to verify on (default: data.test_dir)")
+    export.add_argument("--ship", default="auto", choices=["auto", "float32", "float16", "dynamic", "int8"],
+                        help="variant to package (auto: int8 if it holds accuracy, else the next smallest)")
+    export.add_argument("--calibration-images", type=int, default=200, help="int8 calibration images from TRAIN")
+    export.add_argument("--verify-images", type=int, help="verify on a class-balanced sample of this many images")
+    export.set_defaults(func=cmd_export)
+
     classify = sub.add_parser("classify", help="find and classify every white cell in field images")
     classify.add_argument("images", nargs="*", help="field images (default: the bundled samples)")
     classify.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras model (default: the bundled one)")
@@ -128,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, ModelLoadError, WeightsError, ImageReadError, FileNotFoundError) as exc:
+    except (ConfigError, ModelLoadError, WeightsError, ImageReadError, FileNotFoundError, RuntimeError) as exc:
         print(f"hv {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -30,8 +30,6 @@ class DataConfig:
     # "cell": classify a crop around the located white cell (what the stream sees);
     # "field": classify the whole image.
     input: Literal["cell", "field"] = "cell"
-    # Where located-cell crops of a data set are cached between runs.
-    cache_dir: str = ".cache"
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ _NON_NEGATIVE = {
     "train.phase1.epochs", "train.phase2.epochs", "train.phase2.unfreeze_layers",
     "train.early_stopping_patience", "train.phase1.unfreeze_layers",
 }
-_PATHS = {"data.train_dir", "data.test_dir", "data.cache_dir", "train.out_dir"}
+_PATHS = {"data.train_dir", "data.test_dir", "train.out_dir"}
 
 
 def _check_value(key: str, value: Any, expected: Any) -> Any:

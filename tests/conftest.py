@@ -65,8 +65,7 @@ def tiny_dataset_dir(tmp_path: Path) -> Path:
 def config(tmp_path: Path, tiny_dataset_dir: Path) -> Config:
     """Small and fast: 32-pixel inputs, random weights, one epoch per phase."""
     return Config(
-        data=DataConfig(train_dir=str(tiny_dataset_dir), test_dir=str(tiny_dataset_dir), val_fraction=0.0,
-                        cache_dir=str(tmp_path / "cache")),
+        data=DataConfig(train_dir=str(tiny_dataset_dir), test_dir=str(tiny_dataset_dir), val_fraction=0.0),
         model=ModelConfig(weights="none", image_size=32),
         train=TrainConfig(batch_size=4, out_dir=str(tmp_path / "runs"), views_per_image=2,
                           phase1=PhaseConfig(epochs=1, learning_rate=1e-3),

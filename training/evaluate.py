@@ -23,28 +23,38 @@ log = logging.getLogger(__name__)
 _MAX_MISTAKES_SHOWN = 36
 
 
+def crop_fields(paths: list[str], config: Config) -> tuple[np.ndarray, list[str]]:
+    """Decode and crop fields in parallel threads, as the stream crops them.
+
+    Returns:
+        ((n, S, S, 3) uint8 RGB crops, paths of fields where no cell was located).
+    """
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda p: field_to_model_input(read_image_rgb(p), config), paths))
+    size = config.model.image_size
+    crops = np.stack([crop for crop, _ in results]) if results else np.zeros((0, size, size, 3), np.uint8)
+    return crops, [p for p, (_, located) in zip(paths, results) if not located]
+
+
 def predict_folder(classifier: Classifier, paths: list[str], config: Config, *, chunk: int = 64,
-                   flip_tta: bool = False) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
+                   flip_tta: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Crop every field as the stream does and classify it.
 
     Returns:
-        (probabilities (n, 4), crops, paths of fields where no cell was located).
+        (probabilities (n, 4), crops (n, S, S, 3), paths of fields where no cell was located).
     """
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, image_size=classifier.image_size))
     probs, crops, not_located = [], [], []
-    with ThreadPoolExecutor(4) as pool:
-        for start in range(0, len(paths), chunk):
-            batch_paths = paths[start : start + chunk]
-            results = list(pool.map(lambda p: field_to_model_input(read_image_rgb(p), config), batch_paths))
-            batch = np.stack([crop for crop, _ in results])
-            not_located += [p for p, (_, ok) in zip(batch_paths, results) if not ok]
-            out = classifier.predict(batch)
-            if flip_tta:  # a cell has no orientation: average over its mirror images
-                out = (out + classifier.predict(batch[:, :, ::-1]) + classifier.predict(batch[:, ::-1])) / 3
-            probs.append(out)
-            crops += list(batch)
-            log.info("classified %d / %d", min(start + chunk, len(paths)), len(paths))
-    return np.concatenate(probs), crops, not_located
+    for start in range(0, len(paths), chunk):
+        batch, missed = crop_fields(paths[start : start + chunk], config)
+        out = classifier.predict(batch)
+        if flip_tta:  # a cell has no orientation: average over its mirror images
+            out = (out + classifier.predict(batch[:, :, ::-1]) + classifier.predict(batch[:, ::-1])) / 3
+        probs.append(out)
+        crops.append(batch)
+        not_located += missed
+        log.info("classified %d / %d", min(start + chunk, len(paths)), len(paths))
+    return np.concatenate(probs), np.concatenate(crops), not_located
 
 
 def evaluate(classifier: Classifier, data_dir: str | Path, config: Config, out_dir: Path,

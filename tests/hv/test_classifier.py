@@ -21,7 +21,7 @@ def test_bad_model_files_are_named(tmp_path):
     corrupt.write_bytes(b"not a zip")
     with pytest.raises(ModelLoadError, match="corrupt.keras: not a loadable Keras model"):
         load_classifier(corrupt)
-    with pytest.raises(ModelLoadError, match="unknown model type '.onnx'"):
+    with pytest.raises(ModelLoadError, match="unknown model type '.onnx'; expected a .keras or .tflite file"):
         load_classifier(tmp_path / "model.onnx")
 
 

@@ -1,0 +1,104 @@
+"""``hv export``: convert, verify every variant with LiteRT, choose what ships, package it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from hv.classifier import KerasClassifier
+from hv.config import Config
+from hv.labels import CLASS_NAMES
+from mobile.convert import VARIANTS, convert_keras
+from mobile.model_card import render_model_card
+from mobile.package import describe, write_package
+from mobile.verify import verify_litert
+from training.data import Split, discover
+from training.evaluate import crop_fields
+
+log = logging.getLogger(__name__)
+
+# What a shipped quantised model may lose against its float Keras source.
+MAX_ACCURACY_DROP = 0.01
+MIN_AGREEMENT = 0.99
+
+
+def sample_split(split: Split, count: int, seed: int) -> Split:
+    """Up to ``count`` images, the same share from each class, seeded."""
+    rng = np.random.default_rng(seed)
+    labels = np.array(split.labels)
+    picked: list[int] = []
+    for label in range(len(CLASS_NAMES)):
+        members = np.flatnonzero(labels == label)
+        take = min(len(members), max(1, count // len(CLASS_NAMES)))
+        picked += rng.choice(members, size=take, replace=False).tolist()
+    picked.sort()
+    return Split(tuple(split.paths[i] for i in picked), tuple(split.labels[i] for i in picked))
+
+
+def choose_variant(results: dict[str, dict], requested: str) -> tuple[str, str]:
+    """The variant to ship and why: ``auto`` prefers int8, then the smallest variant that holds."""
+    if requested != "auto":
+        return requested, f"{requested} was requested"
+    for variant in ("int8", "dynamic", "float16", "float32"):
+        r = results.get(variant)
+        if r is None:
+            continue
+        drop = r["reference_accuracy"] - r["accuracy"]
+        if r["top1_agreement"] >= MIN_AGREEMENT and drop <= MAX_ACCURACY_DROP:
+            return variant, (f"{variant} agrees with the Keras model on {r['top1_agreement']:.1%} of the "
+                             f"verification images and loses {drop * 100:.2f} accuracy points")
+    return "float32", "no quantised variant held the accuracy bound"
+
+
+def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[str, ...] = VARIANTS,
+           ship: str = "auto", calibration_images: int = 200, verify_images: int | None = None,
+           verify_data: str | None = None) -> dict:
+    """Convert ``model_path``, verify each variant on TEST crops, and write the app package.
+
+    Writes ``out_dir/variants/*.tflite``, ``out_dir/verification.{json,md}`` and the package
+    in ``out_dir/package``. Returns the verification report.
+    """
+    reference = KerasClassifier(model_path)
+    size = dataclasses.replace(config.model, image_size=reference.image_size)
+    config = dataclasses.replace(config, model=size)
+    train_split, train_report = discover(config.data.train_dir)
+    calibration, _ = crop_fields(list(sample_split(train_split, calibration_images, config.train.seed).paths), config)
+    test_split, _ = discover(verify_data or config.data.test_dir)
+    if verify_images:
+        test_split = sample_split(test_split, verify_images, seed=1)
+    test_crops, _ = crop_fields(list(test_split.paths), config)
+    labels = np.array(test_split.labels)
+
+    files = convert_keras(model_path, out_dir / "variants", variants, calibration)
+    results = {}
+    for variant, path in files.items():
+        log.info("verifying %s with LiteRT on %d images", variant, len(labels))
+        results[variant] = verify_litert(path, reference, test_crops, labels)
+    shipped, reason = choose_variant(results, ship)
+    report = {"model": str(model_path), "verified_on": verify_data or config.data.test_dir,
+              "n_images": int(len(labels)), "calibration_images": int(len(calibration)),
+              "variants": results, "shipped": shipped, "reason": reason}
+    (out_dir / "verification.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "verification.md").write_text(verification_table(report))
+
+    metrics = {"verified_on": report["verified_on"], "n_images": report["n_images"],
+               **{k: results[shipped][k] for k in ("accuracy", "reference_accuracy", "top1_agreement")}}
+    training = {"data": config.data.train_dir, "counts": train_report.counts, "input": config.data.input}
+    description = describe(files[shipped], shipped, config, metrics, training)
+    write_package(files[shipped], out_dir / "package", description, render_model_card(description, report))
+    return report
+
+
+def verification_table(report: dict) -> str:
+    rows = ["| variant | size (MB) | accuracy | Keras accuracy | top-1 agreement | max prob diff "
+            "| ms/image 1 thread | ms/image 2 threads |", "|---|---|---|---|---|---|---|---|"]
+    for variant, r in report["variants"].items():
+        rows.append(f"| {variant} | {r['size_mb']} | {r['accuracy']:.2%} | {r['reference_accuracy']:.2%} | "
+                    f"{r['top1_agreement']:.2%} | {r['max_abs_prob_diff']:.3f} | {r['latency_ms_1_thread']} | "
+                    f"{r['latency_ms_2_threads']} |")
+    return (f"Verified with LiteRT on {report['n_images']} images of {report['verified_on']}.\n\n"
+            + "\n".join(rows) + f"\n\nShipped: **{report['shipped']}**: {report['reason']}.\n")

@@ -1,0 +1,55 @@
+"""MODEL_CARD.md for the app package, filled from model.json and the verification report."""
+
+from __future__ import annotations
+
+
+def render_model_card(description: dict, report: dict) -> str:
+    metrics = description["metrics"]
+    inp = description["input"]
+    quant = inp["quantization"]
+    quant_text = (f"scale {quant['scale']:.6g}, zero point {quant['zero_point']}" if quant
+                  else "none (float input)")
+    counts = ", ".join(f"{name} {n}" for name, n in description["training"]["counts"].items())
+    rows = "\n".join(
+        f"| {v} | {r['size_mb']} | {r['accuracy']:.2%} | {r['top1_agreement']:.2%} | {r['latency_ms_1_thread']} |"
+        for v, r in report["variants"].items()
+    )
+    return f"""# HematoVision white-cell classifier ({description['variant']} TFLite)
+
+## Intended use
+Research and teaching: sorting located white blood cells of a stained peripheral blood
+smear into {', '.join(description['class_names'])}. **Not a medical device and not a
+diagnosis**: a differential count from it must be checked by a qualified person.
+
+## Input and output
+- Input: {inp['shape']} {inp['dtype']}, {inp['layout']}, {inp['colour_order']}, raw pixel values
+  {inp['pixel_range'][0]}–{inp['pixel_range'][1]}; {inp['normalisation']}. Quantisation: {quant_text}.
+- Output: {description['output']['shape']} {description['output']['dtype']}, {description['output']['meaning']}.
+- The input is a crop around one located white cell: a square of
+  {description['crop']['crop_context']} × {description['crop']['cell_diameter_frac']} × frame width,
+  reflected at the frame edge, resized to the input size (see `model.json` → `crop`).
+
+## Data
+Trained on {description['training']['data']} ({counts} images; augmented copies of a few
+hundred original fields), input mode "{description['training']['input']}". Backbone:
+{description['backbone']}, ImageNet-pretrained.
+
+## Metrics
+On {metrics['n_images']} images of {metrics['verified_on']} through LiteRT: accuracy
+{metrics['accuracy']:.2%} (the Keras model it came from: {metrics['reference_accuracy']:.2%}),
+top-1 agreement with Keras {metrics['top1_agreement']:.2%}.
+
+| variant | size (MB) | accuracy | agreement with Keras | ms/image, 1 thread |
+|---|---|---|---|---|
+{rows}
+
+Shipped variant: **{report['shipped']}** because {report['reason']}.
+
+## Known failure modes
+- Eosinophil vs neutrophil is the hardest pair: both are granulocytes with lobed nuclei.
+- Basophils, blasts and other cell types are outside the four classes and will be given
+  one of them.
+- Trained on one lab's smears (one stain, one camera): other stains, magnifications or
+  white balance can lower accuracy; the crop scale assumes the configured cell size.
+- Smudged or broken cells and two touching cells may be located as one cell.
+"""

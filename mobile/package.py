@@ -1,0 +1,118 @@
+"""The app package: one folder an Android or iOS app can ship as is.
+
+``model.tflite``, ``labels.txt`` (output order), ``model.json`` (input contract,
+quantisation, crop recipe, metrics, checksum) and ``MODEL_CARD.md``. It is assembled in a
+temporary folder and moved into place at the end, so a failed export never leaves a
+folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from ai_edge_litert.interpreter import Interpreter
+
+from hv.config import Config
+from hv.labels import CLASS_NAMES
+
+PACKAGE_FILES = ("model.tflite", "labels.txt", "model.json", "MODEL_CARD.md")
+
+
+class PackageError(ValueError):
+    """The package's parts disagree (for example labels vs outputs)."""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tensor_spec(model_path: Path) -> tuple[dict, dict]:
+    """Input and output tensor descriptions (shape, dtype, quantisation) read from the model."""
+    interpreter = Interpreter(model_path=str(model_path))
+    specs = []
+    for detail in (interpreter.get_input_details()[0], interpreter.get_output_details()[0]):
+        scale, zero_point = detail["quantization"]
+        specs.append({"shape": [int(v) for v in detail["shape"]], "dtype": detail["dtype"].__name__,
+                      "quantization": {"scale": float(scale), "zero_point": int(zero_point)} if scale else None})
+    return specs[0], specs[1]
+
+
+def describe(model_path: Path, variant: str, config: Config, metrics: dict, training: dict) -> dict:
+    """The ``model.json`` contents."""
+    input_spec, output_spec = tensor_spec(model_path)
+    if output_spec["shape"][-1] != len(CLASS_NAMES):
+        raise PackageError(f"{model_path}: {output_spec['shape'][-1]} outputs but {len(CLASS_NAMES)} labels")
+    return {
+        "format": "hematovision-tflite/1",
+        "variant": variant,
+        "backbone": config.model.backbone,
+        "class_names": list(CLASS_NAMES),
+        "input": {
+            **input_spec,
+            "layout": "NHWC",
+            "colour_order": "RGB",
+            "pixel_range": [0, 255],
+            "normalisation": "none outside the model: feed raw RGB pixel values; the model rescales internally",
+        },
+        "output": {**output_spec, "meaning": "class probabilities in class_names order (softmax)"},
+        "crop": {
+            "what": "square window around each located white cell, reflected at the frame edge, resized to the input",
+            "cell_diameter_frac": config.locator.cell_diameter_frac,
+            "crop_context": config.locator.crop_context,
+            "side_px": "crop_context * cell_diameter_frac * frame_width (or the cell box, if larger)",
+        },
+        "training": training,
+        "metrics": metrics,
+        "sha256": sha256(model_path),
+        "size_bytes": model_path.stat().st_size,
+    }
+
+
+def write_package(model_path: Path, out_dir: Path, description: dict, model_card: str) -> Path:
+    """Assemble the package in a temporary folder and move it to ``out_dir`` when complete."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        shutil.copyfile(model_path, staging / "model.tflite")
+        (staging / "labels.txt").write_text("\n".join(description["class_names"]) + "\n")
+        (staging / "model.json").write_text(json.dumps(description, indent=2) + "\n")
+        (staging / "MODEL_CARD.md").write_text(model_card)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def check_package(folder: Path) -> dict:
+    """Re-read a package and check its parts agree; returns model.json.
+
+    Raises:
+        PackageError: a file is missing, the checksum or labels disagree with the model.
+    """
+    folder = Path(folder)
+    missing = [name for name in PACKAGE_FILES if not (folder / name).is_file()]
+    if missing:
+        raise PackageError(f"{folder}: incomplete package, missing {', '.join(missing)}")
+    description = json.loads((folder / "model.json").read_text())
+    labels = (folder / "labels.txt").read_text().split()
+    if labels != description["class_names"]:
+        raise PackageError(f"{folder}: labels.txt {labels} differs from model.json {description['class_names']}")
+    if sha256(folder / "model.tflite") != description["sha256"]:
+        raise PackageError(f"{folder}: model.tflite does not match the sha256 in model.json")
+    input_spec, output_spec = tensor_spec(folder / "model.tflite")
+    if output_spec["shape"][-1] != len(labels) or input_spec["shape"] != description["input"]["shape"]:
+        raise PackageError(f"{folder}: model.tflite's tensors differ from model.json")
+    return description
+
+
+def config_summary(config: Config) -> dict:
+    return {"model": dataclasses.asdict(config.model), "locator": dataclasses.asdict(config.locator)}

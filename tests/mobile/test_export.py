@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pytest
+
+from hv.classifier import KerasClassifier, LiteRTClassifier, ModelLoadError, load_classifier
+from mobile.convert import ConversionError, convert_keras
+from mobile.export import choose_variant, export
+from mobile.package import PackageError, check_package
+from mobile.verify import VerificationError, verify_litert
+from tests.conftest import replace
+
+
+@pytest.fixture
+def crops():
+    return np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+
+
+def test_float32_and_int8_convert_and_run_in_litert(tmp_path, tiny_model_path, crops):
+    files = convert_keras(tiny_model_path, tmp_path, ("float32", "int8"), crops)
+    reference = KerasClassifier(tiny_model_path)
+    float_result = verify_litert(files["float32"], reference, crops, min_agreement=1.0)
+    assert float_result["max_abs_prob_diff"] < 1e-4
+    int8 = load_classifier(files["int8"])
+    assert isinstance(int8, LiteRTClassifier) and int8.image_size == 32
+    probs = int8.predict(crops)
+    assert probs.shape == (12, 4) and np.allclose(probs.sum(axis=1), 1, atol=0.05)
+    with pytest.raises(VerificationError, match="below 1.01"):
+        verify_litert(files["int8"], reference, crops, min_agreement=1.01)
+
+
+def test_empty_representative_set_is_refused(tmp_path, tiny_model_path):
+    with pytest.raises(ConversionError, match="representative set is empty"):
+        convert_keras(tiny_model_path, tmp_path, ("int8",), np.zeros((0, 32, 32, 3), np.uint8))
+
+
+def test_bad_tflite_file_is_named(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelLoadError, match="bad.tflite: not a loadable TFLite model"):
+        load_classifier(bad)
+
+
+def test_choose_variant_prefers_int8_only_when_it_holds():
+    ok = {"top1_agreement": 0.995, "accuracy": 0.90, "reference_accuracy": 0.905}
+    bad = {"top1_agreement": 0.95, "accuracy": 0.85, "reference_accuracy": 0.905}
+    assert choose_variant({"int8": ok, "dynamic": ok}, "auto")[0] == "int8"
+    assert choose_variant({"int8": bad, "dynamic": ok}, "auto")[0] == "dynamic"
+    assert choose_variant({"int8": bad}, "int8")[0] == "int8"
+
+
+def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
+    config = replace(config, data=replace(config.data, test_dir=config.data.train_dir))
+    report = export(tiny_model_path, config, tmp_path / "export", variants=("float32", "int8"), ship="int8",
+                    calibration_images=8)
+    package = tmp_path / "export" / "package"
+    description = check_package(package)
+    assert description["variant"] == report["shipped"] == "int8"
+    assert description["input"]["dtype"] == "uint8" and description["input"]["colour_order"] == "RGB"
+    assert description["input"]["quantization"]["scale"] > 0
+    assert (package / "labels.txt").read_text().split() == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    assert "Not a medical device" in (package / "MODEL_CARD.md").read_text()
+    assert json.loads((tmp_path / "export" / "verification.json").read_text())["n_images"] == 12
+    assert not [p for p in (tmp_path / "export").iterdir() if p.name.startswith(".package")]
+
+    (package / "labels.txt").write_text("a\nb\nc\nd\n")
+    with pytest.raises(PackageError, match="differs from model.json"):
+        check_package(package)
+    (package / "labels.txt").unlink()
+    with pytest.raises(PackageError, match="incomplete package, missing labels.txt"):
+        check_package(package)
