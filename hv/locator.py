@@ -35,12 +35,15 @@ def purple_score(image_rgb: np.ndarray) -> np.ndarray:
     Returns:
         (H, W) int16 score: ~0 background, negative red cells, large positive nuclei.
     """
-    rgb = image_rgb.astype(np.int16)
-    score = rgb[..., 2] - np.maximum(rgb[..., 0], rgb[..., 1])
+    red, green, blue = cv2.split(image_rgb)
+    red_or_green = cv2.max(red, green)
+    score = blue.astype(np.int16) - red_or_green
     # Rotated training images have black corners; they carry no stain information.
-    valid = rgb.sum(axis=2) > 60
-    background = int(np.median(score[valid])) if valid.any() else 0
-    score = score - background
+    valid = cv2.max(red_or_green, blue) > 25
+    # The median of every 4th pixel in each direction is a stable background estimate at 1/16 of the cost.
+    sample = score[::4, ::4][valid[::4, ::4]]
+    background = int(np.median(sample)) if sample.size else 0
+    score -= background
     score[~valid] = 0
     return score
 
