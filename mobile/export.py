@@ -74,10 +74,11 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     labels = np.array(test_split.labels)
 
     files = convert_keras(model_path, out_dir / "variants", variants, calibration)
+    reference_probs = reference.predict(test_crops)
     results = {}
     for variant, path in files.items():
         log.info("verifying %s with LiteRT on %d images", variant, len(labels))
-        results[variant] = verify_litert(path, reference, test_crops, labels)
+        results[variant] = verify_litert(path, reference_probs, test_crops, labels)
     shipped, reason = choose_variant(results, ship)
     report = {"model": str(model_path), "verified_on": verify_data or config.data.test_dir,
               "n_images": int(len(labels)), "calibration_images": int(len(calibration)),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hv.classifier import Classifier, LiteRTClassifier
+from hv.classifier import LiteRTClassifier
 
 
 class VerificationError(AssertionError):
@@ -28,13 +28,13 @@ def median_latency_ms(model_path: Path, crop_rgb: np.ndarray, num_threads: int, 
     return float(np.median(times))
 
 
-def verify_litert(model_path: Path, reference: Classifier, crops_rgb: np.ndarray, labels: np.ndarray | None = None,
-                  min_agreement: float | None = None) -> dict:
+def verify_litert(model_path: Path, reference_probs: np.ndarray, crops_rgb: np.ndarray,
+                  labels: np.ndarray | None = None, min_agreement: float | None = None) -> dict:
     """Compare a .tflite model's predictions with the Keras reference on the same crops.
 
     Args:
         model_path: the .tflite file.
-        reference: the Keras classifier it was converted from.
+        reference_probs: (n, 4) probabilities of the Keras model it came from, on ``crops_rgb``.
         crops_rgb: (n, S, S, 3) uint8 crops made by the shared crop function.
         labels: (n,) true class ids, for accuracy; None skips it.
         min_agreement: raise if top-1 agreement is below this.
@@ -47,7 +47,7 @@ def verify_litert(model_path: Path, reference: Classifier, crops_rgb: np.ndarray
         VerificationError: agreement below ``min_agreement``.
     """
     litert = LiteRTClassifier(model_path, num_threads=2)
-    ours, theirs = litert.predict(crops_rgb), reference.predict(crops_rgb)
+    ours, theirs = litert.predict(crops_rgb), reference_probs
     agreement = float(np.mean(ours.argmax(1) == theirs.argmax(1)))
     result = {
         "top1_agreement": agreement,
