@@ -86,11 +86,60 @@ def cmd_export(args: argparse.Namespace) -> int:
     from mobile.export import export
 
     config = _load(args)
-    report = export(Path(args.model), config, Path(args.out), ship=args.ship,
-                    calibration_images=args.calibration_images, verify_images=args.verify_images,
-                    verify_data=_abs(args.data))
+    report = export(
+        Path(args.model),
+        config,
+        Path(args.out),
+        ship=args.ship,
+        calibration_images=args.calibration_images,
+        verify_images=args.verify_images,
+        verify_data=_abs(args.data),
+    )
     print((Path(args.out) / "verification.md").read_text())
     print(f"app package ({report['shipped']}) written to {Path(args.out) / 'package'}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from hv.classifier import load_classifier
+    from stream.pipeline import StreamPipeline, run_stream
+    from stream.sources import VideoFileSource
+
+    config = _load(args)
+    pipeline = StreamPipeline(load_classifier(args.model), config)
+    with VideoFileSource(args.video, stride=args.stride) as source:
+        summary = run_stream(source, pipeline, Path(args.out), video=args.annotated_video)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def open_source(args: argparse.Namespace):
+    """The source named by exactly one of --camera, --url, --video, --folder, --virtual."""
+    from stream.sources import CameraSource, ImageFolderSource, VideoFileSource
+    from stream.virtual_microscope import DEFAULT_FIELDS, VirtualMicroscope
+
+    if args.camera is not None:
+        return CameraSource(args.camera)
+    if args.url:
+        return CameraSource(args.url)
+    if args.video:
+        return VideoFileSource(args.video)
+    if args.folder:
+        return ImageFolderSource(args.folder)
+    return VirtualMicroscope(args.virtual or DEFAULT_FIELDS, num_frames=args.max_frames, realtime=True)
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from hv.classifier import load_classifier
+    from stream.pipeline import StreamPipeline, run_stream
+
+    config = _load(args)
+    pipeline = StreamPipeline(load_classifier(args.model), config)
+    with open_source(args) as source:
+        summary = run_stream(
+            source, pipeline, Path(args.out), video=args.record, display=args.display, max_frames=args.max_frames
+        )
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -125,11 +174,42 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", required=True, help="the trained .keras model")
     export.add_argument("--out", required=True, help="output folder (variants/, verification.*, package/)")
     export.add_argument("--data", help="folder data set to verify on (default: data.test_dir)")
-    export.add_argument("--ship", default="auto", choices=["auto", "float32", "float16", "dynamic", "int8"],
-                        help="variant to package (auto: int8 if it holds accuracy, else the next smallest)")
+    export.add_argument(
+        "--ship",
+        default="auto",
+        choices=["auto", "float32", "float16", "dynamic", "int8"],
+        help="variant to package (auto: int8 if it holds accuracy, else the next smallest)",
+    )
     export.add_argument("--calibration-images", type=int, default=200, help="int8 calibration images from TRAIN")
     export.add_argument("--verify-images", type=int, help="verify on a class-balanced sample of this many images")
     export.set_defaults(func=cmd_export)
+
+    replay = sub.add_parser("replay", help="process a recorded video as fast as possible")
+    replay.add_argument("video", help="video file")
+    replay.add_argument("--out", required=True, help="folder for cells.csv, summary.json (and annotated.mp4)")
+    replay.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras or .tflite model")
+    replay.add_argument("--stride", type=int, default=1, help="process every Nth frame")
+    replay.add_argument("--annotated-video", action="store_true", help="also write annotated.mp4")
+    replay.set_defaults(func=cmd_replay)
+
+    stream = sub.add_parser("stream", help="run live on a camera, stream, video, folder or the virtual microscope")
+    which = stream.add_mutually_exclusive_group(required=True)
+    which.add_argument("--camera", type=int, help="camera index (USB microscope cameras are webcams)")
+    which.add_argument("--url", help="network stream (rtsp://, http://, ...)")
+    which.add_argument("--video", help="video file, played as a live source")
+    which.add_argument("--folder", help="folder or glob of images")
+    which.add_argument(
+        "--virtual",
+        nargs="?",
+        const="",
+        help="virtual microscope over a folder of fields (default: the bundled samples)",
+    )
+    stream.add_argument("--out", default="hv-stream", help="folder for cells.csv, summary.json")
+    stream.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras or .tflite model")
+    stream.add_argument("--display", action="store_true", help="show an OpenCV window (q or Esc to stop)")
+    stream.add_argument("--record", action="store_true", help="also write annotated.mp4")
+    stream.add_argument("--max-frames", type=int, help="stop after this many frames")
+    stream.set_defaults(func=cmd_stream)
 
     classify = sub.add_parser("classify", help="find and classify every white cell in field images")
     classify.add_argument("images", nargs="*", help="field images (default: the bundled samples)")
@@ -147,10 +227,19 @@ def main(argv: list[str] | None = None) -> int:
     from hv.classifier import ModelLoadError
     from hv.model import WeightsError
     from hv.preprocess import ImageReadError
+    from stream.sources import SourceError
 
     try:
         return args.func(args)
-    except (ConfigError, ModelLoadError, WeightsError, ImageReadError, FileNotFoundError, RuntimeError) as exc:
+    except (
+        ConfigError,
+        ModelLoadError,
+        WeightsError,
+        ImageReadError,
+        FileNotFoundError,
+        RuntimeError,
+        SourceError,
+    ) as exc:
         print(f"hv {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -94,28 +94,42 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    # A cell whose mean top probability is below this is shown and counted as unidentified.
+    min_confidence: float = 0.5
+    # Re-classify a track every N frames until it has max_votes votes (mean of the votes).
+    recheck_every: int = 15
+    max_votes: int = 3
+    # Tracking: overlap with the last box to continue a track; frames a track may go unseen.
+    track_min_iou: float = 0.3
+    track_max_missing: int = 10
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     locator: LocatorConfig = field(default_factory=LocatorConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
 
 # Values that must be positive / in [0, 1]; checked after types.
 _POSITIVE = {
     "locator.cell_diameter_frac", "locator.work_width_px", "locator.crop_context",
     "model.image_size", "model.dense_units", "train.batch_size", "train.views_per_image",
-    "train.phase1.learning_rate", "train.phase2.learning_rate",
+    "train.phase1.learning_rate", "train.phase2.learning_rate", "stream.recheck_every", "stream.max_votes",
 }
 _UNIT_INTERVAL = {
     "data.val_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",
     "augment.brightness", "augment.contrast", "augment.saturation", "augment.hue",
-    "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac",
+    "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac", "stream.min_confidence",
+    "stream.track_min_iou",
 }
 _NON_NEGATIVE = {
     "train.phase1.epochs", "train.phase2.epochs", "train.phase2.unfreeze_layers",
-    "train.early_stopping_patience", "train.phase1.unfreeze_layers",
+    "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
 }
 _PATHS = {"data.train_dir", "data.test_dir", "train.out_dir"}
 

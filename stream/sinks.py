@@ -1,0 +1,86 @@
+"""Where a stream's results go: the per-cell CSV, the summary JSON, an annotated video."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from stream.annotators import name_of
+from stream.detections import Detections, Frame
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "label", "confidence")
+
+
+class CsvSink:
+    """One row per cell per frame, flushed every frame so a crash loses nothing written."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("w", newline="")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(CSV_COLUMNS)
+        self.rows = 0
+
+    def write(self, frame: Frame, detections: Detections) -> None:
+        for box, track, label, conf in zip(detections.boxes_xyxy, detections.track_id, detections.label_id,
+                                           detections.confidence):
+            x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+            self._writer.writerow([frame.index, f"{frame.timestamp_s:.3f}", int(track), x1, y1, x2 - x1, y2 - y1,
+                                   name_of(int(label)), f"{conf:.4f}"])
+            self.rows += 1
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """Write to a temporary file and rename: readers never see a half-written summary."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class VideoSink:
+    """An annotated video; the frame size is fixed by the first frame, later sizes are resized to it."""
+
+    def __init__(self, path: str | Path, fps: float, codec: str = "mp4v"):
+        self.path, self.fps, self.codec = Path(path), fps, codec
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+
+    def write(self, image_bgr: np.ndarray) -> None:
+        if self._writer is None:
+            self._size = (image_bgr.shape[1], image_bgr.shape[0])
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec), self.fps, self._size)
+            if not self._writer.isOpened():
+                raise OSError(f"cannot write video {self.path} with codec {self.codec!r}")
+        if (image_bgr.shape[1], image_bgr.shape[0]) != self._size:
+            image_bgr = cv2.resize(image_bgr, self._size)
+        self._writer.write(image_bgr)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
