@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+
+from hv.labels import class_index
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +70,21 @@ def match_boxes(pred_xyxy: np.ndarray, true_xyxy: np.ndarray, threshold: float) 
         ious[i, :] = -1
         ious[:, j] = -1
     return matched, len(pred_xyxy) - matched, len(true_xyxy) - matched
+
+
+def read_field_labels(folder: Path) -> dict[str, int]:
+    """Class id per field from a ``wbc_labels.csv`` (single-class rows of the four classes only)."""
+    labels: dict[str, int] = {}
+    path = folder / "wbc_labels.csv"
+    if not path.exists():
+        path = folder.parent / "wbc_labels.csv"
+    if not path.exists():
+        return labels
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            names = {n.strip() for n in (row.get("category") or "").split(",") if n.strip()}
+            if len(names) == 1:
+                index = class_index(names.pop())
+                if index is not None:
+                    labels[row["image"].strip()] = index
+    return labels

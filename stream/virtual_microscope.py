@@ -8,7 +8,6 @@ set says so, which makes it the demo's source and the tests' ground truth.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -19,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hv.annotations import read_voc_boxes
-from hv.labels import UNIDENTIFIED_ID, class_index
+from hv.annotations import read_field_labels, read_voc_boxes
+from hv.labels import UNIDENTIFIED_ID
 from stream.detections import Frame
 from stream.sources import SourceError
 
@@ -35,24 +34,6 @@ class TrueCells:
 
     boxes_xyxy: np.ndarray
     label_id: np.ndarray
-
-
-def _field_labels(folder: Path) -> dict[str, int]:
-    """Class id per field from a ``wbc_labels.csv`` (single-class rows of the four classes only)."""
-    labels: dict[str, int] = {}
-    path = folder / "wbc_labels.csv"
-    if not path.exists():
-        path = folder.parent / "wbc_labels.csv"
-    if not path.exists():
-        return labels
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            names = {n.strip() for n in (row.get("category") or "").split(",") if n.strip()}
-            if len(names) == 1:
-                index = class_index(names.pop())
-                if index is not None:
-                    labels[row["image"].strip()] = index
-    return labels
 
 
 class VirtualMicroscope:
@@ -85,7 +66,7 @@ class VirtualMicroscope:
         self.frame_size = frame_size
         self._rng = np.random.default_rng(seed)
         self._pan = pan_px_per_frame
-        self._build_mosaic(paths, boxes_dir, _field_labels(folder))
+        self._build_mosaic(paths, boxes_dir, read_field_labels(folder))
         # Sensor noise drawn once; frames pick one of a few noise images (drawing per frame costs ~5 ms).
         self._noise_pool = []
         for _ in range(4):
@@ -118,6 +99,11 @@ class VirtualMicroscope:
             self.mosaic[top : top + height, left : left + width] = images[0]
         self._cells = np.array(boxes, np.float32).reshape(-1, 4)
         self._cell_labels = np.array(classes, np.int64)
+
+    @property
+    def all_cells(self) -> TrueCells:
+        """Every annotated white cell of the mosaic, in mosaic pixels."""
+        return TrueCells(self._cells.copy(), self._cell_labels.copy())
 
     def _viewport(self, index: int) -> tuple[float, float]:
         """Top-left of the camera window: a slow Lissajous pan plus a little random drift."""
