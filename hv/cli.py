@@ -143,6 +143,17 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from hv.classifier import load_classifier
+    from stream.app import launch_app
+
+    args.overrides = {"serve.host": args.host, "serve.port": args.port, "serve.username": args.username}
+    config = _load(args)
+    print(f"HematoVision on http://{config.serve.host}:{config.serve.port} (Ctrl-C to stop)")
+    launch_app(load_classifier(args.model), config, autostart=args.command == "demo")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hv", description="HematoVision: white blood cell classification.")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="config file (default: the repo's config.toml)")
@@ -186,10 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="process a recorded video as fast as possible")
     replay.add_argument("video", help="video file")
-    replay.add_argument("--out", required=True, help="folder for cells.csv, summary.json (and annotated.mp4)")
+    replay.add_argument("--out", required=True, help="folder for cells.csv, summary.json (and annotated.webm)")
     replay.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras or .tflite model")
     replay.add_argument("--stride", type=int, default=1, help="process every Nth frame")
-    replay.add_argument("--annotated-video", action="store_true", help="also write annotated.mp4")
+    replay.add_argument("--annotated-video", action="store_true", help="also write annotated.webm")
     replay.set_defaults(func=cmd_replay)
 
     stream = sub.add_parser("stream", help="run live on a camera, stream, video, folder or the virtual microscope")
@@ -207,9 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--out", default="hv-stream", help="folder for cells.csv, summary.json")
     stream.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras or .tflite model")
     stream.add_argument("--display", action="store_true", help="show an OpenCV window (q or Esc to stop)")
-    stream.add_argument("--record", action="store_true", help="also write annotated.mp4")
+    stream.add_argument("--record", action="store_true", help="also write annotated.webm")
     stream.add_argument("--max-frames", type=int, help="stop after this many frames")
     stream.set_defaults(func=cmd_stream)
+
+    for name, text in (("serve", "start the web app"),
+                       ("demo", "start the web app on the virtual microscope with the bundled model")):
+        serve = sub.add_parser(name, help=text)
+        serve.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras or .tflite model")
+        serve.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
+        serve.add_argument("--port", type=int, help="port (default: serve.port)")
+        serve.add_argument("--username", help="require a login with this name; password from $HV_PASSWORD")
+        serve.set_defaults(func=cmd_serve)
 
     classify = sub.add_parser("classify", help="find and classify every white cell in field images")
     classify.add_argument("images", nargs="*", help="field images (default: the bundled samples)")

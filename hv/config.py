@@ -106,6 +106,17 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    # Login name; empty = no login. The password comes from the HV_PASSWORD environment variable.
+    username: str = ""
+    max_upload_mb: int = 200
+    # Server-side recordings the live tab may play; empty = none (users cannot name arbitrary paths).
+    video_dir: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     locator: LocatorConfig = field(default_factory=LocatorConfig)
@@ -113,6 +124,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 # Values that must be positive / in [0, 1]; checked after types.
@@ -120,6 +132,7 @@ _POSITIVE = {
     "locator.cell_diameter_frac", "locator.work_width_px", "locator.crop_context",
     "model.image_size", "model.dense_units", "train.batch_size", "train.views_per_image",
     "train.phase1.learning_rate", "train.phase2.learning_rate", "stream.recheck_every", "stream.max_votes",
+    "serve.port", "serve.max_upload_mb",
 }
 _UNIT_INTERVAL = {
     "data.val_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",
@@ -131,7 +144,7 @@ _NON_NEGATIVE = {
     "train.phase1.epochs", "train.phase2.epochs", "train.phase2.unfreeze_layers",
     "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
 }
-_PATHS = {"data.train_dir", "data.test_dir", "train.out_dir"}
+_PATHS = {"data.train_dir", "data.test_dir", "train.out_dir", "serve.video_dir"}
 
 
 def _check_value(key: str, value: Any, expected: Any) -> Any:
@@ -190,7 +203,7 @@ def _build(cls: type, table: dict, prefix: str, base_dir: Path | None) -> Any:
             raise ConfigError(f"{key} = {value!r}: expected a value between 0 and 1")
         if key in _NON_NEGATIVE and value < 0:
             raise ConfigError(f"{key} = {value!r}: expected a value >= 0")
-        if key in _PATHS and base_dir is not None and name in table:
+        if key in _PATHS and base_dir is not None and name in table and value:
             value = str((base_dir / value).resolve())
         values[name] = value
     return cls(**values)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -55,12 +57,17 @@ class StreamPipeline:
 
 
 def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool = False, display: bool = False,
-               progress: bool = True, max_frames: int | None = None) -> dict:
-    """Run ``pipeline`` over ``source`` until it ends, Ctrl-C, or ``max_frames``.
+               progress: bool = True, max_frames: int | None = None,
+               on_frame: Callable[[Frame, np.ndarray, Detections], None] | None = None,
+               stop: threading.Event | None = None) -> dict:
+    """Run ``pipeline`` over ``source`` until it ends, Ctrl-C, ``max_frames`` or ``stop`` is set.
+
+    ``on_frame(frame, annotated_bgr, detections)`` is called after each frame (the web app
+    keeps the newest one for the page).
 
     Writes ``out_dir/cells.csv`` as it goes (flushed per frame), ``out_dir/summary.json``
     atomically at the end, also on interrupt or error (then ``complete`` is false), and
-    ``out_dir/annotated.mp4`` if ``video``.
+    ``out_dir/annotated.webm`` if ``video``.
 
     Returns:
         The summary dictionary.
@@ -71,10 +78,12 @@ def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool =
     status = {"complete": False, "error": None}
     bar = tqdm(total=getattr(source, "frame_count", None), unit="frame", disable=not progress or source.live)
     fps_times: list[float] = []
-    sink_video = VideoSink(out_dir / "annotated.mp4", getattr(source, "fps", None) or 30.0) if video else None
+    sink_video = VideoSink(out_dir / "annotated.webm", getattr(source, "fps", None) or 30.0) if video else None
     try:
         with CsvSink(out_dir / "cells.csv") as csv_sink:
             for frame in source:
+                if stop is not None and stop.is_set():
+                    break
                 scene, detections = pipeline.process(frame)
                 now = time.monotonic()
                 latencies_ms.append((now - frame.captured_at) * 1000)
@@ -87,6 +96,8 @@ def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool =
                     cv2.imshow("HematoVision", scene)
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                         break
+                if on_frame:
+                    on_frame(frame, scene, detections)
                 frames, last_frame = frames + 1, frame
                 bar.update(1)
                 if max_frames and frames >= max_frames:

@@ -57,11 +57,19 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+# WebM/VP8 plays in every browser and OpenCV's wheels can write it; their MP4 writer is MPEG-4
+# part 2, which browsers do not play.
+CODECS = {".webm": "VP80", ".mp4": "mp4v", ".avi": "MJPG"}
+
+
 class VideoSink:
     """An annotated video; the frame size is fixed by the first frame, later sizes are resized to it."""
 
-    def __init__(self, path: str | Path, fps: float, codec: str = "mp4v"):
-        self.path, self.fps, self.codec = Path(path), fps, codec
+    def __init__(self, path: str | Path, fps: float):
+        self.path, self.fps = Path(path), fps
+        if self.path.suffix not in CODECS:
+            raise ValueError(f"{self.path}: unsupported video type; use one of {', '.join(CODECS)}")
+        self.codec = CODECS[self.path.suffix]
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
 

@@ -34,7 +34,7 @@ def test_replay_of_a_generated_video_end_to_end(tmp_path):
     assert saved == summary and saved["complete"] and saved["frames"] == 40
     assert saved["counts"]["lymphocyte"] == saved["cells"] >= 1
     assert saved["cells"] <= 4  # tracked cells are counted once, not once per frame
-    assert (tmp_path / "out" / "annotated.mp4").stat().st_size > 10_000
+    assert (tmp_path / "out" / "annotated.webm").stat().st_size > 10_000
 
 
 def test_interrupt_still_writes_everything_so_far(tmp_path):

@@ -1,0 +1,215 @@
+"""The web page a technician keeps open next to the microscope (Gradio Blocks).
+
+Tabs: Live (a server-side source, or the browser's webcam), Replay (upload a recording),
+Image (a field or a single cell) and Review (every cell seen, by class). Callbacks only
+convert inputs and outputs; the work is done by ``stream/`` and ``hv/``, and per-visitor
+objects live in ``gr.State``, never in module globals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import gradio as gr
+import pandas as pd
+
+from hv.classifier import Classifier
+from hv.classify import classify_image, draw_cells
+from hv.config import Config
+from hv.labels import CLASS_NAMES, UNIDENTIFIED_ID
+from hv.preprocess import resize_field
+from stream.counter import UNIDENTIFIED
+from stream.detections import Frame
+from stream.live import LiveSession
+from stream.pipeline import StreamPipeline, run_stream
+from stream.sources import CameraSource, SourceError, VideoFileSource
+from stream.virtual_microscope import VirtualMicroscope
+
+log = logging.getLogger(__name__)
+
+VIDEO_TYPES = [".mp4", ".avi", ".mov", ".mkv", ".webm"]
+SOURCES = ["virtual microscope", "camera", "network stream", "server recording"]
+LOW_CONFIDENCE = 0.7
+
+
+def counts_table(counts: dict[str, int]) -> pd.DataFrame:
+    identified = sum(counts[name] for name in CLASS_NAMES) or 1
+    rows = [{"class": name, "cells": counts[name],
+             "percent": round(100 * counts[name] / identified, 1) if name in CLASS_NAMES else None}
+            for name in (*CLASS_NAMES, UNIDENTIFIED)]
+    return pd.DataFrame(rows)
+
+
+def _check_upload(path: str | None, allowed: list[str], what: str) -> Path:
+    if not path:
+        raise gr.Error(f"Upload a {what} first.")
+    suffix = Path(path).suffix.lower()
+    if suffix not in allowed:
+        raise gr.Error(f"{Path(path).name}: {suffix or 'no extension'} is not accepted; use {', '.join(allowed)}.")
+    return Path(path)
+
+
+def build_app(classifier: Classifier, config: Config, *, autostart: bool = False) -> gr.Blocks:
+    """The Blocks app; ``launch_app`` starts it. ``autostart`` starts the virtual microscope on page load."""
+    video_dir = Path(config.serve.video_dir) if config.serve.video_dir else None
+    recordings = sorted(p.name for p in video_dir.iterdir() if p.suffix.lower() in VIDEO_TYPES) if video_dir else []
+
+    def open_source(kind: str, value: str):
+        if kind == "virtual microscope":
+            return VirtualMicroscope(num_frames=None, realtime=True)
+        if kind == "camera":
+            if not value.strip().isdigit():
+                raise gr.Error("Camera: enter the camera index, e.g. 0.")
+            return CameraSource(int(value))
+        if kind == "network stream":
+            return CameraSource(value.strip())
+        if value not in recordings:
+            raise gr.Error("Pick one of the server's recordings.")
+        return VideoFileSource(video_dir / value)
+
+    def start(kind, value, session):
+        if session is not None:
+            session.stop()
+        try:
+            source = open_source(kind, value or "")
+        except SourceError as exc:
+            raise gr.Error(str(exc)) from exc
+        return LiveSession(source, classifier, config), f"Running: {source.name}"
+
+    def stop(session):
+        if session is not None:
+            session.stop()
+        return None, "Stopped."
+
+    def poll(session):
+        if session is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        frame = session.latest_frame()
+        status = ("Running" if session.running else f"Ended{': ' + session.error if session.error else ''}") + \
+            f" — {session.source.name}"
+        table = counts_table(session.counts())
+        return (frame if frame is not None else gr.skip()), table, status
+
+    def webcam_frame(image_rgb, state):
+        if image_rgb is None:
+            return None, state
+        pipeline, index = state or (StreamPipeline(classifier, config), 0)
+        frame = Frame(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), index, index / 10, 0.0)
+        scene, _ = pipeline.process(frame)
+        return cv2.cvtColor(scene, cv2.COLOR_BGR2RGB), (pipeline, index + 1)
+
+    def replay(path, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's way to ask for a bar
+        video = _check_upload(path, VIDEO_TYPES, "video")
+        out_dir = Path(tempfile.mkdtemp(prefix="hv-replay-"))
+        try:
+            with VideoFileSource(video) as source:
+                summary = run_stream(source, StreamPipeline(classifier, config), out_dir, video=True)
+        except SourceError as exc:
+            raise gr.Error(str(exc)) from exc
+        return (str(out_dir / "annotated.webm"), str(out_dir / "cells.csv"), str(out_dir / "summary.json"),
+                counts_table(summary["counts"]))
+
+    def classify_upload(image_rgb, mode):
+        if image_rgb is None:
+            raise gr.Error("Upload an image first.")
+        if mode == "single cell":
+            probs = classifier.predict(resize_field(image_rgb, classifier.image_size)[None])[0]
+            return image_rgb, {name: float(p) for name, p in zip(CLASS_NAMES, probs)}, None
+        boxes, probs = classify_image(classifier, image_rgb, config)
+        annotated = cv2.cvtColor(draw_cells(image_rgb, boxes, probs), cv2.COLOR_BGR2RGB)
+        rows = [{"cell": i + 1, "label": CLASS_NAMES[p.argmax()], "confidence": round(float(p.max()), 3),
+                 "x": int(b[0]), "y": int(b[1]), "w": int(b[2] - b[0]), "h": int(b[3] - b[1])}
+                for i, (b, p) in enumerate(zip(boxes, probs))]
+        if not rows:
+            gr.Warning("No white cell found in this image.")
+        return annotated, None, pd.DataFrame(rows)
+
+    def review(session):
+        if session is None:
+            return [[] for _ in range(len(CLASS_NAMES) + 1)]
+        groups: list[list] = [[] for _ in range(len(CLASS_NAMES) + 1)]
+        for cell in sorted(session.cells(), key=lambda c: c.confidence):
+            flag = " (check)" if cell.confidence < LOW_CONFIDENCE else ""
+            index = len(CLASS_NAMES) if cell.label_id == UNIDENTIFIED_ID else cell.label_id
+            groups[index].append((cell.crop_rgb, f"#{cell.track_id} {cell.confidence:.0%}{flag}"))
+        return groups
+
+    with gr.Blocks(title="HematoVision") as app:
+        gr.Markdown("# HematoVision\nWhite blood cells found, classified and counted. "
+                    "For research and teaching, not diagnosis.")
+        session = gr.State(None, delete_callback=lambda s: s.stop() if s is not None else None)
+        with gr.Tab("Live"):
+            with gr.Row():
+                kind = gr.Radio(SOURCES, value="virtual microscope", label="Source")
+                value = gr.Textbox(label="Camera index or stream URL", placeholder="0 or rtsp://...")
+                recording = gr.Dropdown(recordings, label="Server recording", visible=bool(recordings))
+            with gr.Row():
+                start_btn = gr.Button("Start", variant="primary")
+                stop_btn = gr.Button("Stop")
+            status = gr.Markdown("Stopped.", elem_id="live-status")
+            with gr.Row():
+                live_image = gr.Image(label="Stream", show_label=False, elem_id="live-image", interactive=False)
+                with gr.Column():
+                    live_counts = gr.Dataframe(counts_table({n: 0 for n in (*CLASS_NAMES, UNIDENTIFIED)}),
+                                               label="Differential count", elem_id="live-counts")
+                    live_plot = gr.BarPlot(x="class", y="cells", label="Cells per class")
+            with gr.Accordion("Browser webcam", open=False):
+                webcam = gr.Image(sources=["webcam"], streaming=True, label="Webcam")
+                webcam_out = gr.Image(label="Annotated")
+                webcam_state = gr.State(None)
+                webcam.stream(webcam_frame, [webcam, webcam_state], [webcam_out, webcam_state],
+                              stream_every=0.2, time_limit=600)
+            start_btn.click(lambda k, v, r, s: start(k, r if k == "server recording" else v, s),
+                            [kind, value, recording, session], [session, status])
+            stop_btn.click(stop, session, [session, status])
+            timer = gr.Timer(0.2)
+            timer.tick(poll, session, [live_image, live_counts, status], show_progress="hidden")
+            live_counts.change(lambda t: t, live_counts, live_plot, show_progress="hidden")
+            if autostart:
+                app.load(lambda s: start("virtual microscope", "", s), session, [session, status])
+        with gr.Tab("Replay"):
+            upload = gr.File(label="Recording", file_types=VIDEO_TYPES, elem_id="replay-upload")
+            replay_btn = gr.Button("Process", variant="primary", elem_id="replay-run")
+            replay_video = gr.Video(label="Annotated")
+            with gr.Row():
+                replay_csv = gr.File(label="Per-cell CSV", elem_id="replay-csv")
+                replay_summary = gr.File(label="Summary")
+            replay_counts = gr.Dataframe(label="Differential count")
+            replay_btn.click(replay, upload, [replay_video, replay_csv, replay_summary, replay_counts])
+        with gr.Tab("Image"):
+            mode = gr.Radio(["field", "single cell"], value="field", label="The image shows")
+            image_in = gr.Image(label="Image", type="numpy", sources=["upload"], elem_id="image-upload")
+            image_btn = gr.Button("Classify", variant="primary", elem_id="image-run")
+            image_out = gr.Image(label="Cells", elem_id="image-out")
+            image_probs = gr.Label(label="Class probabilities", num_top_classes=4)
+            image_table = gr.Dataframe(label="Cells found", elem_id="image-table")
+            image_btn.click(classify_upload, [image_in, mode], [image_out, image_probs, image_table])
+        with gr.Tab("Review"):
+            gr.Markdown(f"Cells of the live session by class, least confident first; '(check)' marks "
+                        f"confidence under {LOW_CONFIDENCE:.0%}.")
+            refresh = gr.Button("Refresh")
+            galleries = [gr.Gallery(label=name, columns=8, height=220) for name in (*CLASS_NAMES, UNIDENTIFIED)]
+            refresh.click(review, session, galleries)
+    return app
+
+
+def launch_app(classifier: Classifier, config: Config, *, port: int | None = None, block: bool = True,
+               autostart: bool = False) -> gr.Blocks:
+    """Start the app on ``serve.host``; a login is required when ``serve.username`` is set."""
+    auth = None
+    if config.serve.username:
+        password = os.environ.get("HV_PASSWORD")
+        if not password:
+            raise ValueError("serve.username is set but HV_PASSWORD is empty; export HV_PASSWORD=...")
+        auth = (config.serve.username, password)
+    app = build_app(classifier, config, autostart=autostart)
+    app.queue(default_concurrency_limit=4)
+    app.launch(server_name=config.serve.host, server_port=port or config.serve.port, auth=auth,
+               max_file_size=f"{config.serve.max_upload_mb}mb", prevent_thread_lock=not block,
+               theme=gr.themes.Soft(), show_error=True)
+    return app
+

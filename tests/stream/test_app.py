@@ -1,0 +1,103 @@
+"""The web app in a real browser: headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+import socket
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hv.config import Config
+from tests.conftest import SAMPLES
+from tests.stream.fakes import FixedClassifier
+from tests.stream.test_pipeline import record
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    from stream.app import launch_app
+
+    port = free_port()
+    app = launch_app(FixedClassifier(image_size=32), Config(), port=port, block=False)
+    yield f"http://127.0.0.1:{port}"
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def test_live_stream_frames_reach_the_page(page, tmp_path):
+    page.get_by_role("tab", name="Live").click()
+    page.get_by_role("button", name="Start").click()
+    page.locator("#live-image img").first.wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelector('#live-status').innerText.includes('Running')", timeout=10_000)
+    first = page.locator("#live-image img").first.get_attribute("src")
+    page.wait_for_timeout(1500)
+    assert page.locator("#live-image img").first.get_attribute("src") != first  # frames keep arriving
+    page.wait_for_function("document.querySelector('#live-counts').innerText.includes('lymphocyte')")
+    page.screenshot(path=str(Path(os.environ.get("HV_SCREENSHOT_DIR", tmp_path)) / "app.png"))
+    page.get_by_role("button", name="Stop").click()
+    page.wait_for_function("document.querySelector('#live-status').innerText.includes('Stopped')")
+
+
+def test_wrong_upload_type_gets_a_clear_message(page, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a video")
+    page.get_by_role("tab", name="Replay").click()
+    page.locator("#replay-upload input[type=file]").set_input_files(str(bad))
+    page.locator("#replay-run").click()
+    # The page refuses it before upload; the server would too ("... is not accepted").
+    page.get_by_text(re.compile("Invalid file type: notes.txt|is not accepted")).first.wait_for(timeout=15_000)
+    clear = page.locator("#replay-upload").get_by_label("Clear")
+    if clear.count():
+        clear.first.click()
+
+
+def test_replay_upload_returns_a_csv_with_rows(page, app_url, tmp_path):
+    from stream.virtual_microscope import VirtualMicroscope
+
+    video = record(VirtualMicroscope(num_frames=20), tmp_path / "clip.avi")
+    page.get_by_role("tab", name="Replay").click()
+    page.locator("#replay-upload input[type=file]").set_input_files(str(video))
+    page.locator("#replay-run").click()
+    link = page.locator("#replay-csv a").first
+    link.wait_for(timeout=60_000)
+    href = link.get_attribute("href")
+    url = href if href.startswith("http") else app_url + href
+    rows = list(csv.DictReader(io.StringIO(urllib.request.urlopen(url).read().decode())))
+    assert len(rows) >= 15 and rows[0]["label"] == "lymphocyte"
+
+
+def test_image_upload_shows_labels(page):
+    page.get_by_role("tab", name="Image").click()
+    page.locator("#image-upload input[type=file]").set_input_files(str(SAMPLES / "BloodImage_00043.jpg"))
+    page.locator("#image-run").click()
+    page.wait_for_function("document.querySelector('#image-table').innerText.includes('lymphocyte')",
+                           timeout=30_000)
+    assert page.locator("#image-table").inner_text().count("lymphocyte") == 2  # two cells in this field
