@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from hv.classifier import KerasClassifier, LiteRTClassifier, ModelLoadError, load_classifier
+from hv.labels import CLASS_NAMES
+from mobile.app_check import app_predict
 from mobile.convert import ConversionError, convert_keras
 from mobile.export import choose_variant, export
 from mobile.package import PackageError, check_package
@@ -62,6 +64,13 @@ def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     assert "Not a medical device" in (package / "MODEL_CARD.md").read_text()
     assert json.loads((tmp_path / "export" / "verification.json").read_text())["n_images"] == 12
     assert not [p for p in (tmp_path / "export").iterdir() if p.name.startswith(".package")]
+
+    # An app reading only the package gets the same answers as hv's own classifier.
+    crops = np.random.default_rng(5).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    app = app_predict(package, crops)
+    ours = LiteRTClassifier(package / "model.tflite").predict(crops)
+    assert [label for label, _ in app] == [CLASS_NAMES[i] for i in ours.argmax(1)]
+    assert np.allclose([p for _, p in app], ours.max(1), atol=1e-6)
 
     (package / "labels.txt").write_text("a\nb\nc\nd\n")
     with pytest.raises(PackageError, match="differs from model.json"):
