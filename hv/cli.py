@@ -113,20 +113,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_source(args: argparse.Namespace):
-    """The source named by exactly one of --camera, --url, --video, --folder, --virtual."""
-    from stream.sources import CameraSource, ImageFolderSource, VideoFileSource
-    from stream.virtual_microscope import DEFAULT_FIELDS, VirtualMicroscope
-
+def _source_spec(args: argparse.Namespace) -> str:
+    """The --source form of whichever source flag was given."""
+    if args.source is not None:
+        return args.source
     if args.camera is not None:
-        return CameraSource(args.camera)
-    if args.url:
-        return CameraSource(args.url)
-    if args.video:
-        return VideoFileSource(args.video)
-    if args.folder:
-        return ImageFolderSource(args.folder)
-    return VirtualMicroscope(args.virtual or DEFAULT_FIELDS, num_frames=args.max_frames, realtime=True)
+        return str(args.camera)
+    if args.virtual is not None:
+        return "virtual" + (f":{args.virtual}" if args.virtual else "")
+    return args.url or args.video or args.folder
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -135,7 +130,9 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     config = _load(args)
     pipeline = StreamPipeline(load_classifier(args.model), config)
-    with open_source(args) as source:
+    from stream.source_spec import open_source
+
+    with open_source(_source_spec(args), max_frames=args.max_frames) as source:
         summary = run_stream(
             source, pipeline, Path(args.out), video=args.record, display=args.display, max_frames=args.max_frames
         )
@@ -205,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stream = sub.add_parser("stream", help="run live on a camera, stream, video, folder or the virtual microscope")
     which = stream.add_mutually_exclusive_group(required=True)
+    which.add_argument("--source", help="camera index, URL, video file, image folder/glob, or 'virtual[:FOLDER]'")
     which.add_argument("--camera", type=int, help="camera index (USB microscope cameras are webcams)")
     which.add_argument("--url", help="network stream (rtsp://, http://, ...)")
     which.add_argument("--video", help="video file, played as a live source")

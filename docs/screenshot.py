@@ -1,0 +1,40 @@
+"""Make docs/app.png: the demo (bundled model, virtual microscope) in headless Chromium.
+
+Usage: python docs/screenshot.py   (needs Debian's chromium and the playwright package)
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from hv.classifier import load_classifier
+from hv.cli import DEFAULT_CONFIG, DEFAULT_MODEL
+from hv.config import load_config
+from stream.app import launch_app
+
+PORT = 7899
+
+
+def main() -> None:
+    app = launch_app(load_classifier(DEFAULT_MODEL), load_config(DEFAULT_CONFIG), port=PORT, block=False,
+                     autostart=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                                 args=["--no-sandbox", "--disable-gpu",
+                                                       "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"http://127.0.0.1:{PORT}")
+            page.locator("#live-image img").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(12_000)  # let the stage pan across a few cells
+            page.screenshot(path=str(Path(__file__).with_name("app.png")))
+            browser.close()
+    finally:
+        app.close()
+
+
+if __name__ == "__main__":
+    main()
