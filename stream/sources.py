@@ -31,6 +31,19 @@ class SourceError(RuntimeError):
     """A source cannot be opened or read; the message names it and says what to check."""
 
 
+class ClosingSource:
+    """``with`` support for sources: leaving the block calls ``close()``."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def as_bgr(image: np.ndarray) -> np.ndarray:
     """Grayscale or BGRA frames to 3-channel BGR (some cameras and files deliver them)."""
     if image.ndim == 2:
@@ -40,7 +53,7 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
-class VideoFileSource:
+class VideoFileSource(ClosingSource):
     """Every frame of a video file in order (every ``stride``-th), with media timestamps."""
 
     live = False
@@ -79,14 +92,8 @@ class VideoFileSource:
     def close(self) -> None:
         self._capture.release()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-
-class ImageFolderSource:
+class ImageFolderSource(ClosingSource):
     """Images of a folder or glob pattern, sorted by name; unreadable files are skipped and logged."""
 
     live = False
@@ -113,17 +120,8 @@ class ImageFolderSource:
                 continue
             yield Frame(image, index, index / self.fps, time.monotonic())
 
-    def close(self) -> None:
-        pass
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class CameraSource:
+class CameraSource(ClosingSource):
     """A live camera (index) or network stream (URL) read by a background thread.
 
     The reader overwrites a single slot under a lock, so ``read()`` always returns the
@@ -228,9 +226,3 @@ class CameraSource:
             self._fresh.notify_all()
         self._thread.join(timeout=2.0)
         self._capture.release()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

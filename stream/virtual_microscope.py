@@ -21,7 +21,7 @@ import numpy as np
 from hv.annotations import read_field_labels, read_voc_boxes
 from hv.labels import UNIDENTIFIED_ID
 from stream.detections import Frame
-from stream.sources import SourceError
+from stream.sources import ClosingSource, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class TrueCells:
     label_id: np.ndarray
 
 
-class VirtualMicroscope:
+class VirtualMicroscope(ClosingSource):
     """A seeded synthetic live source over a mosaic of annotated fields.
 
     Args:
@@ -150,12 +150,3 @@ class VirtualMicroscope:
             image = self.render(index)
             yield Frame(image, index, index / self.fps, time.monotonic())
             index += 1
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
