@@ -24,7 +24,9 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataConfig:
     train_dir: str = "../shared/data/blood-cells/TRAIN"
+    # Empty: hold out test_fraction of train_dir's fields as the test set (stratified, seeded).
     test_dir: str = "../shared/data/blood-cells/TEST"
+    test_fraction: float = 0.2
     # Fraction of TRAIN's original fields held out for validation (grouped, see training/data.py).
     val_fraction: float = 0.1
     # "cell": classify a crop around the located white cell (what the stream sees);
@@ -135,7 +137,7 @@ _POSITIVE = {
     "serve.port", "serve.max_upload_mb",
 }
 _UNIT_INTERVAL = {
-    "data.val_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",
+    "data.val_fraction", "data.test_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",
     "augment.brightness", "augment.contrast", "augment.saturation", "augment.hue",
     "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac", "stream.min_confidence",
     "stream.track_min_iou",

@@ -14,7 +14,7 @@ from hv.classifier import Classifier
 from hv.config import Config
 from hv.labels import CLASS_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
-from training.data import discover
+from training.data import DataReport, Split, discover
 from training.metrics import classification_metrics
 from training.plots import plot_confusion, plot_mistakes
 
@@ -59,6 +59,13 @@ def predict_folder(classifier: Classifier, paths: list[str], config: Config, *, 
 
 def evaluate(classifier: Classifier, data_dir: str | Path, config: Config, out_dir: Path,
              *, flip_tta: bool = False) -> dict:
+    """Evaluate on a folder data set; see ``evaluate_split``."""
+    split, report = discover(data_dir)
+    return evaluate_split(classifier, split, report, config, out_dir, flip_tta=flip_tta)
+
+
+def evaluate_split(classifier: Classifier, split: Split, report: DataReport, config: Config, out_dir: Path,
+                   *, flip_tta: bool = False) -> dict:
     """Write ``metrics.json``, ``confusion_matrix.png``, ``mistakes.png``, ``data_report.json``.
 
     ``metrics.json`` holds ``accuracy``, ``macro_f1``, ``n_images`` and
@@ -67,18 +74,17 @@ def evaluate(classifier: Classifier, data_dir: str | Path, config: Config, out_d
     Returns:
         The metrics dictionary.
     """
-    split, report = discover(data_dir)
     probs, crops, not_located = predict_folder(classifier, list(split.paths), config, flip_tta=flip_tta)
     true = np.array(split.labels)
     pred = probs.argmax(axis=1)
     metrics = classification_metrics(true, pred)
-    metrics.update({"data": str(data_dir), "model": str(getattr(classifier, "path", "")),
+    metrics.update({"data": report.root, "model": str(getattr(classifier, "path", "")),
                     "flip_tta": flip_tta, "not_located": len(not_located)})
     out_dir.mkdir(parents=True, exist_ok=True)
     report.not_located = not_located
     report.write(out_dir / "data_report.json")
     plot_confusion(np.array(metrics["confusion_matrix"]), out_dir / "confusion_matrix.png",
-                   f"{Path(data_dir).name}: accuracy {metrics['accuracy']:.1%}, n = {len(true)}")
+                   f"{Path(report.root).name}: accuracy {metrics['accuracy']:.1%}, n = {len(true)}")
     wrong = np.flatnonzero(pred != true)[:_MAX_MISTAKES_SHOWN]
     plot_mistakes([crops[i] for i in wrong],
                   [f"{CLASS_NAMES[true[i]]} -> {CLASS_NAMES[pred[i]]} ({probs[i].max():.2f})" for i in wrong],

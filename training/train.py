@@ -17,10 +17,12 @@ from pathlib import Path
 
 import keras
 
+from hv.classifier import KerasClassifier
 from hv.config import Config, PhaseConfig
 from hv.model import build_model, unfreeze_top_layers
 from training.augment import build_augmenter
-from training.data import discover, split_by_field
+from training.data import DataReport, discover, split_by_field
+from training.evaluate import evaluate_split
 from training.frozen_features import compute_features, feature_dataset, split_model
 from training.pipeline import FieldLoader, make_dataset
 from training.plots import plot_history
@@ -92,7 +94,9 @@ def train(config: Config, run_dir: Path) -> Path:
 
     The folder holds ``model.keras`` (after the last epoch), ``best_val.keras`` (lowest
     validation loss), ``config.json``, ``history.csv``, ``curves.png`` and
-    ``data_report.json``. It is written under a temporary name and renamed when complete.
+    ``data_report.json``; with no test folder configured also ``holdout.txt`` and
+    ``eval_holdout/`` (metrics on the held-out fields). It is written under a temporary
+    name and renamed when complete.
 
     Returns:
         The run folder.
@@ -106,6 +110,12 @@ def train(config: Config, run_dir: Path) -> Path:
     started = time.monotonic()
 
     data, report = discover(config.data.train_dir)
+    holdout = None
+    if not config.data.test_dir:
+        data, holdout = split_by_field(data, config.data.test_fraction, config.train.seed + 1)
+        (partial / "holdout.txt").write_text("".join(f"{p}\t{y}\n" for p, y in zip(holdout.paths, holdout.labels)))
+        log.info("no test folder: %d images of %s held out as the test set (whole fields)", len(holdout),
+                 config.data.train_dir)
     train_split, val_split = split_by_field(data, config.data.val_fraction, config.train.seed)
     log.info("train %d images, validation %d images (whole fields held out)", len(train_split), len(val_split))
     loader = FieldLoader(config)
@@ -133,6 +143,10 @@ def train(config: Config, run_dir: Path) -> Path:
 
     history, starts = _fit_phases(model, trainer, train_ds, val_ds, partial, config)
     model.save(partial / "model.keras")
+    if holdout is not None and len(holdout):
+        holdout_report = DataReport(root=f"{config.data.train_dir} (held-out fields)")
+        evaluate_split(KerasClassifier(partial / "model.keras"), holdout, holdout_report, config,
+                       partial / "eval_holdout")
     report.not_located = sorted(set(loader.not_located))
     report.write(partial / "data_report.json")
     if history:

@@ -43,3 +43,13 @@ def test_train_then_evaluate_round_trip(tmp_path, config, cache):
     assert set(saved["per_class"]) == {"eosinophil", "lymphocyte", "monocyte", "neutrophil"}
     assert set(saved["per_class"]["monocyte"]) == {"precision", "recall", "f1", "support"}
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_single_folder_holds_out_a_test_split_and_evaluates_it(tmp_path, config):
+    config = replace(config, data=replace(config.data, test_dir="", test_fraction=0.34))
+    run = train(config, tmp_path / "runs" / "single")
+    held_out = (run / "holdout.txt").read_text().splitlines()
+    assert len(held_out) == 4  # one of the three fields of each class
+    assert {line.split("\t")[1] for line in held_out} == {"0", "1", "2", "3"}
+    metrics = json.loads((run / "eval_holdout" / "metrics.json").read_text())
+    assert metrics["n_images"] == 4
