@@ -29,7 +29,7 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(f"http://127.0.0.1:{PORT}")
             page.locator("#live-image img").first.wait_for(timeout=60_000)
-            page.wait_for_timeout(12_000)  # let the stage pan across a few cells
+            page.wait_for_timeout(2_500)  # the first field, with its cell labelled, is still in view
             page.screenshot(path=str(Path(__file__).with_name("app.png")))
             browser.close()
     finally:

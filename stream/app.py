@@ -192,7 +192,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             gr.Markdown(f"Cells of the live session by class, least confident first; '(check)' marks "
                         f"confidence under {LOW_CONFIDENCE:.0%}.")
             refresh = gr.Button("Refresh")
-            galleries = [gr.Gallery(label=name, columns=8, height=220) for name in (*CLASS_NAMES, UNIDENTIFIED)]
+            galleries = [gr.Gallery(label=name, columns=8, height=220, elem_id=f"review-{name}")
+                         for name in (*CLASS_NAMES, UNIDENTIFIED)]
             refresh.click(review, session, galleries)
     return app
 

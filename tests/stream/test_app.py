@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import socket
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -62,8 +63,22 @@ def test_live_stream_frames_reach_the_page(page, tmp_path):
     assert page.locator("#live-image img").first.get_attribute("src") != first  # frames keep arriving
     page.wait_for_function("document.querySelector('#live-counts').innerText.includes('lymphocyte')")
     page.screenshot(path=str(Path(os.environ.get("HV_SCREENSHOT_DIR", tmp_path)) / "app.png"))
+    page.get_by_role("tab", name="Review").click()
+    page.get_by_role("button", name="Refresh").click()
+    page.locator("#review-lymphocyte img").first.wait_for(timeout=15_000)  # the cells seen, by class
+    assert page.locator("#review-eosinophil img").count() == 0
+    page.get_by_role("tab", name="Live").click()
     page.get_by_role("button", name="Stop").click()
     page.wait_for_function("document.querySelector('#live-status').innerText.includes('Stopped')")
+
+
+def test_files_outside_the_app_are_not_served(app_url):
+    for path in ("/gradio_api/file=/etc/passwd", "/file=/etc/passwd", f"/gradio_api/file={Path(__file__)}"):
+        try:
+            status = urllib.request.urlopen(app_url + path).status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert status in (403, 404), path
 
 
 def test_wrong_upload_type_gets_a_clear_message(page, tmp_path):
