@@ -36,26 +36,11 @@ class FieldLoader:
         return crop
 
 
-def make_dataset(
-    split: Split,
-    config: Config,
-    loader: FieldLoader,
-    *,
-    batch_size: int,
-    shuffle_seed: int | None = None,
-    augmenter=None,
-    cache: bool = True,
-) -> tf.data.Dataset:
-    """Batches of (float32 (b, S, S, 3) raw RGB in [0, 255], one-hot (b, 4) labels).
+def load_crops(split: Split, config: Config, loader: FieldLoader, *, cache: bool = True) -> tf.data.Dataset:
+    """Unbatched (uint8 (S, S, 3) crop, one-hot label) pairs, decoded and cropped in parallel.
 
-    Args:
-        split: images and labels.
-        config: the run's configuration (image size, locator, input mode).
-        loader: the path -> crop function (collects fields where no cell was found).
-        batch_size: images per batch.
-        shuffle_seed: shuffle every epoch with this seed; None keeps file order.
-        augmenter: a Keras layer applied to training batches only.
-        cache: keep decoded crops in memory after the first pass.
+    With ``cache`` the crops are kept in memory after the first pass, so every later epoch
+    or view of the same images reuses them.
     """
     size = config.model.image_size
     labels = tf.one_hot(np.array(split.labels, np.int32), NUM_CLASSES)
@@ -67,10 +52,22 @@ def make_dataset(
         return crop, label
 
     ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
-    if cache:
-        ds = ds.cache()
+    return ds.cache() if cache else ds
+
+
+def batch_crops(crops: tf.data.Dataset, *, batch_size: int, shuffle_seed: int | None = None,
+                augmenter=None) -> tf.data.Dataset:
+    """Batches of (float32 (b, S, S, 3) raw RGB in [0, 255], one-hot (b, 4) labels).
+
+    Args:
+        crops: from ``load_crops``.
+        batch_size: images per batch.
+        shuffle_seed: shuffle every epoch with this seed; None keeps file order.
+        augmenter: a Keras layer applied to training batches only.
+    """
+    ds = crops
     if shuffle_seed is not None:
-        ds = ds.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(int(ds.cardinality()), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if augmenter is not None:
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)

@@ -24,7 +24,7 @@ from training.augment import build_augmenter
 from training.data import DataReport, discover, split_by_field
 from training.evaluate import evaluate_split
 from training.frozen_features import compute_features, feature_dataset, split_model
-from training.pipeline import FieldLoader, make_dataset
+from training.pipeline import FieldLoader, batch_crops, load_crops
 from training.plots import plot_history
 
 log = logging.getLogger(__name__)
@@ -125,21 +125,21 @@ def train(config: Config, run_dir: Path) -> Path:
 
     if config.train.cache_frozen_features:
         prefix, trainer = split_model(model, config.train.phase2.unfreeze_layers)
-        plain = make_dataset(train_split, config, loader, batch_size=batch)
-        augmented = make_dataset(train_split, config, loader, batch_size=batch, augmenter=augmenter)
+        crops = load_crops(train_split, config, loader)  # decoded and cropped once, for every view
+        plain = batch_crops(crops, batch_size=batch)
+        augmented = batch_crops(crops, batch_size=batch, augmenter=augmenter)
         views = [plain] + [augmented] * (config.train.views_per_image - 1)
         x_train, y_train = compute_features(prefix, views)
         train_ds = feature_dataset(x_train, y_train, batch, seed=config.train.seed)
         val_ds = None
         if len(val_split):
-            x_val, y_val = compute_features(prefix, [make_dataset(val_split, config, loader, batch_size=batch)])
-            val_ds = feature_dataset(x_val, y_val, batch, seed=None)
+            val_crops = batch_crops(load_crops(val_split, config, loader, cache=False), batch_size=batch)
+            val_ds = feature_dataset(*compute_features(prefix, [val_crops]), batch, seed=None)
     else:
         trainer = model
-        train_ds = make_dataset(
-            train_split, config, loader, batch_size=batch, shuffle_seed=config.train.seed, augmenter=augmenter
-        )
-        val_ds = make_dataset(val_split, config, loader, batch_size=batch) if len(val_split) else None
+        train_crops = load_crops(train_split, config, loader)
+        train_ds = batch_crops(train_crops, batch_size=batch, shuffle_seed=config.train.seed, augmenter=augmenter)
+        val_ds = batch_crops(load_crops(val_split, config, loader), batch_size=batch) if len(val_split) else None
 
     history, starts = _fit_phases(model, trainer, train_ds, val_ds, partial, config)
     model.save(partial / "model.keras")
