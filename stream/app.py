@@ -158,8 +158,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                                                label="Differential count", elem_id="live-counts")
                     live_plot = gr.BarPlot(x="class", y="cells", label="Cells per class")
             with gr.Accordion("Browser webcam", open=False):
-                webcam = gr.Image(sources=["webcam"], streaming=True, label="Webcam")
-                webcam_out = gr.Image(label="Annotated")
+                webcam = gr.Image(sources=["webcam"], streaming=True, label="Webcam", elem_id="webcam")
+                webcam_out = gr.Image(label="Annotated", elem_id="webcam-out")
                 webcam_state = gr.State(None)
                 webcam.stream(webcam_frame, [webcam, webcam_state], [webcam_out, webcam_state],
                               stream_every=0.2, time_limit=600)

@@ -46,8 +46,11 @@ def page(app_url):
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                  "--disable-sync", "--no-first-run",
+                  # A synthetic camera for the browser-webcam test, allowed without a prompt.
+                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        context = browser.new_context(viewport={"width": 1280, "height": 1000}, permissions=["camera"])
+        page = context.new_page()
         page.goto(app_url)
         yield page
         browser.close()
@@ -70,6 +73,14 @@ def test_live_stream_frames_reach_the_page(page, tmp_path):
     page.get_by_role("tab", name="Live").click()
     page.get_by_role("button", name="Stop").click()
     page.wait_for_function("document.querySelector('#live-status').innerText.includes('Stopped')")
+
+
+def test_browser_webcam_frames_run_through_the_pipeline(page):
+    page.get_by_role("tab", name="Live").click()
+    page.get_by_text("Browser webcam").click()
+    page.locator("#webcam").get_by_text("Click to Access Webcam").click()
+    page.locator("#webcam button", has_text="Record").click()
+    page.locator("#webcam-out img").first.wait_for(timeout=20_000)  # annotated frames come back
 
 
 def test_files_outside_the_app_are_not_served(app_url):
