@@ -91,6 +91,9 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         frame = session.latest_frame()
         status = ("Running" if session.running else f"Ended{': ' + session.error if session.error else ''}") + \
             f" — {session.source.name}"
+        read_fps = getattr(session.source, "read_fps", None)
+        if read_fps:
+            status += f" — source {read_fps:.0f} frames/s"
         table = counts_table(session.counts())
         return (frame if frame is not None else gr.skip()), table, status
 

@@ -123,6 +123,7 @@ def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool =
             "wall_s": round(wall, 3), "fps": round(frames / wall, 2) if wall > 0 else 0.0,
             "latency_ms": {"p50": round(float(np.percentile(latencies_ms, 50)), 2),
                            "p95": round(float(np.percentile(latencies_ms, 95)), 2)} if latencies_ms else None,
+            "source_fps": getattr(source, "read_fps", None) or getattr(source, "fps", None),
             "complete": status["complete"] and source_error is None, "error": status["error"] or source_error,
         }
         write_json_atomic(out_dir / "summary.json", summary)

@@ -12,6 +12,7 @@ import glob
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,6 +147,7 @@ class CameraSource(ClosingSource):
         self.error: str | None = None
         self.reconnects = 0
         self.frames_read = 0
+        self._read_times: deque[float] = deque(maxlen=60)
         self._started = time.monotonic()
         self._capture = self._open()
         ok, image = self._capture.read()
@@ -168,6 +170,7 @@ class CameraSource(ClosingSource):
     def _store(self, image: np.ndarray) -> None:
         with self._fresh:
             now = time.monotonic()
+            self._read_times.append(now)
             self._latest = Frame(as_bgr(image), self.frames_read, now - self._started, now)
             self.frames_read += 1
             self._fresh.notify_all()
@@ -201,6 +204,13 @@ class CameraSource(ClosingSource):
                     self._running = False
                     self._fresh.notify_all()
                 log.error("%s", self.error)
+
+    @property
+    def read_fps(self) -> float | None:
+        """Frames per second the camera actually delivered, over the last 60 frames."""
+        with self._lock:
+            times = list(self._read_times)
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
 
     def read(self, timeout_s: float = 1.0) -> Frame | None:
         """The newest frame not yet returned, waiting up to ``timeout_s``; None if none came."""
