@@ -66,6 +66,10 @@ class VirtualMicroscope(ClosingSource):
         self.frame_size = frame_size
         self._rng = np.random.default_rng(seed)
         self._pan = pan_px_per_frame
+        # Stage drift and hand jitter: a few slow sinusoids per axis with seeded phases and periods,
+        # a function of the frame index so that render() and truth() always agree.
+        self._drift_phase = self._rng.uniform(0, 2 * math.pi, (2, 3))
+        self._drift_period = self._rng.uniform(20, 120, (2, 3))
         self._build_mosaic(paths, boxes_dir, read_field_labels(folder))
         # Sensor noise drawn once; frames pick one of a few noise images (drawing per frame costs ~5 ms).
         self._noise_pool = []
@@ -111,8 +115,10 @@ class VirtualMicroscope(ClosingSource):
         span_x = self.mosaic.shape[1] - width
         span_y = self.mosaic.shape[0] - height
         t = index * self._pan / max(span_x, 1)
-        x = span_x * (0.5 - 0.5 * math.cos(math.pi * t))
-        y = span_y * (0.5 - 0.5 * math.cos(math.pi * t * 0.37))
+        drift = [sum(6.0 * math.sin(2 * math.pi * index / period + phase)
+                     for period, phase in zip(self._drift_period[axis], self._drift_phase[axis])) for axis in (0, 1)]
+        x = float(np.clip(span_x * (0.5 - 0.5 * math.cos(math.pi * t)) + drift[0], 0, span_x))
+        y = float(np.clip(span_y * (0.5 - 0.5 * math.cos(math.pi * t * 0.37)) + drift[1], 0, span_y))
         return x, y
 
     def truth(self, index: int) -> TrueCells:
