@@ -45,6 +45,9 @@ class LocatorConfig:
     min_area_frac: float = 0.12
     # Side of the classifier's crop window, in expected cell diameters.
     crop_context: float = 1.4
+    # What fills the part of a crop window that lies outside the frame: a mirror image of the
+    # frame, or black (as the rotated corners of the training images).
+    edge_fill: Literal["reflect", "black"] = "reflect"
 
 
 @dataclass(frozen=True)

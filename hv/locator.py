@@ -104,7 +104,8 @@ def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig
 
     The window is a square of ``crop_context`` expected cell diameters (larger if the box
     is), centred on the box, so every crop shows cells at the same scale: size is one of
-    the cues that tell a lymphocyte from a monocyte. Parts outside the frame are reflected.
+    the cues that tell a lymphocyte from a monocyte. Parts outside the frame are reflected
+    or black (``config.edge_fill``).
 
     Args:
         image_rgb: (H, W, 3) uint8 RGB frame.
@@ -122,7 +123,10 @@ def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig
     left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
     side_px = int(round(side))
     pad = max(0, -left, -top, left + side_px - width, top + side_px - height)
-    if pad:
+    if pad and config.edge_fill == "black":
+        padded = cv2.copyMakeBorder(image_rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        left, top = left + pad, top + pad
+    elif pad:
         # Reflection needs the pad to be smaller than the image; repeat for tiny frames.
         padded = image_rgb
         remaining = pad

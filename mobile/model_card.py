@@ -27,7 +27,8 @@ diagnosis**: a differential count from it must be checked by a qualified person.
 - Output: {description['output']['shape']} {description['output']['dtype']}, {description['output']['meaning']}.
 - The input is a crop around one located white cell: a square of
   {description['crop']['crop_context']} × {description['crop']['cell_diameter_frac']} × frame width,
-  reflected at the frame edge, resized to the input size (see `model.json` → `crop`).
+  filled by {description['crop']['edge_fill']} outside the frame, resized to the input size
+  (see `model.json` → `crop`).
 
 ## Data
 Trained on {description['training']['data']} ({counts} images; augmented copies of a few

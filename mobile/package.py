@@ -37,8 +37,13 @@ def tensor_spec(model_path: Path) -> tuple[dict, dict]:
     specs = []
     for detail in (interpreter.get_input_details()[0], interpreter.get_output_details()[0]):
         scale, zero_point = detail["quantization"]
-        specs.append({"shape": [int(v) for v in detail["shape"]], "dtype": detail["dtype"].__name__,
-                      "quantization": {"scale": float(scale), "zero_point": int(zero_point)} if scale else None})
+        specs.append(
+            {
+                "shape": [int(v) for v in detail["shape"]],
+                "dtype": detail["dtype"].__name__,
+                "quantization": {"scale": float(scale), "zero_point": int(zero_point)} if scale else None,
+            }
+        )
     return specs[0], specs[1]
 
 
@@ -61,9 +66,10 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
         },
         "output": {**output_spec, "meaning": "class probabilities in class_names order (softmax)"},
         "crop": {
-            "what": "square window around each located white cell, reflected at the frame edge, resized to the input",
+            "what": "square window around each located white cell, resized to the input; outside the frame: edge_fill",
             "cell_diameter_frac": config.locator.cell_diameter_frac,
             "crop_context": config.locator.crop_context,
+            "edge_fill": config.locator.edge_fill,
             "side_px": "crop_context * cell_diameter_frac * frame_width (or the cell box, if larger)",
         },
         "training": training,

@@ -67,6 +67,9 @@ def test_crop_is_square_centred_and_reflected_at_the_edge():
     assert crop.shape == (50, 50, 3) and crop.dtype == np.uint8
     # The window reaches past the left edge: reflection fills it with white, not black.
     assert crop[:, :10].min() == 255
+    black = crop_cell(image, np.array([0, 40, 20, 60], np.float32),
+                      LocatorConfig(cell_diameter_frac=0.25, crop_context=1.0, edge_fill="black"), size=50)
+    assert black[:, :10].max() == 0 and black[:, 30:].min() == 255
     tiny = crop_cell(
         np.full((8, 8, 3), 9, np.uint8),
         np.array([0, 0, 8, 8], np.float32),
