@@ -1,8 +1,10 @@
-"""Error rate of an evaluation split by whether the cell's crop window reaches past the frame.
+"""Error rate of an evaluation split by whether the cell's crop window reaches past the frame, and by field.
 
 Reads the ``predictions.csv`` that ``hv evaluate`` writes, locates the cell of each image
 again, and groups images into: crop window inside the frame, window past an edge (filled
-by ``locator.edge_fill``), and no cell located.
+by ``locator.edge_fill``), and no cell located. Also counts errors per original field
+(Kaggle names copies of one field ``_<field>_<copy>``) to show whether a few originals or
+many copies carry the errors.
 
 Usage: python benchmarks/errors_by_crop_edge.py EVAL_DIR [--config config.toml]
 """
@@ -15,8 +17,10 @@ import json
 from pathlib import Path
 
 from hv.config import load_config
+from hv.labels import CLASS_NAMES, class_index
 from hv.locator import locate_cells
 from hv.preprocess import read_image_rgb
+from training.data import field_group
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,6 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     locator = load_config(args.config).locator
     groups = {"inside": [0, 0], "past_edge": [0, 0], "not_located": [0, 0]}
+    by_field: dict[str, list[int]] = {}
     with open(Path(args.eval_dir) / "predictions.csv", newline="") as f:
         for row in csv.DictReader(f):
             image = read_image_rgb(row["path"])
@@ -41,11 +46,20 @@ def main() -> None:
                 cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
                 inside = cx - half >= 0 and cy - half >= 0 and cx + half <= width and cy + half <= height
                 group = "inside" if inside else "past_edge"
+            wrong = row["true"] != row["predicted"]
             groups[group][0] += 1
-            groups[group][1] += row["true"] != row["predicted"]
+            groups[group][1] += wrong
+            field = field_group(row["path"], class_index(row["true"]))
+            by_field.setdefault(field, [0, 0])
+            by_field[field][0] += 1
+            by_field[field][1] += wrong
     result = {k: {"images": n, "errors": e, "error_rate": round(e / n, 4) if n else None}
               for k, (n, e) in groups.items()}
-    print(json.dumps(result, indent=2))
+    result["errors_by_field"] = {
+        name: sorted(([k.split(":")[1], e, n] for k, (n, e) in by_field.items() if k.startswith(f"{i}:")),
+                     key=lambda item: -item[1])
+        for i, name in enumerate(CLASS_NAMES)}
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
