@@ -89,8 +89,14 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         if session is None:
             return gr.skip(), gr.skip(), gr.skip()
         frame = session.latest_frame()
-        status = ("Running" if session.running else f"Ended{': ' + session.error if session.error else ''}") + \
-            f" — {session.source.name}"
+        # A tick already in flight when Stop is pressed lands after it: it must say "Stopped" too.
+        if session.stopped:
+            state = "Stopped"
+        elif session.running:
+            state = "Running"
+        else:
+            state = "Ended" + (f": {session.error}" if session.error else "")
+        status = f"{state} — {session.source.name}"
         read_fps = getattr(session.source, "read_fps", None)
         if read_fps:
             status += f" — source {read_fps:.0f} frames/s"

@@ -88,6 +88,11 @@ class LiveSession:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` was called (the user stopped it, rather than the source ending)."""
+        return self._stop.is_set()
+
     def latest_frame(self) -> np.ndarray | None:
         with self._lock:
             return self._latest_rgb
