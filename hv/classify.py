@@ -11,14 +11,12 @@ import numpy as np
 
 from hv.classifier import Classifier
 from hv.config import Config
-from hv.labels import CLASS_NAMES
+from hv.labels import CLASS_COLOURS_BGR, CLASS_NAMES
 from hv.locator import crop_cell, locate_cells
 from hv.preprocess import ImageReadError, read_image_rgb
 
 log = logging.getLogger(__name__)
 
-# BGR colours per class, chosen to stay distinct on pink-purple smears.
-CLASS_COLOURS_BGR = ((0, 140, 255), (255, 160, 0), (60, 200, 60), (200, 60, 200))
 
 
 def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config) -> tuple[np.ndarray, np.ndarray]:

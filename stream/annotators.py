@@ -5,12 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hv.labels import CLASS_NAMES, UNIDENTIFIED_ID
+from hv.labels import CLASS_COLOURS_BGR, CLASS_NAMES, UNIDENTIFIED_ID
 from stream.counter import UNIDENTIFIED, DifferentialCount
 from stream.detections import Detections
 
-# BGR, one per class, distinct on pink-purple smears; grey for unidentified cells.
-CLASS_COLOURS_BGR = ((0, 140, 255), (255, 160, 0), (60, 200, 60), (200, 60, 200))
 UNIDENTIFIED_BGR = (150, 150, 150)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
