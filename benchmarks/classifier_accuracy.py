@@ -6,6 +6,7 @@ and their mean, standard deviation and range, plus training wall time.
 
 Usage:
     python benchmarks/classifier_accuracy.py --seeds 0 1 2 [--config config.toml] [--runs runs/bench]
+        [--set train.label_smoothing=0 train.phase2.unfreeze_layers=38]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +33,29 @@ def summarise(values: list[float]) -> dict:
             else 0.0, "min": round(min(values), 4), "max": round(max(values), 4)}
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """``section.key=value`` with a TOML value, as the config file would hold it."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected section.key=value")
+    try:
+        return key.strip(), tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not TOML ({exc})") from exc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "config.toml"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", default=str(REPO / "runs" / "bench"))
     parser.add_argument("--simple", help="TEST_SIMPLE folder (default: beside data.test_dir)")
+    parser.add_argument("--set", type=parse_setting, nargs="+", default=[], metavar="KEY=VALUE",
+                        help="recipe variant: config values replaced for every seed")
     parser.add_argument("--tta", action="store_true", help="also report flip test-time augmentation")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    base = load_config(args.config)
+    base = override(load_config(args.config), **dict(args.set))
     simple = args.simple or str(Path(base.data.test_dir).parent / "TEST_SIMPLE")
     per_seed = []
     for seed in args.seeds:

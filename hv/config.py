@@ -9,12 +9,11 @@ file's folder, so a run does not depend on the current directory.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 
 class ConfigError(ValueError):
