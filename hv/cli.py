@@ -152,6 +152,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mobile.convert import VARIANTS  # numpy only; TensorFlow loads when a variant is converted
+
     parser = argparse.ArgumentParser(prog="hv", description="HematoVision: white blood cell classification.")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="config file (default: the repo's config.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -185,10 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--ship",
         default="auto",
-        choices=["auto", "float32", "float16", "dynamic", "int8"],
+        choices=["auto", *VARIANTS],
         help="variant to package (auto: int8 if it holds accuracy, else the next smallest)",
     )
-    export.add_argument("--calibration-images", type=int, default=200, help="int8 calibration images from TRAIN")
+    export.add_argument("--calibration-images", type=int,
+                        help="int8 calibration images from TRAIN (default: export.calibration_images)")
     export.add_argument("--verify-images", type=int, help="verify on a class-balanced sample of this many images")
     export.set_defaults(func=cmd_export)
 

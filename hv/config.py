@@ -121,6 +121,14 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    calibration_images: int = 200
+    # Keras layers the "int8_mixed" TFLite variant keeps in float32. Lite0's ImageNet stem has
+    # folded weights up to ~17, so int8 weights there err ~10 quantisation steps per output.
+    int8_float_layers: tuple[str, ...] = ("rescale", "stem_conv", "block0_dwconv")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     locator: LocatorConfig = field(default_factory=LocatorConfig)
@@ -129,6 +137,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 # Values that must be positive / in [0, 1]; checked after types.
@@ -136,7 +145,7 @@ _POSITIVE = {
     "locator.cell_diameter_frac", "locator.work_width_px", "locator.crop_context",
     "model.image_size", "model.dense_units", "train.batch_size", "train.views_per_image",
     "train.phase1.learning_rate", "train.phase2.learning_rate", "stream.recheck_every", "stream.max_votes",
-    "serve.port", "serve.max_upload_mb",
+    "serve.port", "serve.max_upload_mb", "export.calibration_images",
 }
 _UNIT_INTERVAL = {
     "data.val_fraction", "data.test_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",
@@ -174,6 +183,10 @@ def _check_value(key: str, value: Any, expected: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{key} = {value!r}: expected a string")
         return value
+    if expected == tuple[str, ...]:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} = {value!r}: expected a list of strings")
+        return tuple(value)
     raise TypeError(f"unsupported config type for {key}: {expected}")
 
 

@@ -40,10 +40,11 @@ def sample_split(split: Split, count: int, seed: int) -> Split:
 
 
 def choose_variant(results: dict[str, dict], requested: str) -> tuple[str, str]:
-    """The variant to ship and why: ``auto`` prefers int8, then the smallest variant that holds."""
+    """The variant to ship and why: ``auto`` prefers full int8, then int8 with float layers, then
+    the smallest variant that holds."""
     if requested != "auto":
         return requested, f"{requested} was requested"
-    for variant in ("int8", "dynamic", "float16", "float32"):
+    for variant in ("int8", "int8_mixed", "dynamic", "float16", "float32"):
         r = results.get(variant)
         if r is None:
             continue
@@ -55,7 +56,7 @@ def choose_variant(results: dict[str, dict], requested: str) -> tuple[str, str]:
 
 
 def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[str, ...] = VARIANTS,
-           ship: str = "auto", calibration_images: int = 200, verify_images: int | None = None,
+           ship: str = "auto", calibration_images: int | None = None, verify_images: int | None = None,
            verify_data: str | None = None) -> dict:
     """Convert ``model_path``, verify each variant on TEST crops, and write the app package.
 
@@ -66,6 +67,7 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     size = dataclasses.replace(config.model, image_size=reference.image_size)
     config = dataclasses.replace(config, model=size)
     train_split, train_report = discover(config.data.train_dir)
+    calibration_images = calibration_images or config.export.calibration_images
     calibration, _ = crop_fields(list(sample_split(train_split, calibration_images, config.train.seed).paths), config)
     test_split, _ = discover(verify_data or config.data.test_dir)
     if verify_images:
@@ -73,7 +75,7 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     test_crops, _ = crop_fields(list(test_split.paths), config)
     labels = np.array(test_split.labels)
 
-    files = convert_keras(model_path, out_dir / "variants", variants, calibration)
+    files = convert_keras(model_path, out_dir / "variants", variants, calibration, config.export.int8_float_layers)
     reference_probs = reference.predict(test_crops)
     results = {}
     for variant, path in files.items():

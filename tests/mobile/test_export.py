@@ -31,6 +31,24 @@ def test_float32_and_int8_convert_and_run_in_litert(tmp_path, tiny_model_path, c
         verify_litert(files["int8"], reference, crops, min_agreement=1.01)
 
 
+def test_int8_mixed_keeps_the_named_layers_in_float(tmp_path, tiny_model_path, crops):
+    from ai_edge_litert.interpreter import Interpreter
+
+    files = convert_keras(tiny_model_path, tmp_path, ("int8_mixed",), crops, ("rescale", "stem_conv"))
+    interpreter = Interpreter(model_path=str(files["int8_mixed"]))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    output_dtype = {tensors[op["outputs"][0]]["name"]: tensors[op["outputs"][0]]["dtype"]
+                    for op in interpreter._get_ops_details()}
+    stem = [dtype for name, dtype in output_dtype.items() if "/stem_conv" in name]
+    block1 = [dtype for name, dtype in output_dtype.items() if "/block1_expand_conv" in name]
+    assert stem == [np.float32] and block1 == [np.int8]
+    probs = LiteRTClassifier(files["int8_mixed"]).predict(crops)
+    assert probs.shape == (12, 4) and np.allclose(probs.sum(axis=1), 1, atol=0.05)
+
+    with pytest.raises(ConversionError, match="no layer named 'stem'"):
+        convert_keras(tiny_model_path, tmp_path, ("int8_mixed",), crops, ("stem",))
+
+
 def test_empty_representative_set_is_refused(tmp_path, tiny_model_path):
     with pytest.raises(ConversionError, match="representative set is empty"):
         convert_keras(tiny_model_path, tmp_path, ("int8",), np.zeros((0, 32, 32, 3), np.uint8))
@@ -49,6 +67,7 @@ def test_choose_variant_prefers_int8_only_when_it_holds():
     assert choose_variant({"int8": ok, "dynamic": ok}, "auto")[0] == "int8"
     assert choose_variant({"int8": bad, "dynamic": ok}, "auto")[0] == "dynamic"
     assert choose_variant({"int8": bad}, "int8")[0] == "int8"
+    assert choose_variant({"int8": bad, "int8_mixed": ok, "dynamic": ok}, "auto")[0] == "int8_mixed"
 
 
 def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
