@@ -1,18 +1,23 @@
-"""Where full-int8 disagrees with its Keras model, and whether more calibration helps.
+"""How close int8 TFLite comes to its Keras model, and what keeping early layers float buys.
 
-Converts the model to int8 with 200 and with 800 calibration crops from TRAIN (50 / 200 per
-class, the stream's crop function), runs both with LiteRT on a class-balanced TEST sample,
-and reports top-1 agreement with Keras overall and by the Keras model's top probability.
+Converts the model to full int8 (uint8 in/out) and to ``int8_mixed`` with growing sets of
+Keras layers kept float32 (the first is config.toml's ``export.int8_float_layers``), all
+calibrated on the same TRAIN crops. Each runs in LiteRT on every TEST image: top-1
+agreement with Keras (overall and by the Keras model's top probability), TEST accuracy,
+size, and median batch-1 latency at 1 thread, the variants interleaved in one loop so that
+their times are comparable on a noisy machine.
 
-Usage: python benchmarks/int8_agreement.py [--model models/hv_lite0.keras] [--sample 400]
+Usage: python benchmarks/int8_agreement.py [--model models/hv_lite0.keras] [--out out/int8_agreement]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 from hv.classifier import KerasClassifier, LiteRTClassifier
 from hv.cli import DEFAULT_MODEL
@@ -24,34 +29,75 @@ from training.evaluate import crop_fields
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Lite0 layer groups, in network order: each set keeps everything before it float too.
+_FLOAT_BLOCKS = {
+    "+ blocks 0-2": ("block0_project_conv", *(f"block{b}_{op}" for b in (1, 2)
+                                              for op in ("expand_conv", "dwconv", "project_conv"))),
+    "+ blocks 3-7": tuple(f"block{b}_{op}" for b in range(3, 8) for op in ("expand_conv", "dwconv", "project_conv")),
+}
+
+
+def latency_ms(paths: dict[str, Path], crops: np.ndarray, rounds: int = 5) -> dict[str, float]:
+    """Median batch-1 time per model at 1 thread, the models taking turns."""
+    models = {name: LiteRTClassifier(path, num_threads=1) for name, path in paths.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for model in models.values():  # warm-up
+        model.predict(crops[:1])
+    for _ in range(rounds):
+        for name, model in models.items():
+            for crop in crops:
+                start = time.perf_counter()
+                model.predict(crop[None])
+                times[name].append((time.perf_counter() - start) * 1000)
+    return {name: round(float(np.median(t)), 2) for name, t in times.items()}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
-    parser.add_argument("--sample", type=int, default=400)
+    parser.add_argument("--config", default=str(REPO / "config.toml"))
+    parser.add_argument("--out", default=str(REPO / "out" / "int8_agreement"))
     args = parser.parse_args()
-    config = load_config(REPO / "config.toml")
+    config = load_config(args.config)
+    out = Path(args.out)
     train, _ = discover(config.data.train_dir)
-    test = sample_split(discover(config.data.test_dir)[0], args.sample, seed=1)
+    test, _ = discover(config.data.test_dir)
+    labels = np.array(test.labels)
     crops, _ = crop_fields(list(test.paths), config)
+    calibration, _ = crop_fields(list(sample_split(train, config.export.calibration_images, config.train.seed).paths),
+                                 config)
     reference = KerasClassifier(args.model).predict(crops)
     confidence = reference.max(axis=1)
-    result = {"model": args.model, "test_sample": len(test), "by_calibration_size": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        for count in (200, 800):
-            calibration, _ = crop_fields(list(sample_split(train, count, seed=0).paths), config)
-            path = convert_keras(Path(args.model), Path(tmp) / str(count), ("int8",), calibration)["int8"]
-            agree = LiteRTClassifier(path).predict(crops).argmax(1) == reference.argmax(1)
-            result["by_calibration_size"][count] = {
-                "agreement": round(float(agree.mean()), 4),
-                "agreement_where_keras_top_prob_over": {
-                    str(t): {
-                        "images": int((confidence > t).sum()),
-                        "agreement": round(float(agree[confidence > t].mean()), 4),
-                    }
-                    for t in (0.5, 0.6, 0.7)
-                },
-            }
+
+    float_sets = {"none (full int8, uint8 in/out)": None}
+    layers = config.export.int8_float_layers
+    float_sets[f"{', '.join(layers)} (config)"] = layers
+    for name, extra in _FLOAT_BLOCKS.items():
+        layers = (*layers, *extra)
+        float_sets[name] = layers
+
+    paths, rows = {}, []
+    for i, (name, layers) in enumerate(float_sets.items()):
+        variant = "int8" if layers is None else "int8_mixed"
+        path = convert_keras(Path(args.model), out / str(i), (variant,), calibration, layers or ())[variant]
+        probs = LiteRTClassifier(path, num_threads=2).predict(crops)
+        agree = probs.argmax(1) == reference.argmax(1)
+        paths[name] = path
+        rows.append({
+            "float_layers": name,
+            "agreement": round(float(agree.mean()), 4),
+            "agreement_where_keras_top_prob_over_0.6": round(float(agree[confidence > 0.6].mean()), 4),
+            "images_keras_top_prob_at_most_0.6": int((confidence <= 0.6).sum()),
+            "accuracy": round(float((probs.argmax(1) == labels).mean()), 4),
+            "keras_accuracy": round(float((reference.argmax(1) == labels).mean()), 4),
+            "size_mb": round(path.stat().st_size / 1e6, 2),
+        })
+    times = latency_ms(paths, crops[:: max(1, len(crops) // 40)])
+    for row in rows:
+        row["latency_ms_1_thread"] = times[row["float_layers"]]
+    result = {"model": args.model, "test_images": len(labels), "calibration_images": len(calibration), "rows": rows}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "int8_agreement.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -9,6 +9,9 @@ def render_model_card(description: dict, report: dict) -> str:
     quant = inp["quantization"]
     quant_text = (f"scale {quant['scale']:.6g}, zero point {quant['zero_point']}" if quant
                   else "none (float input)")
+    float_text = (f"\n- Layers kept in float32 (the rest is int8): {', '.join(description['float_layers'])}."
+                  if description.get("float_layers") else "")
+    output = description["output"]
     counts = ", ".join(f"{name} {n}" for name, n in description["training"]["counts"].items())
     rows = "\n".join(
         f"| {v} | {r['size_mb']} | {r['accuracy']:.2%} | {r['top1_agreement']:.2%} | {r['latency_ms_1_thread']} |"
@@ -24,7 +27,7 @@ diagnosis**: a differential count from it must be checked by a qualified person.
 ## Input and output
 - Input: {inp['shape']} {inp['dtype']}, {inp['layout']}, {inp['colour_order']}, raw pixel values
   {inp['pixel_range'][0]}–{inp['pixel_range'][1]}; {inp['normalisation']}. Quantisation: {quant_text}.
-- Output: {description['output']['shape']} {description['output']['dtype']}, {description['output']['meaning']}.
+- Output: {output['shape']} {output['dtype']}, {output['meaning']}.{float_text}
 - The input is a crop around one located white cell: a square of
   {description['crop']['crop_context']} × {description['crop']['cell_diameter_frac']} × frame width,
   filled by {description['crop']['edge_fill']} outside the frame, resized to the input size

@@ -56,6 +56,8 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
         "format": "hematovision-tflite/1",
         "variant": variant,
         "backbone": config.model.backbone,
+        # int8_mixed: these Keras layers run in float32, the rest in int8.
+        "float_layers": list(config.export.int8_float_layers) if variant == "int8_mixed" else [],
         "class_names": list(CLASS_NAMES),
         "input": {
             **input_spec,

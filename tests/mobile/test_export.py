@@ -78,7 +78,7 @@ def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     description = check_package(package)
     assert description["variant"] == report["shipped"] == "int8"
     assert description["input"]["dtype"] == "uint8" and description["input"]["colour_order"] == "RGB"
-    assert description["input"]["quantization"]["scale"] > 0
+    assert description["input"]["quantization"]["scale"] > 0 and description["float_layers"] == []
     assert (package / "labels.txt").read_text().split() == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
     assert "Not a medical device" in (package / "MODEL_CARD.md").read_text()
     assert json.loads((tmp_path / "export" / "verification.json").read_text())["n_images"] == 12
