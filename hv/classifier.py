@@ -8,6 +8,7 @@ missing or broken model raises, never falls back.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -85,6 +86,9 @@ class LiteRTClassifier:
             )
         self.image_size = int(shape[1])
         self.path = path
+        # One interpreter holds one set of tensors: the web app classifies from its live
+        # thread and from request handlers at once, so set/invoke/get must not interleave.
+        self._lock = threading.Lock()
 
     def _quantise(self, batch: np.ndarray) -> np.ndarray:
         dtype = self._input["dtype"]
@@ -104,9 +108,11 @@ class LiteRTClassifier:
         batch = self._quantise(to_model_batch(crops_rgb))
         out = np.zeros((len(batch), NUM_CLASSES), np.float32)
         for i, image in enumerate(batch):  # the exported model has batch size 1, as in an app
-            self._interpreter.set_tensor(self._input["index"], image[None])
-            self._interpreter.invoke()
-            out[i] = self._dequantise(self._interpreter.get_tensor(self._output["index"])[0])
+            with self._lock:
+                self._interpreter.set_tensor(self._input["index"], image[None])
+                self._interpreter.invoke()
+                raw = self._interpreter.get_tensor(self._output["index"])[0]
+            out[i] = self._dequantise(raw)
         return out
 
 
