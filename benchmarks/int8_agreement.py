@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hv.classifier import KerasClassifier, LiteRTClassifier
-from hv.cli import DEFAULT_MODEL
+from hv.cli import BUNDLED_KERAS
 from hv.config import load_config
 from mobile.convert import convert_keras
 from mobile.export import sample_split
@@ -54,7 +54,7 @@ def latency_ms(paths: dict[str, Path], crops: np.ndarray, rounds: int = 5) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--model", default=str(BUNDLED_KERAS), help="a .keras model")
     parser.add_argument("--config", default=str(REPO / "config.toml"))
     parser.add_argument("--out", default=str(REPO / "out" / "int8_agreement"))
     args = parser.parse_args()

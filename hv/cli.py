@@ -19,8 +19,11 @@ log = logging.getLogger("hv")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config.toml"
-DEFAULT_MODEL = REPO_ROOT / "models" / "hv_lite0.keras"
+# The app package exported from models/hv_lite0.keras (hv export; BENCHMARKS.md says how it was verified).
+DEFAULT_MODEL = REPO_ROOT / "models" / "hv_lite0_int8" / "model.tflite"
+BUNDLED_KERAS = REPO_ROOT / "models" / "hv_lite0.keras"  # the float model it was exported from
 SAMPLE_FIELDS = REPO_ROOT / "samples" / "fields"
+_MODEL_HELP = "a .keras or .tflite model (default: the bundled int8 TFLite model)"
 
 
 def _abs(path: str | None) -> str | None:
@@ -173,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="metrics, confusion matrix and mistakes on a folder data set")
-    evaluate.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras model (default: the bundled one)")
+    evaluate.add_argument("--model", default=str(DEFAULT_MODEL), help=_MODEL_HELP)
     evaluate.add_argument("--data", help="folder of class folders (default: data.test_dir)")
     evaluate.add_argument("--out", required=True, help="output folder")
     evaluate.add_argument("--input", choices=["cell", "field"], help="must match how the model was trained")
@@ -198,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="process a recorded video as fast as possible")
     replay.add_argument("video", help="video file")
     replay.add_argument("--out", required=True, help="folder for cells.csv, summary.json (and annotated.webm)")
-    replay.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras or .tflite model")
+    replay.add_argument("--model", default=str(DEFAULT_MODEL), help=_MODEL_HELP)
     replay.add_argument("--stride", type=int, default=1, help="process every Nth frame")
     replay.add_argument("--annotated-video", action="store_true", help="also write annotated.webm")
     replay.set_defaults(func=cmd_replay)
@@ -217,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="virtual microscope over a folder of fields (default: the bundled samples)",
     )
     stream.add_argument("--out", default="hv-stream", help="folder for cells.csv, summary.json")
-    stream.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras or .tflite model")
+    stream.add_argument("--model", default=str(DEFAULT_MODEL), help=_MODEL_HELP)
     stream.add_argument("--display", action="store_true", help="show an OpenCV window (q or Esc to stop)")
     stream.add_argument("--record", action="store_true", help="also write annotated.webm")
     stream.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -226,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("serve", "start the web app"),
                        ("demo", "start the web app on the virtual microscope with the bundled model")):
         serve = sub.add_parser(name, help=text)
-        serve.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras or .tflite model")
+        serve.add_argument("--model", default=str(DEFAULT_MODEL), help=_MODEL_HELP)
         serve.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
         serve.add_argument("--port", type=int, help="port (default: serve.port)")
         serve.add_argument("--username", help="require a login with this name; password from $HV_PASSWORD")
@@ -234,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     classify = sub.add_parser("classify", help="find and classify every white cell in field images")
     classify.add_argument("images", nargs="*", help="field images (default: the bundled samples)")
-    classify.add_argument("--model", default=str(DEFAULT_MODEL), help="a .keras model (default: the bundled one)")
+    classify.add_argument("--model", default=str(DEFAULT_MODEL), help=_MODEL_HELP)
     classify.add_argument("--out", default="hv-output", help="folder for annotated images and cells.csv")
     classify.set_defaults(func=cmd_classify)
     return parser

@@ -1,0 +1,51 @@
+"""Median batch-1 latency of TFLite models in LiteRT at 1 and 2 threads, measured in turns.
+
+Each model classifies the same crops (bundled sample fields, cropped as the stream crops
+them); the models take turns round by round so that machine noise hits them alike.
+
+Usage: python benchmarks/tflite_latency.py MODEL.tflite [MODEL.tflite ...] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hv.classifier import LiteRTClassifier
+from hv.cli import DEFAULT_CONFIG, SAMPLE_FIELDS
+from hv.config import load_config
+from hv.preprocess import field_to_model_input, read_image_rgb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-round", type=int, default=40, help="inferences per model per round")
+    args = parser.parse_args()
+    config = load_config(DEFAULT_CONFIG)
+    crops = [field_to_model_input(read_image_rgb(p), config)[0] for p in sorted(SAMPLE_FIELDS.glob("*.jpg"))]
+    result = {}
+    for threads in (1, 2):
+        models = {str(path): LiteRTClassifier(path, num_threads=threads) for path in args.models}
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for model in models.values():
+            model.predict(crops[0][None])  # warm-up
+        for _ in range(args.rounds):
+            for name, model in models.items():
+                for i in range(args.per_round):
+                    crop = crops[i % len(crops)][None]
+                    start = time.perf_counter()
+                    model.predict(crop)
+                    times[name].append((time.perf_counter() - start) * 1000)
+        for name, t in times.items():
+            result.setdefault(name, {})[f"ms_per_image_{threads}_threads"] = round(float(np.median(t)), 2)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
