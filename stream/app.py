@@ -87,7 +87,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
 
     def poll(session):
         if session is None:
-            return gr.skip(), gr.skip(), gr.skip()
+            # Re-say it: a tick that read the session before Stop can land after Stop's own update.
+            return gr.skip(), gr.skip(), "Stopped."
         frame = session.latest_frame()
         # A tick already in flight when Stop is pressed lands after it: it must say "Stopped" too.
         if session.stopped:
