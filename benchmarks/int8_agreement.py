@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
+from tflite_latency import latency_in_turns  # benchmarks/ is on sys.path when run as a script
 
 from hv.classifier import KerasClassifier, LiteRTClassifier
 from hv.cli import BUNDLED_KERAS
@@ -35,21 +35,6 @@ _FLOAT_BLOCKS = {
                                               for op in ("expand_conv", "dwconv", "project_conv"))),
     "+ blocks 3-7": tuple(f"block{b}_{op}" for b in range(3, 8) for op in ("expand_conv", "dwconv", "project_conv")),
 }
-
-
-def latency_ms(paths: dict[str, Path], crops: np.ndarray, rounds: int = 5) -> dict[str, float]:
-    """Median batch-1 time per model at 1 thread, the models taking turns."""
-    models = {name: LiteRTClassifier(path, num_threads=1) for name, path in paths.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for model in models.values():  # warm-up
-        model.predict(crops[:1])
-    for _ in range(rounds):
-        for name, model in models.items():
-            for crop in crops:
-                start = time.perf_counter()
-                model.predict(crop[None])
-                times[name].append((time.perf_counter() - start) * 1000)
-    return {name: round(float(np.median(t)), 2) for name, t in times.items()}
 
 
 def main() -> None:
@@ -92,9 +77,9 @@ def main() -> None:
             "keras_accuracy": round(float((reference.argmax(1) == labels).mean()), 4),
             "size_mb": round(path.stat().st_size / 1e6, 2),
         })
-    times = latency_ms(paths, crops[:: max(1, len(crops) // 40)])
+    times = latency_in_turns(list(paths.values()), list(crops[:: max(1, len(crops) // 40)]), threads=1)
     for row in rows:
-        row["latency_ms_1_thread"] = times[row["float_layers"]]
+        row["latency_ms_1_thread"] = times[str(paths[row["float_layers"]])]
     result = {"model": args.model, "test_images": len(labels), "calibration_images": len(calibration), "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
     (out / "int8_agreement.json").write_text(json.dumps(result, indent=2) + "\n")

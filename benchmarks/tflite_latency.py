@@ -21,6 +21,23 @@ from hv.config import load_config
 from hv.preprocess import field_to_model_input, read_image_rgb
 
 
+def latency_in_turns(paths: list[Path], crops: list[np.ndarray], threads: int, rounds: int = 5,
+                     per_round: int = 40) -> dict[str, float]:
+    """Median batch-1 milliseconds per model; the models take turns round by round."""
+    models = {str(path): LiteRTClassifier(path, num_threads=threads) for path in paths}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for model in models.values():
+        model.predict(crops[0][None])  # warm-up
+    for _ in range(rounds):
+        for name, model in models.items():
+            for i in range(per_round):
+                crop = crops[i % len(crops)][None]
+                start = time.perf_counter()
+                model.predict(crop)
+                times[name].append((time.perf_counter() - start) * 1000)
+    return {name: round(float(np.median(t)), 2) for name, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path)
@@ -29,21 +46,10 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(DEFAULT_CONFIG)
     crops = [field_to_model_input(read_image_rgb(p), config)[0] for p in sorted(SAMPLE_FIELDS.glob("*.jpg"))]
-    result = {}
+    result: dict[str, dict[str, float]] = {}
     for threads in (1, 2):
-        models = {str(path): LiteRTClassifier(path, num_threads=threads) for path in args.models}
-        times: dict[str, list[float]] = {name: [] for name in models}
-        for model in models.values():
-            model.predict(crops[0][None])  # warm-up
-        for _ in range(args.rounds):
-            for name, model in models.items():
-                for i in range(args.per_round):
-                    crop = crops[i % len(crops)][None]
-                    start = time.perf_counter()
-                    model.predict(crop)
-                    times[name].append((time.perf_counter() - start) * 1000)
-        for name, t in times.items():
-            result.setdefault(name, {})[f"ms_per_image_{threads}_threads"] = round(float(np.median(t)), 2)
+        for name, ms in latency_in_turns(args.models, crops, threads, args.rounds, args.per_round).items():
+            result.setdefault(name, {})[f"ms_per_image_{threads}_threads"] = ms
     print(json.dumps(result, indent=2))
 
 
