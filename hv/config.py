@@ -126,6 +126,9 @@ class ExportConfig:
     # Keras layers the "int8_mixed" TFLite variant keeps in float32. Lite0's ImageNet stem has
     # folded weights up to ~17, so int8 weights there err ~10 quantisation steps per output.
     int8_float_layers: tuple[str, ...] = ("rescale", "stem_conv", "block0_dwconv")
+    # Fold the expected shift of int8 weight rounding into the biases before conversion
+    # (mobile/bias_correction.py); the Keras model itself is not changed.
+    bias_correction: bool = True
 
 
 @dataclass(frozen=True)

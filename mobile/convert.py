@@ -107,10 +107,13 @@ def representative_from_crops(crops_rgb: np.ndarray) -> Callable[[], Iterator[li
 
 def convert_keras(model_path: Path, out_dir: Path, variants: tuple[str, ...] = VARIANTS,
                   representative_crops: np.ndarray | None = None,
-                  float_layers: tuple[str, ...] = ()) -> dict[str, Path]:
+                  float_layers: tuple[str, ...] = (), bias_correction: bool = False) -> dict[str, Path]:
     """Write ``<variant>.tflite`` for each variant into ``out_dir``.
 
-    ``float_layers``: the Keras layers ``int8_mixed`` keeps in float32.
+    ``float_layers``: the Keras layers ``int8_mixed`` keeps in float32. ``bias_correction``:
+    the int8 variants are converted from a copy of the model whose biases absorb the expected
+    shift of int8 weight rounding (``mobile.bias_correction``), measured on the representative
+    crops.
 
     Raises:
         ConversionError: unknown variant, empty representative set, or a converter failure.
@@ -123,15 +126,31 @@ def convert_keras(model_path: Path, out_dir: Path, variants: tuple[str, ...] = V
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     with tempfile.TemporaryDirectory() as tmp:
-        saved_model = Path(tmp) / "saved_model"
-        model.export(str(saved_model), format="tf_saved_model", verbose=False)
+        saved_models: dict[tuple[str, ...] | None, Path] = {}
+
+        def saved_model_for(variant: str) -> Path:
+            # One SavedModel per set of layers left float: bias correction skips those layers.
+            key = None
+            if bias_correction and variant in ("int8", "int8_mixed"):
+                key = tuple(float_layers) if variant == "int8_mixed" else ()
+            if key not in saved_models:
+                source = model
+                if key is not None:
+                    from mobile.bias_correction import correct_rounding_bias
+
+                    source = keras.saving.load_model(model_path, compile=False)
+                    correct_rounding_bias(source, representative_crops, keep_float=key)
+                saved_models[key] = Path(tmp) / f"saved_model_{len(saved_models)}"
+                source.export(str(saved_models[key]), format="tf_saved_model", verbose=False)
+            return saved_models[key]
+
         for variant in variants:
             log.info("converting %s to %s TFLite", model_path.name, variant)
             try:
                 if variant == "int8_mixed":
-                    flat = _int8_mixed(saved_model, representative, float_layers)
+                    flat = _int8_mixed(saved_model_for(variant), representative, float_layers)
                 else:
-                    flat = _converter(saved_model, variant, representative).convert()
+                    flat = _converter(saved_model_for(variant), variant, representative).convert()
             except ConversionError:
                 raise
             except Exception as exc:  # the converter raises many internal types

@@ -75,7 +75,8 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     test_crops, _ = crop_fields(list(test_split.paths), config)
     labels = np.array(test_split.labels)
 
-    files = convert_keras(model_path, out_dir / "variants", variants, calibration, config.export.int8_float_layers)
+    files = convert_keras(model_path, out_dir / "variants", variants, calibration, config.export.int8_float_layers,
+                          bias_correction=config.export.bias_correction)
     reference_probs = reference.predict(test_crops)
     results = {}
     for variant, path in files.items():

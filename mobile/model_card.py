@@ -11,6 +11,9 @@ def render_model_card(description: dict, report: dict) -> str:
                   else "none (float input)")
     float_text = (f"\n- Layers kept in float32 (the rest is int8): {', '.join(description['float_layers'])}."
                   if description.get("float_layers") else "")
+    if description.get("bias_correction"):
+        float_text += ("\n- Biases corrected for int8 weight rounding: each layer's expected rounding shift,"
+                       " measured on the calibration crops, was subtracted before conversion.")
     output = description["output"]
     counts = ", ".join(f"{name} {n}" for name, n in description["training"]["counts"].items())
     rows = "\n".join(

@@ -58,6 +58,8 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
         "backbone": config.model.backbone,
         # int8_mixed: these Keras layers run in float32, the rest in int8.
         "float_layers": list(config.export.int8_float_layers) if variant == "int8_mixed" else [],
+        # int8 variants: biases corrected for the expected shift of int8 weight rounding.
+        "bias_correction": config.export.bias_correction and variant in ("int8", "int8_mixed"),
         "class_names": list(CLASS_NAMES),
         "input": {
             **input_spec,

@@ -34,7 +34,8 @@ def test_float32_and_int8_convert_and_run_in_litert(tmp_path, tiny_model_path, c
 def test_int8_mixed_keeps_the_named_layers_in_float(tmp_path, tiny_model_path, crops):
     from ai_edge_litert.interpreter import Interpreter
 
-    files = convert_keras(tiny_model_path, tmp_path, ("int8_mixed",), crops, ("rescale", "stem_conv"))
+    files = convert_keras(tiny_model_path, tmp_path, ("int8_mixed",), crops, ("rescale", "stem_conv"),
+                          bias_correction=True)
     interpreter = Interpreter(model_path=str(files["int8_mixed"]))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     output_dtype = {tensors[op["outputs"][0]]["name"]: tensors[op["outputs"][0]]["dtype"]
@@ -79,6 +80,7 @@ def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     assert description["variant"] == report["shipped"] == "int8"
     assert description["input"]["dtype"] == "uint8" and description["input"]["colour_order"] == "RGB"
     assert description["input"]["quantization"]["scale"] > 0 and description["float_layers"] == []
+    assert description["bias_correction"] is True  # config.export's default
     assert (package / "labels.txt").read_text().split() == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
     assert "Not a medical device" in (package / "MODEL_CARD.md").read_text()
     assert json.loads((tmp_path / "export" / "verification.json").read_text())["n_images"] == 12
