@@ -1,11 +1,14 @@
-"""How close int8 TFLite comes to its Keras model, and what keeping early layers float buys.
+"""How close int8 TFLite comes to its Keras model: float layers and bias correction.
 
 Converts the model to full int8 (uint8 in/out) and to ``int8_mixed`` with growing sets of
-Keras layers kept float32 (the first is config.toml's ``export.int8_float_layers``), all
+Keras layers kept float32 (the first is config.toml's ``export.int8_float_layers``), each
+without and with bias correction for weight rounding (``mobile.bias_correction``), all
 calibrated on the same TRAIN crops. Each runs in LiteRT on every TEST image: top-1
 agreement with Keras (overall and by the Keras model's top probability), TEST accuracy,
 size, and median batch-1 latency at 1 thread, the variants interleaved in one loop so that
-their times are comparable on a noisy machine.
+their times are comparable on a noisy machine. Two diagnostic rows run the Keras model
+with only its weights rounded as TFLite rounds them (no activation rounding), without and
+with the correction: how much of the disagreement weight rounding alone explains.
 
 Usage: python benchmarks/int8_agreement.py [--model models/hv_lite0.keras] [--out out/int8_agreement]
 """
@@ -16,12 +19,14 @@ import argparse
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 from tflite_latency import latency_in_turns  # benchmarks/ is on sys.path when run as a script
 
 from hv.classifier import KerasClassifier, LiteRTClassifier
 from hv.cli import BUNDLED_KERAS
 from hv.config import load_config
+from mobile.bias_correction import correct_rounding_bias, round_weights
 from mobile.convert import convert_keras
 from mobile.export import sample_split
 from training.data import discover
@@ -33,7 +38,6 @@ REPO = Path(__file__).resolve().parent.parent
 _FLOAT_BLOCKS = {
     "+ blocks 0-2": ("block0_project_conv", *(f"block{b}_{op}" for b in (1, 2)
                                               for op in ("expand_conv", "dwconv", "project_conv"))),
-    "+ blocks 3-7": tuple(f"block{b}_{op}" for b in range(3, 8) for op in ("expand_conv", "dwconv", "project_conv")),
 }
 
 
@@ -54,32 +58,50 @@ def main() -> None:
     reference = KerasClassifier(args.model).predict(crops)
     confidence = reference.max(axis=1)
 
-    float_sets = {"none (full int8, uint8 in/out)": None}
-    layers = config.export.int8_float_layers
-    float_sets[f"{', '.join(layers)} (config)"] = layers
-    for name, extra in _FLOAT_BLOCKS.items():
-        layers = (*layers, *extra)
-        float_sets[name] = layers
-
-    paths, rows = {}, []
-    for i, (name, layers) in enumerate(float_sets.items()):
-        variant = "int8" if layers is None else "int8_mixed"
-        path = convert_keras(Path(args.model), out / str(i), (variant,), calibration, layers or ())[variant]
-        probs = LiteRTClassifier(path, num_threads=2).predict(crops)
+    def row(name: str, probs: np.ndarray, size_mb: float | None) -> dict:
         agree = probs.argmax(1) == reference.argmax(1)
-        paths[name] = path
-        rows.append({
-            "float_layers": name,
+        return {
+            "variant": name,
             "agreement": round(float(agree.mean()), 4),
             "agreement_where_keras_top_prob_over_0.6": round(float(agree[confidence > 0.6].mean()), 4),
             "images_keras_top_prob_at_most_0.6": int((confidence <= 0.6).sum()),
             "accuracy": round(float((probs.argmax(1) == labels).mean()), 4),
             "keras_accuracy": round(float((reference.argmax(1) == labels).mean()), 4),
-            "size_mb": round(path.stat().st_size / 1e6, 2),
-        })
+            "size_mb": size_mb,
+        }
+
+    layers = config.export.int8_float_layers
+    float_sets = {"full int8, uint8 in/out": None, f"int8_mixed: {', '.join(layers)} float (config)": layers}
+    for name, extra in _FLOAT_BLOCKS.items():
+        layers = (*layers, *extra)
+        float_sets[f"int8_mixed: {name}"] = layers
+
+    paths, rows = {}, []
+    for corrected in (False, True):
+        for i, (name, layers) in enumerate(float_sets.items()):
+            if not corrected and name.startswith("int8_mixed: +"):
+                continue  # more float layers without the correction: measured before, see BENCHMARKS.md
+            variant = "int8" if layers is None else "int8_mixed"
+            label = f"{name}, {'with' if corrected else 'no'} bias correction"
+            path = convert_keras(Path(args.model), out / f"{i}{'_bc' if corrected else ''}", (variant,), calibration,
+                                 layers or (), bias_correction=corrected)[variant]
+            paths[label] = path
+            rows.append(row(label, LiteRTClassifier(path, num_threads=2).predict(crops),
+                            round(path.stat().st_size / 1e6, 2)))
+    for corrected in (False, True):
+        model = keras.saving.load_model(args.model, compile=False)
+        if corrected:
+            correct_rounding_bias(model, calibration, config.export.int8_float_layers)
+        round_weights(model, config.export.int8_float_layers)
+        simulated = out / f"keras_rounded_weights{'_bc' if corrected else ''}.keras"
+        model.save(simulated)
+        rows.append(row(f"Keras, weights rounded as int8 (config float layers kept), "
+                        f"{'with' if corrected else 'no'} bias correction",
+                        KerasClassifier(simulated).predict(crops), None))
     times = latency_in_turns(list(paths.values()), list(crops[:: max(1, len(crops) // 40)]), threads=1)
-    for row in rows:
-        row["latency_ms_1_thread"] = times[str(paths[row["float_layers"]])]
+    for r in rows:
+        if r["variant"] in paths:
+            r["latency_ms_1_thread"] = times[str(paths[r["variant"]])]
     result = {"model": args.model, "test_images": len(labels), "calibration_images": len(calibration), "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
     (out / "int8_agreement.json").write_text(json.dumps(result, indent=2) + "\n")

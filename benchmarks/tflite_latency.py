@@ -3,7 +3,11 @@
 Each model classifies the same crops (bundled sample fields, cropped as the stream crops
 them); the models take turns round by round so that machine noise hits them alike.
 
-Usage: python benchmarks/tflite_latency.py MODEL.tflite [MODEL.tflite ...] [--rounds 5]
+``--b0-reference DIR`` adds a yardstick for comparing machines: our model built on a
+random-weight EfficientNetB0, converted to full int8 (the mobile issue quotes 5.7-6.0 ms at
+1 thread for such a model on the machine it was written on).
+
+Usage: python benchmarks/tflite_latency.py MODEL.tflite [MODEL.tflite ...] [--rounds 5] [--b0-reference out/b0_ref]
 """
 
 from __future__ import annotations
@@ -38,14 +42,30 @@ def latency_in_turns(paths: list[Path], crops: list[np.ndarray], threads: int, r
     return {name: round(float(np.median(t)), 2) for name, t in times.items()}
 
 
+def random_b0_int8(out_dir: Path, crops: list[np.ndarray]) -> Path:
+    """Full-int8 TFLite of the hv model on a random-weight EfficientNetB0 (calibrated on ``crops``)."""
+    from hv.config import ModelConfig
+    from hv.model import build_model
+    from mobile.convert import convert_keras
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras_path = out_dir / "b0_random.keras"
+    build_model(ModelConfig(backbone="efficientnet_b0", weights="none")).save(keras_path)
+    return convert_keras(keras_path, out_dir, ("int8",), np.stack(crops))["int8"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=40, help="inferences per model per round")
+    parser.add_argument("--b0-reference", type=Path, metavar="DIR",
+                        help="also time a random-weight EfficientNetB0 int8 model, written to DIR")
     args = parser.parse_args()
     config = load_config(DEFAULT_CONFIG)
     crops = [field_to_model_input(read_image_rgb(p), config)[0] for p in sorted(SAMPLE_FIELDS.glob("*.jpg"))]
+    if args.b0_reference:
+        args.models.append(random_b0_int8(args.b0_reference, crops))
     result: dict[str, dict[str, float]] = {}
     for threads in (1, 2):
         for name, ms in latency_in_turns(args.models, crops, threads, args.rounds, args.per_round).items():

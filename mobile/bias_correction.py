@@ -37,6 +37,13 @@ def _folded_scale(conv: keras.layers.Layer, batch_norm: keras.layers.BatchNormal
     return gamma / np.sqrt(variance + batch_norm.epsilon)
 
 
+def _rounded(folded: np.ndarray, depthwise: bool) -> np.ndarray:
+    """TFLite's int8 weights, as floats: symmetric, one scale (max |w| / 127) per output channel."""
+    reduce_axes = (0, 1, 3) if depthwise else (0, 1, 2)
+    scale = np.abs(folded).max(axis=reduce_axes, keepdims=True) / 127
+    return np.round(folded / np.where(scale == 0, 1, scale)) * scale
+
+
 def rounding_shift(conv: keras.layers.Layer, factor: np.ndarray, input_mean: np.ndarray) -> np.ndarray:
     """Expected per-output-channel change of ``conv`` (BatchNorm folded) when its weights are int8.
 
@@ -48,9 +55,7 @@ def rounding_shift(conv: keras.layers.Layer, factor: np.ndarray, input_mean: np.
     kernel = conv.get_weights()[0]
     depthwise = isinstance(conv, keras.layers.DepthwiseConv2D)
     folded = kernel * (factor[None, None, :, None] if depthwise else factor)
-    reduce_axes = (0, 1, 3) if depthwise else (0, 1, 2)
-    scale = np.abs(folded).max(axis=reduce_axes, keepdims=True) / 127
-    error = np.round(folded / np.where(scale == 0, 1, scale)) * scale - folded
+    error = _rounded(folded, depthwise) - folded
     if depthwise:  # (kh, kw, C, 1): each channel sees only its own input channel
         return (error[..., 0] * input_mean[None, None, :]).sum(axis=(0, 1))
     return np.einsum("hwio,i->o", error, input_mean)
@@ -107,4 +112,18 @@ def correct_rounding_bias(model: keras.Model, calibration_crops: np.ndarray,
             kernel, bias = conv.get_weights()
             conv.set_weights([kernel, bias - shift])
     log.info("int8 bias correction: %d layers, from %d calibration crops", len(pairs), len(calibration_crops))
+    return len(pairs)
+
+
+def round_weights(model: keras.Model, keep_float: tuple[str, ...] = ()) -> int:
+    """Replace each convolution's kernel by its int8-rounded value, in place (a diagnostic:
+    the float model with only weight rounding, no activation rounding). Returns the count."""
+    pairs = _conv_batch_norm_pairs(model.get_layer(BACKBONE_LAYER), set(keep_float))
+    for conv, batch_norm in pairs:
+        factor = _folded_scale(conv, batch_norm)
+        weights = conv.get_weights()
+        depthwise = isinstance(conv, keras.layers.DepthwiseConv2D)
+        per_channel = factor[None, None, :, None] if depthwise else factor
+        weights[0] = _rounded(weights[0] * per_channel, depthwise) / per_channel
+        conv.set_weights(weights)
     return len(pairs)

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 
 from hv.preprocess import to_model_batch
-from mobile.bias_correction import correct_rounding_bias, rounding_shift
+from mobile.bias_correction import correct_rounding_bias, round_weights, rounding_shift
 
 
 def _round_like_tflite(folded: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -53,3 +53,21 @@ def test_correction_moves_only_the_biases_of_quantised_layers(tiny_model_path):
     # The shifts are rounding-sized: the float model's answers barely move.
     assert np.abs(model.predict_on_batch(to_model_batch(crops)) - reference).max() < 0.05
 
+
+
+def test_corrected_biases_cancel_the_mean_shift_of_rounded_weights(tiny_model_path):
+    crops = np.random.default_rng(3).integers(150, 256, (8, 32, 32, 3), dtype=np.uint8)  # mean far from 0
+
+    def stem_mean(model):
+        probe = keras.Model(model.get_layer("backbone").input, model.get_layer("backbone").get_layer("stem_bn").output)
+        return np.asarray(probe.predict_on_batch(to_model_batch(crops)))[:, 1:-1, 1:-1].mean(axis=(0, 1, 2))
+
+    exact = stem_mean(keras.saving.load_model(tiny_model_path, compile=False))
+    rounded = keras.saving.load_model(tiny_model_path, compile=False)
+    assert round_weights(rounded) > 0
+    corrected = keras.saving.load_model(tiny_model_path, compile=False)
+    correct_rounding_bias(corrected, crops)
+    round_weights(corrected)
+    shift_before = np.abs(stem_mean(rounded) - exact).max()
+    assert shift_before > 0
+    assert np.abs(stem_mean(corrected) - exact).max() < 0.1 * shift_before
