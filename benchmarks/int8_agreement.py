@@ -1,9 +1,9 @@
 """How close int8 TFLite comes to its Keras model: float layers and bias correction.
 
 Converts the model to full int8 (uint8 in/out) and to ``int8_mixed`` with growing sets of
-Keras layers kept float32 (the first is config.toml's ``export.int8_float_layers``), each
-without and with bias correction for weight rounding (``mobile.bias_correction``), all
-calibrated on the same TRAIN crops. Each runs in LiteRT on every TEST image: top-1
+Keras layers kept float32 (the first is config.toml's ``export.int8_float_layers``), with
+bias correction for weight rounding (``mobile.bias_correction``) and, for full int8 and the
+config's set, also without it, all calibrated on the same TRAIN crops. Each runs in LiteRT on every TEST image: top-1
 agreement with Keras (overall and by the Keras model's top probability), TEST accuracy,
 size, and median batch-1 latency at 1 thread, the variants interleaved in one loop so that
 their times are comparable on a noisy machine. Two diagnostic rows run the Keras model

@@ -90,7 +90,7 @@ def locate_cells(image_rgb: np.ndarray, config: LocatorConfig) -> np.ndarray:
 
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     min_area = config.min_area_frac * math.pi * (diameter / 2) ** 2
-    field_yellowness = _median_yellowness(small) if count > 1 else 0
+    field_yellowness = None  # measured once, for the first cell-sized blob
     boxes = []
     for i in np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1:
         area = stats[i, cv2.CC_STAT_AREA]
@@ -103,6 +103,8 @@ def locate_cells(image_rgb: np.ndarray, config: LocatorConfig) -> np.ndarray:
         half_w = _BOX_FIT[0] * diameter + _BOX_FIT[1] * w + _BOX_FIT[2] * root_area
         half_h = _BOX_FIT[0] * diameter + _BOX_FIT[1] * h + _BOX_FIT[2] * root_area
         fitted = np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+        if field_yellowness is None:
+            field_yellowness = _median_yellowness(small)
         outline = _outline_box(small, cx, cy, diameter, field_yellowness)
         blended = fitted if outline is None else _OUTLINE_WEIGHT * outline + (1 - _OUTLINE_WEIGHT) * fitted
         centre, half = (blended[:2] + blended[2:]) / 2, (blended[2:] - blended[:2]) / 2 * _BOX_GROW

@@ -37,6 +37,11 @@ def _folded_scale(conv: keras.layers.Layer, batch_norm: keras.layers.BatchNormal
     return gamma / np.sqrt(variance + batch_norm.epsilon)
 
 
+def _per_channel(factor: np.ndarray, depthwise: bool) -> np.ndarray:
+    """``factor`` shaped to multiply a kernel's output channels (axis 2 of a depthwise kernel)."""
+    return factor[None, None, :, None] if depthwise else factor
+
+
 def _rounded(folded: np.ndarray, depthwise: bool) -> np.ndarray:
     """TFLite's int8 weights, as floats: symmetric, one scale (max |w| / 127) per output channel."""
     reduce_axes = (0, 1, 3) if depthwise else (0, 1, 2)
@@ -54,7 +59,7 @@ def rounding_shift(conv: keras.layers.Layer, factor: np.ndarray, input_mean: np.
     """
     kernel = conv.get_weights()[0]
     depthwise = isinstance(conv, keras.layers.DepthwiseConv2D)
-    folded = kernel * (factor[None, None, :, None] if depthwise else factor)
+    folded = kernel * _per_channel(factor, depthwise)
     error = _rounded(folded, depthwise) - folded
     if depthwise:  # (kh, kw, C, 1): each channel sees only its own input channel
         return (error[..., 0] * input_mean[None, None, :]).sum(axis=(0, 1))
@@ -123,7 +128,7 @@ def round_weights(model: keras.Model, keep_float: tuple[str, ...] = ()) -> int:
         factor = _folded_scale(conv, batch_norm)
         weights = conv.get_weights()
         depthwise = isinstance(conv, keras.layers.DepthwiseConv2D)
-        per_channel = factor[None, None, :, None] if depthwise else factor
+        per_channel = _per_channel(factor, depthwise)
         weights[0] = _rounded(weights[0] * per_channel, depthwise) / per_channel
         conv.set_weights(weights)
     return len(pairs)
