@@ -28,7 +28,7 @@ from hv.cli import BUNDLED_KERAS
 from hv.config import load_config
 from mobile.bias_correction import correct_rounding_bias, round_weights
 from mobile.convert import convert_keras
-from mobile.export import sample_split
+from mobile.export import calibration_crops
 from training.data import discover
 from training.evaluate import crop_fields
 
@@ -53,8 +53,7 @@ def main() -> None:
     test, _ = discover(config.data.test_dir)
     labels = np.array(test.labels)
     crops, _ = crop_fields(list(test.paths), config)
-    calibration, _ = crop_fields(list(sample_split(train, config.export.calibration_images, config.train.seed).paths),
-                                 config)
+    calibration = calibration_crops(train, config)
     reference = KerasClassifier(args.model).predict(crops)
     confidence = reference.max(axis=1)
 

@@ -39,6 +39,13 @@ def sample_split(split: Split, count: int, seed: int) -> Split:
     return Split(tuple(split.paths[i] for i in picked), tuple(split.labels[i] for i in picked))
 
 
+def calibration_crops(train_split: Split, config: Config, count: int | None = None) -> np.ndarray:
+    """The int8 calibration set: crops of ``count`` TRAIN fields (default: the config's), the same share per class."""
+    picked = sample_split(train_split, count or config.export.calibration_images, config.train.seed)
+    crops, _ = crop_fields(list(picked.paths), config)
+    return crops
+
+
 def choose_variant(results: dict[str, dict], requested: str) -> tuple[str, str]:
     """The variant to ship and why: ``auto`` prefers full int8, then int8 with float layers, then
     the smallest variant that holds."""
@@ -67,8 +74,7 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     size = dataclasses.replace(config.model, image_size=reference.image_size)
     config = dataclasses.replace(config, model=size)
     train_split, train_report = discover(config.data.train_dir)
-    calibration_images = calibration_images or config.export.calibration_images
-    calibration, _ = crop_fields(list(sample_split(train_split, calibration_images, config.train.seed).paths), config)
+    calibration = calibration_crops(train_split, config, calibration_images)
     test_split, _ = discover(verify_data or config.data.test_dir)
     if verify_images:
         test_split = sample_split(test_split, verify_images, seed=1)
