@@ -19,11 +19,13 @@ round nothing but the output they hand to an int8 layer.
 
 For each seed (batch order): bias-correct a copy of the model, tune it, convert it to the
 config's ``int8_mixed`` and measure top-1 agreement with the untouched Keras model on TEST
-in LiteRT. Measured: no reliable gain over bias correction alone (BENCHMARKS.md), so
-``hv export`` does not do this.
+in LiteRT. ``--kernels`` trains the kernels too (quantisation-aware training: the int8
+weights change with them). Measured (BENCHMARKS.md): biases alone bring no reliable gain
+over bias correction; with the kernels, agreement rose with the number of steps on the
+runs so far. ``hv export`` does neither yet.
 
 Usage: python benchmarks/int8_bias_tuning.py [--model models/hv_lite0.keras] [--steps 300]
-       [--learning-rate 3e-4] [--seeds 0 1] [--out out/int8_bias_tuning]
+       [--learning-rate 3e-4] [--seeds 0 1] [--kernels] [--out out/int8_bias_tuning]
 """
 
 from __future__ import annotations
