@@ -1,8 +1,8 @@
 """Does narrowing the int8 ranges of the linear bottleneck help agreement?
 
 The projection convolutions and residual adds of Lite0 carry no ReLU6, so their int8 range
-is the calibration min/max (up to about ±50 where the values mostly lie within ±20): the
-coarsest rounding in the network (about 0.3 per step). This converts the config's
+is the calibration min/max: the coarsest rounding in the network (0.13-0.41 per step,
+``benchmarks/int8_error_by_layer.py``). This converts the config's
 ``int8_mixed`` (with bias correction) once with the converter's calibration only, scales
 those tensors' recorded min/max by each factor (values outside are clipped), quantises,
 and measures top-1 agreement with Keras and accuracy on TEST in LiteRT.

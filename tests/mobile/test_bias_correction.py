@@ -54,7 +54,6 @@ def test_correction_moves_only_the_biases_of_quantised_layers(tiny_model_path):
     assert np.abs(model.predict_on_batch(to_model_batch(crops)) - reference).max() < 0.05
 
 
-
 def test_corrected_biases_cancel_the_mean_shift_of_rounded_weights(tiny_model_path):
     crops = np.random.default_rng(3).integers(150, 256, (8, 32, 32, 3), dtype=np.uint8)  # mean far from 0
 
