@@ -129,6 +129,12 @@ class ExportConfig:
     # Fold the expected shift of int8 weight rounding into the biases before conversion
     # (mobile/bias_correction.py); the Keras model itself is not changed.
     bias_correction: bool = True
+    # Quantisation-aware fine-tuning of the copy converted to int8 (mobile/quantisation_aware.py):
+    # steps of distillation towards the float model through simulated int8 (0 = off), its
+    # Adam learning rate, and how many TRAIN fields it draws crops from.
+    qat_steps: int = 600
+    qat_learning_rate: float = 1e-5
+    qat_images: int = 1600
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,8 @@ _POSITIVE = {
     "locator.cell_diameter_frac", "locator.work_width_px", "locator.crop_context",
     "model.image_size", "model.dense_units", "train.batch_size", "train.views_per_image",
     "train.phase1.learning_rate", "train.phase2.learning_rate", "stream.recheck_every", "stream.max_votes",
-    "serve.port", "serve.max_upload_mb", "export.calibration_images",
+    "serve.port", "serve.max_upload_mb", "export.calibration_images", "export.qat_learning_rate",
+    "export.qat_images",
 }
 _UNIT_INTERVAL = {
     "data.val_fraction", "data.test_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",
@@ -159,6 +166,7 @@ _UNIT_INTERVAL = {
 _NON_NEGATIVE = {
     "train.phase1.epochs", "train.phase2.epochs", "train.phase2.unfreeze_layers",
     "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
+    "export.qat_steps",
 }
 _PATHS = {"data.train_dir", "data.test_dir", "train.out_dir", "serve.video_dir"}
 

@@ -18,8 +18,12 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +110,15 @@ def representative_from_crops(crops_rgb: np.ndarray) -> Callable[[], Iterator[li
 
 
 def convert_keras(model_path: Path, out_dir: Path, variants: tuple[str, ...] = VARIANTS,
-                  representative_crops: np.ndarray | None = None,
-                  float_layers: tuple[str, ...] = (), bias_correction: bool = False) -> dict[str, Path]:
+                  representative_crops: np.ndarray | None = None, float_layers: tuple[str, ...] = (),
+                  prepare_int8: Callable[[keras.Model, tuple[str, ...]], None] | None = None) -> dict[str, Path]:
     """Write ``<variant>.tflite`` for each variant into ``out_dir``.
 
-    ``float_layers``: the Keras layers ``int8_mixed`` keeps in float32. ``bias_correction``:
-    the int8 variants are converted from a copy of the model whose biases absorb the expected
-    shift of int8 weight rounding (``mobile.bias_correction``), measured on the representative
-    crops.
+    ``float_layers``: the Keras layers ``int8_mixed`` keeps in float32. ``prepare_int8``: the
+    int8 variants are converted from a fresh copy of the model that this function first
+    adjusts in place, given the layers that variant keeps in float (bias correction,
+    quantisation-aware fine-tuning; see ``mobile.export.int8_preparation``). The float
+    variants, and the model file, are never changed.
 
     Raises:
         ConversionError: unknown variant, empty representative set, or a converter failure.
@@ -129,17 +134,15 @@ def convert_keras(model_path: Path, out_dir: Path, variants: tuple[str, ...] = V
         saved_models: dict[tuple[str, ...] | None, Path] = {}
 
         def saved_model_for(variant: str) -> Path:
-            # One SavedModel per set of layers left float: bias correction skips those layers.
+            # One SavedModel per set of layers left float: the preparation skips those layers.
             key = None
-            if bias_correction and variant in ("int8", "int8_mixed"):
+            if prepare_int8 is not None and variant in ("int8", "int8_mixed"):
                 key = tuple(float_layers) if variant == "int8_mixed" else ()
             if key not in saved_models:
                 source = model
                 if key is not None:
-                    from mobile.bias_correction import correct_rounding_bias
-
                     source = keras.saving.load_model(model_path, compile=False)
-                    correct_rounding_bias(source, representative_crops, keep_float=key)
+                    prepare_int8(source, key)
                 saved_models[key] = Path(tmp) / f"saved_model_{len(saved_models)}"
                 source.export(str(saved_models[key]), format="tf_saved_model", verbose=False)
             return saved_models[key]

@@ -14,6 +14,12 @@ def render_model_card(description: dict, report: dict) -> str:
     if description.get("bias_correction"):
         float_text += ("\n- Biases corrected for int8 weight rounding: each layer's expected rounding shift,"
                        " measured on the calibration crops, was subtracted before conversion.")
+    qat = description.get("quantisation_aware_training")
+    if qat:
+        float_text += (f"\n- Quantisation-aware fine-tuning: before conversion, a copy of the Keras model was trained"
+                       f" for {qat['steps']} steps (Adam, learning rate {qat['learning_rate']:g}) through a simulation"
+                       f" of int8 rounding, to reproduce the float model's outputs on crops of {qat['train_images']}"
+                       " TRAIN images. The metrics below compare the int8 model with the untouched float model.")
     output = description["output"]
     counts = ", ".join(f"{name} {n}" for name, n in description["training"]["counts"].items())
     rows = "\n".join(

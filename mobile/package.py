@@ -60,6 +60,11 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
         "float_layers": list(config.export.int8_float_layers) if variant == "int8_mixed" else [],
         # int8 variants: biases corrected for the expected shift of int8 weight rounding.
         "bias_correction": config.export.bias_correction and variant in ("int8", "int8_mixed"),
+        # int8 variants: quantisation-aware fine-tuning towards the float model before conversion.
+        "quantisation_aware_training": (
+            {"steps": config.export.qat_steps, "learning_rate": config.export.qat_learning_rate,
+             "train_images": config.export.qat_images}
+            if config.export.qat_steps and variant in ("int8", "int8_mixed") else None),
         "class_names": list(CLASS_NAMES),
         "input": {
             **input_spec,

@@ -6,6 +6,7 @@ import pytest
 from hv.classifier import KerasClassifier, LiteRTClassifier, ModelLoadError, load_classifier
 from hv.labels import CLASS_NAMES
 from mobile.app_check import app_predict
+from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import ConversionError, convert_keras
 from mobile.export import choose_variant, export
 from mobile.package import PackageError, check_package
@@ -35,7 +36,7 @@ def test_int8_mixed_keeps_the_named_layers_in_float(tmp_path, tiny_model_path, c
     from ai_edge_litert.interpreter import Interpreter
 
     files = convert_keras(tiny_model_path, tmp_path, ("int8_mixed",), crops, ("rescale", "stem_conv"),
-                          bias_correction=True)
+                          lambda model, keep_float: correct_rounding_bias(model, crops, keep_float))
     interpreter = Interpreter(model_path=str(files["int8_mixed"]))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     output_dtype = {tensors[op["outputs"][0]]["name"]: tensors[op["outputs"][0]]["dtype"]
@@ -72,7 +73,8 @@ def test_choose_variant_prefers_int8_only_when_it_holds():
 
 
 def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
-    config = replace(config, data=replace(config.data, test_dir=config.data.train_dir))
+    config = replace(config, data=replace(config.data, test_dir=config.data.train_dir),
+                     export=replace(config.export, qat_steps=2, qat_images=8))
     report = export(tiny_model_path, config, tmp_path / "export", variants=("float32", "int8"), ship="int8",
                     calibration_images=8)
     package = tmp_path / "export" / "package"
@@ -81,8 +83,10 @@ def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     assert description["input"]["dtype"] == "uint8" and description["input"]["colour_order"] == "RGB"
     assert description["input"]["quantization"]["scale"] > 0 and description["float_layers"] == []
     assert description["bias_correction"] is True  # config.export's default
+    assert description["quantisation_aware_training"] == {"steps": 2, "learning_rate": 1e-5, "train_images": 8}
     assert (package / "labels.txt").read_text().split() == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
-    assert "Not a medical device" in (package / "MODEL_CARD.md").read_text()
+    card = (package / "MODEL_CARD.md").read_text()
+    assert "Not a medical device" in card and "Quantisation-aware fine-tuning: before conversion" in card
     assert json.loads((tmp_path / "export" / "verification.json").read_text())["n_images"] == 12
     assert not [p for p in (tmp_path / "export").iterdir() if p.name.startswith(".package")]
 
