@@ -43,6 +43,8 @@ def test_classify_sample_fields(tmp_path, tiny_model_path, capsys):
         (["evaluate", "--model", "missing.keras", "--out", "x"], "missing.keras does not exist"),
         (["train", "--data", "/no/such/folder"], "data folder /no/such/folder does not exist"),
         (["--config", "/no/such.toml", "train"], "config file /no/such.toml not found"),
+        (["export", "--model", "m.keras", "--out", "x", "--qat-steps", "-1"],
+         "export.qat_steps = -1: expected a value >= 0"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_1(argv, message, capsys):
