@@ -74,6 +74,16 @@ def int8_preparation(model_path: Path, config: Config, calibration: np.ndarray,
     return prepare
 
 
+def data_set_name(folder: str) -> str:
+    """A data set folder as the package names it: its parent and its own name ("blood-cells/TEST").
+
+    The package travels to other machines and people; the exporting machine's layout says
+    nothing there (and may say more than its owner wants).
+    """
+    path = Path(folder)
+    return "/".join(path.parts[-2:]) if len(path.parts) > 1 else path.name
+
+
 def choose_variant(results: dict[str, dict], requested: str) -> tuple[str, str]:
     """The variant to ship and why: ``auto`` prefers full int8, then int8 with float layers, then
     the smallest variant that holds."""
@@ -129,9 +139,10 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     (out_dir / "verification.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "verification.md").write_text(verification_table(report))
 
-    metrics = {"verified_on": report["verified_on"], "n_images": report["n_images"],
+    metrics = {"verified_on": data_set_name(report["verified_on"]), "n_images": report["n_images"],
                **{k: results[shipped][k] for k in ("accuracy", "reference_accuracy", "top1_agreement")}}
-    training = {"data": config.data.train_dir, "counts": train_report.counts, "input": config.data.input}
+    training = {"data": data_set_name(config.data.train_dir), "counts": train_report.counts,
+                "input": config.data.input}
     description = describe(files[shipped], shipped, config, metrics, training)
     write_package(files[shipped], out_dir / "package", description, render_model_card(description, report))
     return report

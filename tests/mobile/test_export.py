@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,8 @@ def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     assert description["input"]["quantization"]["scale"] > 0 and description["float_layers"] == []
     assert description["bias_correction"] is True  # config.export's default
     assert description["quantisation_aware_training"] == {"steps": 2, "learning_rate": 1e-5, "train_images": 8}
+    data_set = "/".join(Path(config.data.train_dir).parts[-2:])  # not the exporting machine's whole path
+    assert description["training"]["data"] == description["metrics"]["verified_on"] == data_set
     assert (package / "labels.txt").read_text().split() == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
     card = (package / "MODEL_CARD.md").read_text()
     assert "Not a medical device" in card and "Quantisation-aware fine-tuning: before conversion" in card
