@@ -131,7 +131,7 @@ class ExportConfig:
     bias_correction: bool = True
     # Quantisation-aware fine-tuning of the copy converted to int8 (mobile/quantisation_aware.py):
     # steps of distillation towards the float model through simulated int8 (0 = off), its
-    # Adam learning rate, and how many TRAIN fields it draws crops from.
+    # Adam learning rate, and how many TRAIN images it draws crops from.
     qat_steps: int = 600
     qat_learning_rate: float = 1e-5
     qat_images: int = 1600

@@ -143,7 +143,11 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
                **{k: results[shipped][k] for k in ("accuracy", "reference_accuracy", "top1_agreement")}}
     training = {"data": data_set_name(config.data.train_dir), "counts": train_report.counts,
                 "input": config.data.input}
-    description = describe(files[shipped], shipped, config, metrics, training)
+    int8_tuning = None
+    if len(tuning):
+        int8_tuning = {"steps": config.export.qat_steps, "learning_rate": config.export.qat_learning_rate,
+                       "train_images": int(len(tuning))}
+    description = describe(files[shipped], shipped, config, metrics, training, int8_tuning)
     write_package(files[shipped], out_dir / "package", description, render_model_card(description, report))
     return report
 

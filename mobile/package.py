@@ -47,8 +47,10 @@ def tensor_spec(model_path: Path) -> tuple[dict, dict]:
     return specs[0], specs[1]
 
 
-def describe(model_path: Path, variant: str, config: Config, metrics: dict, training: dict) -> dict:
-    """The ``model.json`` contents."""
+def describe(model_path: Path, variant: str, config: Config, metrics: dict, training: dict,
+             int8_tuning: dict | None = None) -> dict:
+    """The ``model.json`` contents. ``int8_tuning``: how the copy converted to int8 was
+    fine-tuned (steps, learning rate, images), if it was."""
     input_spec, output_spec = tensor_spec(model_path)
     if output_spec["shape"][-1] != len(CLASS_NAMES):
         raise PackageError(f"{model_path}: {output_spec['shape'][-1]} outputs but {len(CLASS_NAMES)} labels")
@@ -61,10 +63,7 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
         # int8 variants: biases corrected for the expected shift of int8 weight rounding.
         "bias_correction": config.export.bias_correction and variant in ("int8", "int8_mixed"),
         # int8 variants: quantisation-aware fine-tuning towards the float model before conversion.
-        "quantisation_aware_training": (
-            {"steps": config.export.qat_steps, "learning_rate": config.export.qat_learning_rate,
-             "train_images": config.export.qat_images}
-            if config.export.qat_steps and variant in ("int8", "int8_mixed") else None),
+        "quantisation_aware_training": int8_tuning if variant in ("int8", "int8_mixed") else None,
         "class_names": list(CLASS_NAMES),
         "input": {
             **input_spec,
