@@ -9,7 +9,7 @@ from hv.labels import CLASS_NAMES
 from mobile.app_check import app_predict
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import ConversionError, convert_keras
-from mobile.export import choose_variant, export
+from mobile.export import choose_variant, export, int8_preparation
 from mobile.package import PackageError, check_package
 from mobile.verify import VerificationError, verify_litert
 from tests.conftest import replace
@@ -71,6 +71,22 @@ def test_choose_variant_prefers_int8_only_when_it_holds():
     assert choose_variant({"int8": bad, "dynamic": ok}, "auto")[0] == "dynamic"
     assert choose_variant({"int8": bad}, "int8")[0] == "int8"
     assert choose_variant({"int8": bad, "int8_mixed": ok, "dynamic": ok}, "auto")[0] == "int8_mixed"
+
+
+def test_int8_preparation_follows_the_config(tiny_model_path, config, crops):
+    import keras
+
+    off = replace(config, export=replace(config.export, bias_correction=False, qat_steps=0))
+    assert int8_preparation(tiny_model_path, off, crops, crops[:0]) is None
+    bias_only = replace(config, export=replace(config.export, qat_steps=0))
+    model = keras.saving.load_model(tiny_model_path, compile=False)
+
+    def kernels():
+        return [np.array(w) for w in model.weights if "kernel" in w.path]
+
+    before = kernels()
+    int8_preparation(tiny_model_path, bias_only, crops, crops[:0])(model, ("stem_conv",))
+    assert all(np.array_equal(a, b) for a, b in zip(kernels(), before))  # no fine-tuning: kernels unchanged
 
 
 def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
