@@ -26,7 +26,7 @@ class DataConfig:
     # Empty: hold out test_fraction of train_dir's fields as the test set (stratified, seeded).
     test_dir: str = "../shared/data/blood-cells/TEST"
     test_fraction: float = 0.2
-    # Fraction of TRAIN's original fields held out for validation (grouped, see training/data.py).
+    # Fraction of TRAIN's field ids held out for validation (grouped, see training/data.py).
     val_fraction: float = 0.1
     # "cell": classify a crop around the located white cell (what the stream sees);
     # "field": classify the whole image.

@@ -1,0 +1,145 @@
+"""Are TRAIN's field ids really different fields? Near-duplicates across ids, by appearance.
+
+The validation split (``training.data.split_by_field``) holds out whole field ids, the
+``_<field>_`` prefix of each TRAIN file, and reaches 99.7 % while TEST reaches 84 %. If one
+original field appears under several ids, the split puts copies of one cell on both sides.
+This script embeds every TRAIN and TEST cell crop (the locator's crop, as training sees
+it) with the ImageNet Lite0 backbone, not trained on this data, and compares whole fields:
+the similarity of two fields is the highest cosine similarity between any of their copies.
+
+It reports, for each TRAIN field, its most similar other TRAIN field, and for each TEST
+field its most similar TRAIN field. TEST is the reference for "different fields", if
+TEST's fields are new to TRAIN. It counts how many groups TRAIN's ids fall into when
+fields at or above a threshold are joined, and draws the most similar cross-id pairs
+(`pairs.png`) and the TRAIN fields whose best partner is the least similar
+(`weakest_pairs.png`).
+
+Usage: python benchmarks/train_field_duplicates.py [--thresholds 0.94 0.95 0.96] [--out out/train_field_duplicates]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from hv.config import load_config
+from hv.model import build_backbone
+from hv.preprocess import read_image_rgb, to_model_batch
+from training.data import discover, field_group
+from training.evaluate import crop_fields
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def embed(paths: list[str], config, backbone: keras.Model, chunk: int = 256) -> np.ndarray:
+    """Unit-length ImageNet features of each field's cell crop."""
+    pool = keras.layers.GlobalAveragePooling2D()
+    progress = keras.utils.Progbar(len(paths))
+    features = []
+    for start in range(0, len(paths), chunk):
+        crops, _ = crop_fields(paths[start : start + chunk], config)
+        for b in range(0, len(crops), 64):
+            f = np.asarray(pool(backbone.predict_on_batch(to_model_batch(crops[b : b + 64]))))
+            features.append(f / np.linalg.norm(f, axis=1, keepdims=True))
+        progress.update(min(start + chunk, len(paths)))
+    return np.concatenate(features)
+
+
+def field_similarity(query: np.ndarray, query_groups: np.ndarray, ref: np.ndarray,
+                     ref_groups: np.ndarray) -> tuple[list[str], list[str], np.ndarray]:
+    """(query field names, reference field names, matrix of max copy-to-copy similarity)."""
+    q_names, r_names = sorted(set(query_groups)), sorted(set(ref_groups))
+    r_order = np.argsort(ref_groups, kind="stable")
+    r_sorted = ref[r_order]
+    starts = np.searchsorted(ref_groups[r_order], r_names)
+    matrix = np.zeros((len(q_names), len(r_names)), np.float32)
+    for i, name in enumerate(q_names):
+        sims = query[query_groups == name] @ r_sorted.T
+        matrix[i] = np.maximum.reduceat(sims.max(axis=0), starts)
+    return q_names, r_names, matrix
+
+
+def pairs_picture(train_paths, train_groups, features, pairs, out: Path) -> None:
+    rows = []
+    for a, b in pairs:
+        ia, ib = np.flatnonzero(train_groups == a), np.flatnonzero(train_groups == b)
+        i, j = np.unravel_index((features[ia] @ features[ib].T).argmax(), (len(ia), len(ib)))
+        images = [cv2.resize(read_image_rgb(train_paths[k]), (320, 240)) for k in (ia[i], ib[j])]
+        for image, name in zip(images, (a, b)):
+            cv2.rectangle(image, (0, 0), (150, 30), (255, 255, 255), -1)
+            cv2.putText(image, f"field {name}", (6, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2)
+        rows.append(np.hstack(images))
+    cv2.imwrite(str(out), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "config.toml"))
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.94, 0.95, 0.96])
+    parser.add_argument("--out", default=str(REPO / "out" / "train_field_duplicates"))
+    args = parser.parse_args()
+    config = load_config(args.config)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, _ = discover(config.data.train_dir)
+    test, _ = discover(config.data.test_dir)
+    backbone = build_backbone(config.model)  # ImageNet weights: blind to this data's labels
+    train_features = embed(list(train.paths), config, backbone)
+    test_features = embed(list(test.paths), config, backbone)
+    train_groups = np.array([field_group(p, y) for p, y in zip(train.paths, train.labels)])
+    test_groups = np.array([field_group(p, y) for p, y in zip(test.paths, test.labels)])
+
+    names, _, within = field_similarity(train_features, train_groups, train_features, train_groups)
+    np.fill_diagonal(within, -1)
+    test_names, _, across = field_similarity(test_features, test_groups, train_features, train_groups)
+    best_other = within.max(axis=1)
+    best_train = across.max(axis=1)
+    label = np.array([n.split(":")[0] for n in names])
+
+    def percentiles(values):
+        values = np.percentile(values, [0, 10, 50, 90, 100]).round(3).tolist()
+        return dict(zip(("min", "p10", "p50", "p90", "max"), values))
+
+    result = {
+        "train_field_ids": len(names), "test_field_ids": len(test_names),
+        "train_field_best_other_train_field": percentiles(best_other),
+        "best_other_has_same_class": round(float((label[within.argmax(axis=1)] == label).mean()), 3),
+        "test_field_best_train_field": percentiles(best_train),
+        "thresholds": {},
+    }
+    for threshold in args.thresholds:
+        groups, _ = connected_components(csr_matrix(within >= threshold), directed=False)
+        result["thresholds"][str(threshold)] = {
+            "train_fields_with_a_partner": int((best_other >= threshold).sum()),
+            "train_groups_after_joining": int(groups),
+            "test_fields_with_a_train_partner": int((best_train >= threshold).sum()),
+        }
+    def best_pairs(order):
+        seen, pairs = set(), []
+        for i in order:
+            pair = tuple(sorted((names[i], names[int(within[i].argmax())])))
+            if pair not in seen:
+                seen.add(pair)
+                pairs.append(pair)
+            if len(pairs) == 4:
+                return pairs
+        return pairs
+
+    # The most similar cross-id pairs, and the TRAIN fields whose best partner is the least similar.
+    pairs_picture(list(train.paths), train_groups, train_features, best_pairs(np.argsort(-best_other)),
+                  out / "pairs.png")
+    pairs_picture(list(train.paths), train_groups, train_features, best_pairs(np.argsort(best_other)),
+                  out / "weakest_pairs.png")
+    (out / "train_field_duplicates.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
