@@ -10,7 +10,8 @@ the similarity of two fields is the highest cosine similarity between any of the
 It reports, for each TRAIN field, its most similar other TRAIN field, and for each TEST
 field its most similar TRAIN field. TEST is the reference for "different fields", if
 TEST's fields are new to TRAIN. It counts how many groups TRAIN's ids fall into when
-fields at or above a threshold are joined, and draws the most similar cross-id pairs
+fields at or above a threshold are joined (connected components, which chain, and
+complete linkage, which does not), and draws the most similar cross-id pairs
 (`pairs.png`) and the TRAIN fields whose best partner is the least similar
 (`weakest_pairs.png`).
 
@@ -26,8 +27,10 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial.distance import squareform
 
 from hv.config import load_config
 from hv.model import build_backbone
@@ -114,11 +117,19 @@ def main() -> None:
         "test_field_best_train_field": percentiles(best_train),
         "thresholds": {},
     }
+    # Complete linkage joins two groups only if every pair of their fields is similar:
+    # unlike the connected components, it cannot chain through look-alike cells.
+    distance = 1 - np.clip(within, 0, 1)
+    np.fill_diagonal(distance, 0)
+    tree = linkage(squareform(distance, checks=False), method="complete")
     for threshold in args.thresholds:
         groups, _ = connected_components(csr_matrix(within >= threshold), directed=False)
+        complete = fcluster(tree, t=1 - threshold, criterion="distance")
         result["thresholds"][str(threshold)] = {
             "train_fields_with_a_partner": int((best_other >= threshold).sum()),
             "train_groups_after_joining": int(groups),
+            "train_groups_complete_linkage": int(complete.max()),
+            "largest_complete_linkage_group": int(np.bincount(complete).max()),
             "test_fields_with_a_train_partner": int((best_train >= threshold).sum()),
         }
     def best_pairs(order):
