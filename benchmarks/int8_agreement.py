@@ -23,16 +23,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from tflite_latency import latency_in_turns  # benchmarks/ is on sys.path when run as a script
+from int8_inputs import load_int8_inputs  # benchmarks/ is on sys.path when run as a script
+from tflite_latency import latency_in_turns
 
 from hv.classifier import KerasClassifier, LiteRTClassifier
 from hv.cli import BUNDLED_KERAS
 from hv.config import load_config
 from mobile.bias_correction import correct_rounding_bias, round_weights
 from mobile.convert import convert_keras
-from mobile.export import calibration_crops
-from training.data import discover
-from training.evaluate import crop_fields
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,11 +49,8 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config)
     out = Path(args.out)
-    train, _ = discover(config.data.train_dir)
-    test, _ = discover(config.data.test_dir)
-    labels = np.array(test.labels)
-    crops, _ = crop_fields(list(test.paths), config)
-    calibration = calibration_crops(train, config)
+    inputs = load_int8_inputs(config)
+    crops, labels, calibration = inputs.test_crops, inputs.test_labels, inputs.calibration
     reference = KerasClassifier(args.model).predict(crops)
     confidence = reference.max(axis=1)
 

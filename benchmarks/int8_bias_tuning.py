@@ -24,16 +24,15 @@ import json
 from pathlib import Path
 
 import keras
-import numpy as np
+from int8_inputs import load_int8_inputs  # benchmarks/ is on sys.path when run as a script
 
 from hv.classifier import KerasClassifier, LiteRTClassifier
 from hv.cli import BUNDLED_KERAS
 from hv.config import load_config
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import convert_keras
-from mobile.export import calibration_crops, sample_split
+from mobile.export import sample_split
 from mobile.quantisation_aware import fine_tune_for_int8
-from training.data import discover
 from training.evaluate import crop_fields
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,12 +51,10 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config)
     float_layers = config.export.int8_float_layers
-    train, _ = discover(config.data.train_dir)
-    test, _ = discover(config.data.test_dir)
-    calibration = calibration_crops(train, config)
-    tuning, _ = crop_fields(list(sample_split(train, args.tuning_images, config.train.seed + 1).paths), config)
-    crops, _ = crop_fields(list(test.paths), config)
-    labels = np.array(test.labels)
+    inputs = load_int8_inputs(config)
+    crops, labels, calibration = inputs.test_crops, inputs.test_labels, inputs.calibration
+    tuning, _ = crop_fields(list(sample_split(inputs.train, args.tuning_images, config.train.seed + 1).paths),
+                            config)
     reference_model = keras.saving.load_model(args.model, compile=False)
     reference = KerasClassifier(args.model).predict(crops).argmax(1)
     out = Path(args.out)

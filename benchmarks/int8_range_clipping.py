@@ -22,6 +22,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from int8_inputs import load_int8_inputs  # benchmarks/ is on sys.path when run as a script
 from tensorflow.lite.python import convert as tflite_convert
 from tensorflow.lite.tools import flatbuffer_utils
 
@@ -30,9 +31,6 @@ from hv.cli import BUNDLED_KERAS
 from hv.config import load_config
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import _converter, _op_output_names, float_layer_nodes, representative_from_crops
-from mobile.export import calibration_crops
-from training.data import discover
-from training.evaluate import crop_fields
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,11 +60,8 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config)
     float_layers = config.export.int8_float_layers
-    train, _ = discover(config.data.train_dir)
-    test, _ = discover(config.data.test_dir)
-    calibration = calibration_crops(train, config)
-    crops, _ = crop_fields(list(test.paths), config)
-    labels = np.array(test.labels)
+    inputs = load_int8_inputs(config)
+    crops, labels, calibration = inputs.test_crops, inputs.test_labels, inputs.calibration
     reference = KerasClassifier(args.model).predict(crops).argmax(1)
     representative = representative_from_crops(calibration)
     out = Path(args.out)
