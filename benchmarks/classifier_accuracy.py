@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--simple", help="TEST_SIMPLE folder (default: beside data.test_dir)")
     parser.add_argument("--set", type=parse_setting, nargs="+", default=[], metavar="KEY=VALUE",
                         help="recipe variant: config values replaced for every seed")
-    parser.add_argument("--tta", action="store_true", help="also report flip test-time augmentation")
+    parser.add_argument("--tta", action="store_true",
+                        help="also report test-time augmentation (8 turned and mirrored copies)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base = override(load_config(args.config), **dict(args.set))
@@ -68,7 +69,7 @@ def main() -> None:
                "train_wall_s": json.loads((run / "timing.json").read_text())["train_wall_s"]}
         for name, folder, tta in (("test", config.data.test_dir, False), ("test_simple", simple, False),
                                   *((("test_tta", config.data.test_dir, True),) if args.tta else ())):
-            m = evaluate(classifier, folder, config, run / f"eval_{name}", flip_tta=tta)
+            m = evaluate(classifier, folder, config, run / f"eval_{name}", tta=tta)
             row[name] = {"accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"], "macro_f1": m["macro_f1"],
                          "eosinophil_recall": m["per_class"]["eosinophil"]["recall"], "n_images": m["n_images"],
                          "recall": {k: round(v["recall"], 4) for k, v in m["per_class"].items()}}

@@ -15,6 +15,11 @@ complete linkage, which does not), and draws the most similar cross-id pairs
 (`pairs.png`) and the TRAIN fields whose best partner is the least similar
 (`weakest_pairs.png`).
 
+Last, it asks whether holding out whole complete-linkage groups would give a validation
+split that tracks TEST: a linear probe (softmax on the same features) is trained on the
+rest of TRAIN and scored on the held-out groups and on TEST. A split that keeps copies of
+one original together scores about what TEST scores.
+
 Usage: python benchmarks/train_field_duplicates.py [--thresholds 0.94 0.95 0.96] [--out out/train_field_duplicates]
 """
 
@@ -82,11 +87,59 @@ def pairs_picture(train_paths, train_groups, features, pairs, out: Path) -> None
     cv2.imwrite(str(out), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
 
 
+def grouped_holdout(field_names: list[str], group_of_field: np.ndarray, fraction: float, seed: int) -> set[str]:
+    """Field names of ``fraction`` of each class's groups, drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    classes = np.array([name.split(":")[0] for name in field_names])
+    keys = np.array([f"{c}/{g}" for c, g in zip(classes, group_of_field)])  # a group may span classes
+    held = set()
+    for c in sorted(set(classes)):
+        class_keys = sorted(set(keys[classes == c]))
+        held.update(rng.choice(class_keys, size=max(1, round(len(class_keys) * fraction)), replace=False))
+    return {name for name, key in zip(field_names, keys) if key in held}
+
+
+def linear_probe(features: np.ndarray, labels: np.ndarray, fit: np.ndarray, scored: list[tuple[np.ndarray,
+                 np.ndarray]], seed: int) -> list[float]:
+    """Accuracy on each (features, labels) of ``scored`` of a softmax fitted on ``features[fit]``."""
+    keras.utils.set_random_seed(seed)
+    probe = keras.Sequential([keras.Input(features.shape[1:]), keras.layers.Dense(int(labels.max()) + 1,
+                                                                                  activation="softmax")])
+    probe.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    scale = 10.0  # unit-length features: give the logits room without a bias-heavy fit
+    probe.fit(features[fit] * scale, labels[fit], epochs=10, batch_size=256, verbose=0)
+    return [float((probe.predict(x * scale, verbose=0).argmax(1) == y).mean()) for x, y in scored]
+
+
+def probe_splits(names, tree, thresholds, train_features, train_labels, train_groups, test_features,
+                 test_labels, seeds) -> dict:
+    """Validation vs TEST accuracy of a linear probe, holding out 20 % of field ids or of groups."""
+    kinds = {"field ids": np.arange(len(names))}
+    for threshold in thresholds:
+        kinds[f"complete linkage {threshold}"] = fcluster(tree, t=1 - threshold, criterion="distance")
+    rows = {}
+    for kind, group_of_field in kinds.items():
+        scores = []
+        for seed in seeds:
+            held = grouped_holdout(names, group_of_field, 0.2, seed)
+            validation = np.array([g in held for g in train_groups])
+            scores.append(linear_probe(train_features, train_labels, ~validation,
+                                       [(train_features[validation], train_labels[validation]),
+                                        (test_features, test_labels)], seed))
+        val, test = np.array(scores).T
+        rows[kind] = {"validation": round(float(val.mean()), 3), "test": round(float(test.mean()), 3),
+                      "gap": round(float((val - test).mean()), 3)}
+        print(kind, rows[kind], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "config.toml"))
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.94, 0.95, 0.96])
     parser.add_argument("--out", default=str(REPO / "out" / "train_field_duplicates"))
+    parser.add_argument("--probe-seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="one validation draw and probe per seed")
     args = parser.parse_args()
     config = load_config(args.config)
     out = Path(args.out)
@@ -132,6 +185,10 @@ def main() -> None:
             "largest_complete_linkage_group": int(np.bincount(complete).max()),
             "test_fields_with_a_train_partner": int((best_train >= threshold).sum()),
         }
+    result["linear_probe_validation_vs_test"] = probe_splits(
+        names, tree, args.thresholds, train_features, np.array(train.labels), train_groups, test_features,
+        np.array(test.labels), args.probe_seeds)
+
     def best_pairs(order):
         seen, pairs = set(), []
         for i in order:

@@ -65,7 +65,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     args.overrides = {"data.input": args.input}
     config = _load(args)
     data = args.data or config.data.test_dir
-    metrics = evaluate(load_classifier(args.model), data, config, Path(args.out), flip_tta=args.tta)
+    metrics = evaluate(load_classifier(args.model), data, config, Path(args.out), tta=args.tta)
     summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "n_images")}
     summary["per_class_recall"] = {k: round(v["recall"], 4) for k, v in metrics["per_class"].items()}
     print(json.dumps(summary, indent=2))
@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="folder of class folders (default: data.test_dir)")
     evaluate.add_argument("--out", required=True, help="output folder")
     evaluate.add_argument("--input", choices=["cell", "field"], help="must match how the model was trained")
-    evaluate.add_argument("--tta", action="store_true", help="average over flipped copies of each crop")
+    evaluate.add_argument("--tta", action="store_true",
+                          help="average over the 8 turned and mirrored copies of each crop (8x slower)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     export = sub.add_parser("export", help="convert to TFLite, verify with LiteRT, write the app package")

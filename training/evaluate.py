@@ -36,8 +36,14 @@ def crop_fields(paths: list[str], config: Config) -> tuple[np.ndarray, list[str]
     return crops, [p for p, (_, located) in zip(paths, results) if not located]
 
 
+def symmetries(batch: np.ndarray) -> list[np.ndarray]:
+    """The batch under the 8 symmetries of the square (4 quarter turns, each also mirrored)."""
+    turns = [np.rot90(batch, k, axes=(1, 2)) for k in range(4)]
+    return [np.ascontiguousarray(view) for turn in turns for view in (turn, turn[:, :, ::-1])]
+
+
 def predict_folder(classifier: Classifier, paths: list[str], config: Config, *, chunk: int = 64,
-                   flip_tta: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                   tta: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Crop every field as the stream does and classify it.
 
     Returns:
@@ -47,9 +53,10 @@ def predict_folder(classifier: Classifier, paths: list[str], config: Config, *, 
     probs, crops, not_located = [], [], []
     for start in range(0, len(paths), chunk):
         batch, missed = crop_fields(paths[start : start + chunk], config)
-        out = classifier.predict(batch)
-        if flip_tta:  # a cell has no orientation: average over its mirror images
-            out = (out + classifier.predict(batch[:, :, ::-1]) + classifier.predict(batch[:, ::-1])) / 3
+        if tta:  # a cell on a slide has no up, down or handedness: average over all of them
+            out = np.mean([classifier.predict(view) for view in symmetries(batch)], axis=0)
+        else:
+            out = classifier.predict(batch)
         probs.append(out)
         crops.append(batch)
         not_located += missed
@@ -58,14 +65,14 @@ def predict_folder(classifier: Classifier, paths: list[str], config: Config, *, 
 
 
 def evaluate(classifier: Classifier, data_dir: str | Path, config: Config, out_dir: Path,
-             *, flip_tta: bool = False) -> dict:
+             *, tta: bool = False) -> dict:
     """Evaluate on a folder data set; see ``evaluate_split``."""
     split, report = discover(data_dir)
-    return evaluate_split(classifier, split, report, config, out_dir, flip_tta=flip_tta)
+    return evaluate_split(classifier, split, report, config, out_dir, tta=tta)
 
 
 def evaluate_split(classifier: Classifier, split: Split, report: DataReport, config: Config, out_dir: Path,
-                   *, flip_tta: bool = False) -> dict:
+                   *, tta: bool = False) -> dict:
     """Write ``metrics.json``, ``confusion_matrix.png``, ``mistakes.png``, ``data_report.json``.
 
     ``metrics.json`` holds ``accuracy``, ``macro_f1``, ``n_images`` and
@@ -74,12 +81,12 @@ def evaluate_split(classifier: Classifier, split: Split, report: DataReport, con
     Returns:
         The metrics dictionary.
     """
-    probs, crops, not_located = predict_folder(classifier, list(split.paths), config, flip_tta=flip_tta)
+    probs, crops, not_located = predict_folder(classifier, list(split.paths), config, tta=tta)
     true = np.array(split.labels)
     pred = probs.argmax(axis=1)
     metrics = classification_metrics(true, pred)
     metrics.update({"data": report.root, "model": str(getattr(classifier, "path", "")),
-                    "flip_tta": flip_tta, "not_located": len(not_located)})
+                    "tta": tta, "not_located": len(not_located)})
     out_dir.mkdir(parents=True, exist_ok=True)
     report.not_located = not_located
     report.write(out_dir / "data_report.json")

@@ -7,7 +7,7 @@ import pytest
 from hv.classifier import load_classifier
 from hv.model import build_model, unfreeze_top_layers
 from tests.conftest import replace
-from training.evaluate import evaluate
+from training.evaluate import evaluate, symmetries
 from training.frozen_features import split_model
 from training.train import train
 
@@ -53,3 +53,26 @@ def test_single_folder_holds_out_a_test_split_and_evaluates_it(tmp_path, config)
     assert {line.split("\t")[1] for line in held_out} == {"0", "1", "2", "3"}
     metrics = json.loads((run / "eval_holdout" / "metrics.json").read_text())
     assert metrics["n_images"] == 4
+
+
+def test_symmetries_are_the_eight_distinct_turns_and_mirrors():
+    batch = np.arange(2 * 3 * 3 * 1).reshape(2, 3, 3, 1)
+    views = symmetries(batch)
+    assert len({view.tobytes() for view in views}) == 8
+    assert np.array_equal(views[0], batch)
+    assert any(np.array_equal(view, batch[:, :, ::-1]) for view in views)
+    assert any(np.array_equal(view, batch[:, ::-1]) for view in views)
+
+
+def test_tta_prediction_does_not_depend_on_the_crop_orientation():
+    class CornerClassifier:  # answers from one corner pixel: as orientation-bound as a model can be
+        def predict(self, batch):
+            corner = batch[:, 0, 0, 0].astype(np.float64)
+            return np.stack([corner, 1 - corner], axis=1)
+
+    batch = np.zeros((1, 4, 4, 1), np.uint8)
+    batch[0, 0, 0, 0] = 1
+    averaged = [np.mean([CornerClassifier().predict(v) for v in symmetries(view)], axis=0)
+                for view in symmetries(batch)]
+    assert all(np.allclose(a, averaged[0]) for a in averaged)
+    assert np.allclose(averaged[0], [[0.25, 0.75]])  # 2 of the 8 views put the marked pixel in the corner
