@@ -1,10 +1,11 @@
 """Error rate of an evaluation split by whether the cell's crop window reaches past the frame, and by field.
 
 Reads the ``predictions.csv`` that ``hv evaluate`` writes, locates the cell of each image
-again, and groups images into: crop window inside the frame, window past an edge (filled
-by ``locator.edge_fill``), and no cell located. Also counts errors per original field
-(Kaggle names copies of one field ``_<field>_<copy>``) to show whether a few originals or
-many copies carry the errors.
+again, and groups images two ways: by the crop window (inside the frame, past an edge and
+filled by ``locator.edge_fill``, no cell located) and by the cell's own box (whole, cut by
+the frame edge, no cell located). Also counts errors per field id (Kaggle names copies of
+one field ``_<field>_<copy>``) to show whether a few originals or many copies carry the
+errors, and in how many fields over half of the copies are classified right.
 
 Usage: python benchmarks/errors_by_crop_edge.py EVAL_DIR [--config config.toml]
 """
@@ -32,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     locator = load_config(args.config).locator
     groups = {"inside": [0, 0], "past_edge": [0, 0], "not_located": [0, 0]}
+    cell_box = {"whole": [0, 0], "cut_by_frame_edge": [0, 0], "not_located": [0, 0]}
     by_field: dict[str, list[int]] = {}
     with open(Path(args.eval_dir) / "predictions.csv", newline="") as f:
         for row in csv.DictReader(f):
@@ -39,22 +41,31 @@ def main() -> None:
             height, width = image.shape[:2]
             boxes = locate_cells(image, locator)
             if not len(boxes):
-                group = "not_located"
+                group = cut = "not_located"
             else:
                 x1, y1, x2, y2 = boxes[0]
                 half = max(locator.crop_context * locator.cell_diameter_frac * width, x2 - x1, y2 - y1) / 2
                 cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
                 inside = cx - half >= 0 and cy - half >= 0 and cx + half <= width and cy + half <= height
                 group = "inside" if inside else "past_edge"
+                edge = 2  # px: the locator's box reaches the border when the cell is cut
+                cut = ("cut_by_frame_edge" if min(x1, y1) <= edge or x2 >= width - 1 - edge
+                       or y2 >= height - 1 - edge else "whole")
             wrong = row["true"] != row["predicted"]
-            groups[group][0] += 1
-            groups[group][1] += wrong
+            for counts in (groups[group], cell_box[cut]):
+                counts[0] += 1
+                counts[1] += wrong
             field = field_group(row["path"], class_index(row["true"]))
             by_field.setdefault(field, [0, 0])
             by_field[field][0] += 1
             by_field[field][1] += wrong
-    result = {k: {"images": n, "errors": e, "error_rate": round(e / n, 4) if n else None}
-              for k, (n, e) in groups.items()}
+    def rates(table):
+        return {k: {"images": n, "errors": e, "error_rate": round(e / n, 4) if n else None}
+                for k, (n, e) in table.items()}
+
+    result = {"crop_window": rates(groups), "cell_box": rates(cell_box),
+              "fields_with_over_half_of_copies_right": sum(2 * e < n for n, e in by_field.values()),
+              "fields": len(by_field)}
     result["errors_by_field"] = {
         name: sorted(([k.split(":")[1], e, n] for k, (n, e) in by_field.items() if k.startswith(f"{i}:")),
                      key=lambda item: -item[1])
