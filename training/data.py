@@ -1,4 +1,4 @@
-"""Data sets: discover class folders, report bad files, split by original field, tf.data.
+"""Data sets: discover class folders, report bad files, split by field id, tf.data.
 
 A data set is a folder of class folders (``eosinophil/`` or ``EOSINOPHIL/``). Every file
 that cannot be used is listed in the data report with the reason; unknown class folders
@@ -23,8 +23,8 @@ from hv.labels import CLASS_NAMES, class_index
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
-# Kaggle's TRAIN/TEST files are named _<original field>_<augmentation>.jpeg: copies of one
-# field share the first number within a class.
+# Kaggle's TRAIN/TEST files are named _<field id>_<augmentation>.jpeg: copies under one id
+# share the first number within a class (one original can carry several ids).
 _FIELD_PATTERN = re.compile(r"^_?(\d+)_\d+$")
 
 

@@ -3,7 +3,8 @@
 The reading order follows the work, as in the keras-io fine-tuning example: data, split,
 augmentation, model, phase 1, phase 2, save. The recipe is fixed (epochs and rates come
 from the config): the model kept is the one after the last epoch, never one picked by a
-test score. Validation is a split of whole original fields, used only to watch.
+test score. Validation holds out whole field ids and is only watched: on blood-cells/TRAIN
+the same original appears under several ids, so it reads far above TEST.
 """
 
 from __future__ import annotations
