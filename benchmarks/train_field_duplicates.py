@@ -119,16 +119,19 @@ def probe_splits(names, tree, thresholds, train_features, train_labels, train_gr
         kinds[f"complete linkage {threshold}"] = fcluster(tree, t=1 - threshold, criterion="distance")
     rows = {}
     for kind, group_of_field in kinds.items():
-        scores = []
+        scores, shares = [], []
         for seed in seeds:
             held = grouped_holdout(names, group_of_field, 0.2, seed)
             validation = np.array([g in held for g in train_groups])
+            shares.append([validation[train_labels == c].mean() for c in range(int(train_labels.max()) + 1)])
             scores.append(linear_probe(train_features, train_labels, ~validation,
                                        [(train_features[validation], train_labels[validation]),
                                         (test_features, test_labels)], seed))
         val, test = np.array(scores).T
         rows[kind] = {"validation": round(float(val.mean()), 3), "test": round(float(test.mean()), 3),
-                      "gap": round(float((val - test).mean()), 3)}
+                      "gap": round(float((val - test).mean()), 3),
+                      # a group can hold most of a class: then the probe hardly sees that class
+                      "held_out_share_by_class": [[round(float(v), 2) for v in draw] for draw in shares]}
         print(kind, rows[kind], flush=True)
     return rows
 
