@@ -93,7 +93,7 @@ class TrainConfig:
     views_per_image: int = 2
     phase1: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=4, learning_rate=1e-3))
     phase2: PhaseConfig = field(
-        default_factory=lambda: PhaseConfig(epochs=4, learning_rate=1e-4, unfreeze_layers=20)
+        default_factory=lambda: PhaseConfig(epochs=4, learning_rate=1e-4, unfreeze_layers=56)
     )
 
 
