@@ -24,29 +24,14 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
+from train_field_duplicates import embed  # benchmarks/ is on sys.path when run as a script
 
+from hv.annotations import read_field_labels
 from hv.config import load_config
 from hv.labels import CLASS_NAMES
-from hv.preprocess import field_to_model_input, read_image_rgb
+from hv.model import BACKBONE_LAYER
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def embedder(model_path: str) -> keras.Model:
-    """Raw RGB crop -> L2-normalised pooled backbone features of the trained model."""
-    model = keras.models.load_model(model_path)
-    pooled = next(layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
-    features = keras.Model(model.input, pooled.output)
-
-    def embed(paths: list[str], config) -> np.ndarray:
-        out = []
-        for start in range(0, len(paths), 32):
-            crops = [field_to_model_input(read_image_rgb(p), config)[0] for p in paths[start:start + 32]]
-            out.append(features.predict_on_batch(np.stack(crops).astype(np.float32)))
-        f = np.concatenate(out)
-        return f / np.linalg.norm(f, axis=1, keepdims=True)
-
-    return embed
 
 
 def main() -> None:
@@ -57,9 +42,9 @@ def main() -> None:
     parser.add_argument("--show", help="folder for one picture per original with errors")
     args = parser.parse_args()
     config = load_config(REPO / "config.toml")
-    embed = embedder(args.model)
-    with open(Path(args.bccd) / "wbc_labels.csv", newline="") as f:
-        originals = {r["image"]: r["category"].lower() for r in csv.DictReader(f)}
+    # The trained model's backbone: pooled, these are the features its head reads.
+    backbone = keras.models.load_model(args.model).get_layer(BACKBONE_LAYER)
+    originals = {field: CLASS_NAMES[index] for field, index in read_field_labels(Path(args.bccd)).items()}
     with open(Path(args.eval_dir) / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     report = {}
@@ -69,8 +54,8 @@ def main() -> None:
         images = [r for r in rows if r["true"] == name]
         if not names or not images:
             continue
-        sims = embed([r["path"] for r in images], config) @ embed(
-            [str(Path(args.bccd) / "JPEGImages" / f"{n}.jpg") for n in names], config).T
+        sims = embed([r["path"] for r in images], config, backbone) @ embed(
+            [str(Path(args.bccd) / "JPEGImages" / f"{n}.jpg") for n in names], config, backbone).T
         best = sims.argmax(1)
         per_original = {}
         for row, index, sim in zip(images, best, sims.max(1)):
