@@ -35,7 +35,9 @@ def frozen_boundary(backbone: keras.Model, first_open: int) -> str:
     position = {layer.name: i for i, layer in enumerate(backbone.layers)}
     for i in range(min(first_open, len(backbone.layers)) - 1, 0, -1):
         later = backbone.layers[i + 1 :]
-        if all(position[p] >= i for layer in later for p in _producers(layer)):
+        # A layer also has nodes from graphs it was called in later (an earlier split's
+        # tail); only its wiring inside this backbone decides where the backbone can be cut.
+        if all(position[p] >= i for layer in later for p in _producers(layer) if p in position):
             return backbone.layers[i].name
     raise ValueError("no layer of the backbone separates its frozen and trainable parts")
 

@@ -24,6 +24,14 @@ def test_trainer_shares_weights_with_the_full_model(config):
     assert not any("block13" in w.path for w in trainer.trainable_weights)
 
 
+def test_a_model_can_be_split_again_at_another_depth(config):
+    model = build_model(config.model)
+    split_model(model, 20)
+    again, _ = split_model(model, 38)  # the first split's tail added nodes to the backbone's layers
+    fresh, _ = split_model(build_model(config.model), 38)
+    assert again.layers[-1].name == fresh.layers[-1].name == "block11_project_bn"
+
+
 @pytest.mark.parametrize("cache", [True, False])
 def test_train_then_evaluate_round_trip(tmp_path, config, cache):
     config = replace(config, train=replace(config.train, cache_frozen_features=cache))
