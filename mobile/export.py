@@ -140,7 +140,8 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     (out_dir / "verification.md").write_text(verification_table(report))
 
     metrics = {"verified_on": data_set_name(report["verified_on"]), "n_images": report["n_images"],
-               **{k: results[shipped][k] for k in ("accuracy", "reference_accuracy", "top1_agreement")}}
+               **{k: results[shipped][k] for k in ("accuracy", "reference_accuracy", "top1_agreement")},
+               "confusion_matrix": results[shipped]["confusion_matrix"]}
     training = {"data": data_set_name(config.data.train_dir), "counts": train_report.counts,
                 "input": config.data.input}
     int8_tuning = None

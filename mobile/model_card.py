@@ -3,8 +3,30 @@
 from __future__ import annotations
 
 
+def per_class_recall(matrix: list[list[int]], class_names: list[str]) -> str:
+    """'eosinophil 0.84 (of 623), …' from a confusion matrix (rows are true classes)."""
+    return ", ".join(f"{name} {row[i] / sum(row):.2f} (of {sum(row)})" if sum(row) else f"{name} n/a (none)"
+                     for i, (name, row) in enumerate(zip(class_names, matrix)))
+
+
+def frequent_confusions(matrix: list[list[int]], class_names: list[str], top: int = 2) -> str:
+    """The ``top`` largest off-diagonal cells, as 'monocyte taken for neutrophil (191 of 620)'."""
+    cells = sorted(((row[j], i, j) for i, row in enumerate(matrix) for j in range(len(row)) if i != j and row[j]),
+                   reverse=True)[:top]
+    return "; ".join(f"{class_names[i]} taken for {class_names[j]} ({n} of {sum(matrix[i])})" for n, i, j in cells)
+
+
 def render_model_card(description: dict, report: dict) -> str:
     metrics = description["metrics"]
+    names = description["class_names"]
+    matrix = metrics.get("confusion_matrix")
+    # A differential count is only as good as its worst class; one accuracy figure hides which.
+    recall_text = (f"\n\nRecall per class (the share of each class's cells given its label; "
+                   f"{description['variant']}, {metrics['verified_on']}): {per_class_recall(matrix, names)}."
+                   if matrix else "")
+    confusions = frequent_confusions(matrix, names) if matrix else ""
+    confusion_text = (f"- Most frequent mistakes on {metrics['verified_on']}: {confusions}.\n" if confusions
+                      else "")
     inp = description["input"]
     quant = inp["quantization"]
     quant_text = (f"scale {quant['scale']:.6g}, zero point {quant['zero_point']}" if quant
@@ -50,7 +72,7 @@ hundred original fields), input mode "{description['training']['input']}". Backb
 ## Metrics
 On {metrics['n_images']} images of {metrics['verified_on']} through LiteRT: accuracy
 {metrics['accuracy']:.2%} (the Keras model it came from: {metrics['reference_accuracy']:.2%}),
-top-1 agreement with Keras {metrics['top1_agreement']:.2%}.
+top-1 agreement with Keras {metrics['top1_agreement']:.2%}.{recall_text}
 
 | variant | size (MB) | accuracy | agreement with Keras | ms/image, 1 thread |
 |---|---|---|---|---|
@@ -59,7 +81,7 @@ top-1 agreement with Keras {metrics['top1_agreement']:.2%}.
 Shipped variant: **{report['shipped']}** because {report['reason']}.
 
 ## Known failure modes
-- Eosinophil vs neutrophil is the hardest pair: both are granulocytes with lobed nuclei.
+{confusion_text}- Eosinophil vs neutrophil is a hard pair: both are granulocytes with lobed nuclei.
 - Basophils, blasts and other cell types are outside the four classes and will be given
   one of them.
 - Trained on one lab's smears (one stain, one camera): other stains, magnifications or

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hv.classifier import LiteRTClassifier
+from training.metrics import confusion_matrix
 
 
 class VerificationError(AssertionError):
@@ -41,7 +42,8 @@ def verify_litert(model_path: Path, reference_probs: np.ndarray, crops_rgb: np.n
 
     Returns:
         ``top1_agreement``, ``max_abs_prob_diff``, ``accuracy`` (or None), ``size_mb``,
-        ``latency_ms_1_thread``, ``latency_ms_2_threads``.
+        ``latency_ms_1_thread``, ``latency_ms_2_threads``; with labels also the
+        ``confusion_matrix`` (rows true classes, columns predictions).
 
     Raises:
         VerificationError: agreement below ``min_agreement``.
@@ -58,6 +60,8 @@ def verify_litert(model_path: Path, reference_probs: np.ndarray, crops_rgb: np.n
         "latency_ms_1_thread": round(median_latency_ms(model_path, crops_rgb[0], 1), 2),
         "latency_ms_2_threads": round(median_latency_ms(model_path, crops_rgb[0], 2), 2),
     }
+    if labels is not None:
+        result["confusion_matrix"] = confusion_matrix(labels, ours.argmax(1)).tolist()
     if min_agreement is not None and agreement < min_agreement:
         raise VerificationError(f"{model_path}: top-1 agreement {agreement:.3f} with Keras is below {min_agreement}")
     return result

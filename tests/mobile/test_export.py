@@ -10,6 +10,7 @@ from mobile.app_check import app_predict
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import ConversionError, convert_keras
 from mobile.export import choose_variant, export, int8_preparation
+from mobile.model_card import frequent_confusions, per_class_recall
 from mobile.package import PackageError, check_package
 from mobile.verify import VerificationError, verify_litert
 from tests.conftest import replace
@@ -106,6 +107,9 @@ def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     assert (package / "labels.txt").read_text().split() == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
     card = (package / "MODEL_CARD.md").read_text()
     assert "Not a medical device" in card and "Quantisation-aware fine-tuning: before conversion" in card
+    matrix = np.array(description["metrics"]["confusion_matrix"])
+    assert matrix.shape == (4, 4) and matrix.sum() == 12
+    assert f"monocyte {matrix[2, 2] / matrix[2].sum():.2f} (of {matrix[2].sum()})" in card
     assert json.loads((tmp_path / "export" / "verification.json").read_text())["n_images"] == 12
     assert not [p for p in (tmp_path / "export").iterdir() if p.name.startswith(".package")]
 
@@ -122,3 +126,11 @@ def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     (package / "labels.txt").unlink()
     with pytest.raises(PackageError, match="incomplete package, missing labels.txt"):
         check_package(package)
+
+
+def test_model_card_names_the_most_frequent_mistakes():
+    matrix = [[8, 0, 0, 2], [0, 10, 0, 0], [0, 0, 6, 4], [1, 0, 0, 9]]
+    names = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    assert frequent_confusions(matrix, names) == ("monocyte taken for neutrophil (4 of 10); "
+                                                  "eosinophil taken for neutrophil (2 of 10)")
+    assert per_class_recall(matrix, names).startswith("eosinophil 0.80 (of 10), lymphocyte 1.00 (of 10)")
