@@ -14,7 +14,9 @@ box's area, in BCCD pixels). With ``--train`` the training folder's images are m
 the same way, so each original shows how many training images are its copies and how
 close the nearest training image of its class comes (``train_max_similarity``): an
 original that TRAIN never showed the model stands out against its TEST copies' similarity.
-Originals that only training images match are listed too (with no TEST copies).
+Originals that only training images match are listed too (with no TEST copies). A
+``summary`` closes the report: the five worst originals' share of the errors, and the
+accuracy of the images that are not copies of the worst one.
 
 Usage: python benchmarks/errors_by_original.py EVAL_DIR [--model models/hv_lite0.keras]
        [--bccd ../shared/data/bccd] [--train ../shared/data/blood-cells/TRAIN] [--show OUT_DIR]
@@ -50,6 +52,24 @@ def _summary(entry: dict) -> dict:
     out["min_similarity"] = round(min(sims), 3) if sims else None
     out["median_similarity"] = round(float(np.median(sims)), 3) if sims else None
     return out
+
+
+def summarise(report: dict) -> dict:
+    """How concentrated the errors are: the five worst originals' share, and the accuracy
+    of every image that is not a copy of the worst original."""
+    originals = [(e["errors"], e["copies"], k) for v in report.values() for k, e in v["originals"].items()]
+    ranked = sorted(originals, reverse=True)
+    images, errors = sum(v["images"] for v in report.values()), sum(v["errors"] for v in report.values())
+    worst_errors, worst_copies, worst = ranked[0] if ranked else (0, 0, None)
+    rest = images - worst_copies
+    return {
+        "images": images,
+        "errors": errors,
+        "five_worst_originals": [k for _, _, k in ranked[:5]],
+        "five_worst_share_of_errors": round(sum(e for e, _, _ in ranked[:5]) / errors, 3) if errors else 0.0,
+        "worst_original": worst,
+        "accuracy_without_worst_original": round(1 - (errors - worst_errors) / rest, 4) if rest else None,
+    }
 
 
 def main() -> None:
@@ -118,6 +138,7 @@ def main() -> None:
                 pictures = [str(Path(args.bccd) / "JPEGImages" / f"{original}.jpg"), *entry["examples"]]
                 tiles = [cv2.resize(cv2.imread(p), (320, 240)) for p in pictures]
                 cv2.imwrite(str(out / f"{name}_{original}.jpg"), np.hstack(tiles))
+    report["summary"] = summarise(report)
     text = json.dumps(report, indent=1)
     print(text)
     if args.show:
