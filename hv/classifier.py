@@ -14,8 +14,18 @@ from typing import Protocol
 
 import numpy as np
 
-from hv.labels import NUM_CLASSES
+from hv.labels import NUM_CLASSES, NUM_OUTPUTS
 from hv.preprocess import to_model_batch
+
+# Four outputs: a model trained before the "other" output existed.
+_OUTPUT_COUNTS = (NUM_CLASSES, NUM_OUTPUTS)
+
+
+def with_other_column(probs: np.ndarray) -> np.ndarray:
+    """(n, 4) or (n, 5) probabilities -> (n, NUM_OUTPUTS): a four-class model never says "other"."""
+    if probs.shape[-1] == NUM_OUTPUTS:
+        return probs
+    return np.concatenate([probs, np.zeros((len(probs), NUM_OUTPUTS - probs.shape[-1]), probs.dtype)], axis=-1)
 
 
 class ModelLoadError(RuntimeError):
@@ -26,7 +36,7 @@ class Classifier(Protocol):
     image_size: int
 
     def predict(self, crops_rgb: np.ndarray) -> np.ndarray:
-        """(n, S, S, 3) uint8 RGB -> (n, NUM_CLASSES) float32 probabilities."""
+        """(n, S, S, 3) uint8 RGB -> (n, NUM_OUTPUTS) float32 probabilities (``hv.labels.OUTPUT_NAMES``)."""
         ...
 
 
@@ -44,9 +54,9 @@ class KerasClassifier:
         except Exception as exc:  # Keras raises many types for a bad archive
             raise ModelLoadError(f"{path}: not a loadable Keras model ({exc})") from exc
         shape = self._model.input_shape
-        if self._model.output_shape[-1] != NUM_CLASSES or len(shape) != 4 or shape[1] != shape[2]:
+        if self._model.output_shape[-1] not in _OUTPUT_COUNTS or len(shape) != 4 or shape[1] != shape[2]:
             raise ModelLoadError(
-                f"{path}: expected a square-image model with {NUM_CLASSES} outputs, got input {shape} "
+                f"{path}: expected a square-image model with {NUM_CLASSES} or {NUM_OUTPUTS} outputs, got input {shape} "
                 f"and output {self._model.output_shape}"
             )
         self.image_size = int(shape[1])
@@ -56,10 +66,10 @@ class KerasClassifier:
     def predict(self, crops_rgb: np.ndarray) -> np.ndarray:
         batch = to_model_batch(crops_rgb)
         if len(batch) == 0:
-            return np.zeros((0, NUM_CLASSES), np.float32)
+            return np.zeros((0, NUM_OUTPUTS), np.float32)
         parts = [np.asarray(self._model.predict_on_batch(batch[i : i + self._batch_size]))
                  for i in range(0, len(batch), self._batch_size)]
-        return np.concatenate(parts).astype(np.float32)
+        return with_other_column(np.concatenate(parts).astype(np.float32))
 
 
 class LiteRTClassifier:
@@ -79,9 +89,10 @@ class LiteRTClassifier:
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         shape = tuple(self._input["shape"])
-        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or self._output["shape"][-1] != NUM_CLASSES:
+        outputs = int(self._output["shape"][-1])
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or outputs not in _OUTPUT_COUNTS:
             raise ModelLoadError(
-                f"{path}: expected input (1, S, S, 3) and {NUM_CLASSES} outputs, got input {shape} "
+                f"{path}: expected input (1, S, S, 3) and {NUM_CLASSES} or {NUM_OUTPUTS} outputs, got input {shape} "
                 f"and output {tuple(self._output['shape'])}"
             )
         self.image_size = int(shape[1])
@@ -106,14 +117,14 @@ class LiteRTClassifier:
 
     def predict(self, crops_rgb: np.ndarray) -> np.ndarray:
         batch = self._quantise(to_model_batch(crops_rgb))
-        out = np.zeros((len(batch), NUM_CLASSES), np.float32)
+        out = np.zeros((len(batch), int(self._output["shape"][-1])), np.float32)
         for i, image in enumerate(batch):  # the exported model has batch size 1, as in an app
             with self._lock:
                 self._interpreter.set_tensor(self._input["index"], image[None])
                 self._interpreter.invoke()
                 raw = self._interpreter.get_tensor(self._output["index"])[0]
             out[i] = self._dequantise(raw)
-        return out
+        return with_other_column(out)
 
 
 def load_classifier(path: str | Path, num_threads: int | None = None) -> Classifier:

@@ -11,8 +11,8 @@ import numpy as np
 
 from hv.classifier import Classifier
 from hv.config import Config
-from hv.labels import CLASS_COLOURS_BGR, CLASS_NAMES
-from hv.locator import crop_cell, locate_cells
+from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES
+from hv.locator import cell_diameter_px, crop_cell, locate_cells
 from hv.preprocess import ImageReadError, read_image_rgb
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,11 @@ def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config
     Returns:
         (boxes (n, 4) xyxy in image pixels, probabilities (n, 4)).
     """
-    boxes = locate_cells(image_rgb, config.locator)
+    diameter = cell_diameter_px(image_rgb, config.locator)
+    boxes = locate_cells(image_rgb, config.locator, diameter)
     if not len(boxes):
-        return boxes, np.zeros((0, len(CLASS_NAMES)), np.float32)
-    crops = np.stack([crop_cell(image_rgb, box, config.locator, classifier.image_size) for box in boxes])
+        return boxes, np.zeros((0, len(OUTPUT_NAMES)), np.float32)
+    crops = np.stack([crop_cell(image_rgb, box, config.locator, classifier.image_size, diameter) for box in boxes])
     return boxes, classifier.predict(crops)
 
 
@@ -39,7 +40,7 @@ def draw_cells(image_rgb: np.ndarray, boxes: np.ndarray, probs: np.ndarray) -> n
         label = int(prob.argmax())
         colour = CLASS_COLOURS_BGR[label]
         cv2.rectangle(canvas, tuple(box[:2]), tuple(box[2:]), colour, 2)
-        text = f"{CLASS_NAMES[label]} {prob[label]:.0%}"
+        text = f"{OUTPUT_NAMES[label]} {prob[label]:.0%}"
         (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         top = max(box[1], h + 4)
         cv2.rectangle(canvas, (box[0], top - h - 4), (box[0] + w + 4, top), colour, -1)
@@ -69,7 +70,7 @@ def classify_fields(classifier: Classifier, images: list[Path], config: Config, 
             boxes, probs = classify_image(classifier, image, config)
             for box, prob in zip(boxes, probs):
                 x1, y1, x2, y2 = (int(round(v)) for v in box)
-                label, confidence = CLASS_NAMES[prob.argmax()], prob.max()
+                label, confidence = OUTPUT_NAMES[prob.argmax()], prob.max()
                 writer.writerow([path.name, x1, y1, x2 - x1, y2 - y1, label, f"{confidence:.4f}"])
                 print(f"{path.name}: {label} ({confidence:.0%}) at x={x1} y={y1} w={x2 - x1} h={y2 - y1}")
             if not len(boxes):

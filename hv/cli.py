@@ -38,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.train import train
 
     args.overrides = {
-        "data.train_dir": _abs(args.data),
+        "data.train_dirs": tuple(_abs(d) for d in args.data) if args.data else None,
         "train.seed": args.seed,
         "train.out_dir": _abs(args.out),
         "train.phase1.epochs": args.phase1_epochs,
@@ -64,10 +64,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     args.overrides = {"data.input": args.input}
     config = _load(args)
-    data = args.data or config.data.test_dir
+    data = args.data or list(config.data.test_dirs)
+    if not data:
+        raise ConfigError("no test data: pass --data FOLDER [FOLDER ...] or set data.test_dirs")
     metrics = evaluate(load_classifier(args.model), data, config, Path(args.out), tta=args.tta)
-    summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "n_images")}
-    summary["per_class_recall"] = {k: round(v["recall"], 4) for k, v in metrics["per_class"].items()}
+    summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "n_images", "flagged_share")}
+    summary["per_class_recall"] = {k: round(v["recall"], 4) for k, v in metrics["per_class"].items() if v["support"]}
+    for key in ("other", "sources"):
+        if key in metrics:
+            summary[key] = metrics[key]
     print(json.dumps(summary, indent=2))
     print(f"metrics, confusion matrix and mistakes written to {args.out}")
     return 0
@@ -164,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a classifier (two phases) and write a run folder")
-    train.add_argument("--data", help="training folder of class folders (default: data.train_dir)")
+    train.add_argument("--data", nargs="+", metavar="FOLDER",
+                       help="training sources, each a folder of class folders, FOLDER#train / FOLDER#test for a "
+                            "fixed part of one (default: data.train_dirs)")
     train.add_argument("--out", help="parent folder for runs (default: train.out_dir)")
     train.add_argument("--name", help="run folder name (default: backbone, input, seed and time)")
     train.add_argument("--seed", type=int)
@@ -178,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="metrics, confusion matrix and mistakes on a folder data set")
     evaluate.add_argument("--model", default=str(DEFAULT_MODEL), help=_MODEL_HELP)
-    evaluate.add_argument("--data", help="folder of class folders (default: data.test_dir)")
+    evaluate.add_argument("--data", nargs="+", metavar="FOLDER",
+                          help="sources to score apart and together; class folders outside the four count as "
+                               "\"other\" (default: data.test_dirs)")
     evaluate.add_argument("--out", required=True, help="output folder")
     evaluate.add_argument("--input", choices=["cell", "field"], help="must match how the model was trained")
     evaluate.add_argument("--tta", action="store_true",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,14 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    train_dir: str = "../shared/data/blood-cells/TRAIN"
-    # Empty: hold out test_fraction of train_dir's fields as the test set (stratified, seeded).
-    test_dir: str = "../shared/data/blood-cells/TEST"
+    # Data sources (labs) trained on together, each a folder of class folders; "FOLDER#train" /
+    # "FOLDER#test" take a fixed part of a folder that comes without a split (training/data.py).
+    train_dirs: tuple[str, ...] = ("../shared/data/blood-cells/TRAIN", "../shared/data/pbc/TRAIN",
+                                   "../shared/data/pbc/OTHER#train")
+    # Scored apart and together by hv evaluate. Empty: hold out test_fraction of the training
+    # sources' fields as the test set (stratified, seeded).
+    test_dirs: tuple[str, ...] = ("../shared/data/blood-cells/TEST", "../shared/data/pbc/TEST",
+                                  "../shared/data/pbc/OTHER#test")
     test_fraction: float = 0.2
     # Fraction of TRAIN's field ids held out for validation (grouped, see training/data.py).
     val_fraction: float = 0.1
@@ -35,9 +41,15 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class LocatorConfig:
-    # Expected white-cell diameter as a fraction of the frame width. The same optics give the
-    # same fraction at any camera resolution; change it for another objective.
-    cell_diameter_frac: float = 0.28
+    # Expected white-cell diameter: "auto" measures it in every frame from the red cells
+    # (hv/scale.py), so any objective, camera or lab works without a setting; a number fixes it
+    # as a fraction of the frame width (BCCD at 100x: 0.28).
+    cell_diameter_frac: float | Literal["auto"] = "auto"
+    # "auto": expected white-cell diameter / measured red-cell diameter. Chosen so that "auto"
+    # reproduces 0.28 of the width on blood-cells/TRAIN (benchmarks/scale_accuracy.py).
+    red_cell_ratio: float = 2.13
+    # "auto" on a frame with no measurable red cells: this fraction of the frame width.
+    fallback_diameter_frac: float = 0.28
     # Frames are located at this width (speed); boxes come back in frame pixels.
     work_width_px: int = 320
     # Nucleus blobs smaller than this fraction of the expected nucleus area are platelets/noise.
@@ -70,6 +82,11 @@ class AugmentConfig:
     contrast: float = 0.15
     saturation: float = 0.2
     hue: float = 0.04  # stain colour varies between labs and slides
+    # Stain-space jitter (training/augment.py RandomStain): each stain's amount x (1 ± stain_scale)
+    # ± stain_shift optical density, then each colour channel's gain x (1 ± white_balance).
+    stain_scale: float = 0.25
+    stain_shift: float = 0.05
+    white_balance: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -151,7 +168,7 @@ class Config:
 
 # Values that must be positive / in [0, 1]; checked after types.
 _POSITIVE = {
-    "locator.cell_diameter_frac", "locator.work_width_px", "locator.crop_context",
+    "locator.cell_diameter_frac", "locator.red_cell_ratio", "locator.work_width_px", "locator.crop_context",
     "model.image_size", "model.dense_units", "train.batch_size", "train.views_per_image",
     "train.phase1.learning_rate", "train.phase2.learning_rate", "stream.recheck_every", "stream.max_votes",
     "serve.port", "serve.max_upload_mb", "export.calibration_images", "export.qat_learning_rate",
@@ -160,7 +177,9 @@ _POSITIVE = {
 _UNIT_INTERVAL = {
     "data.val_fraction", "data.test_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",
     "augment.brightness", "augment.contrast", "augment.saturation", "augment.hue",
-    "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac", "stream.min_confidence",
+    "augment.stain_scale", "augment.stain_shift", "augment.white_balance",
+    "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac",
+    "locator.fallback_diameter_frac", "stream.min_confidence",
     "stream.track_min_iou",
 }
 _NON_NEGATIVE = {
@@ -168,11 +187,19 @@ _NON_NEGATIVE = {
     "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
     "export.qat_steps",
 }
-_PATHS = {"data.train_dir", "data.test_dir", "train.out_dir", "serve.video_dir"}
+_PATHS = {"train.out_dir", "serve.video_dir"}
+_PATH_LISTS = {"data.train_dirs", "data.test_dirs"}  # entries may end in "#train" / "#test"
 
 
 def _check_value(key: str, value: Any, expected: Any) -> Any:
     origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(expected):
+            try:
+                return _check_value(key, value, arm)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} = {value!r}: expected {' or '.join(_describe(a) for a in typing.get_args(expected))}")
     if origin is Literal:
         if value not in typing.get_args(expected):
             options = ", ".join(repr(a) for a in typing.get_args(expected))
@@ -201,6 +228,17 @@ def _check_value(key: str, value: Any, expected: Any) -> Any:
     raise TypeError(f"unsupported config type for {key}: {expected}")
 
 
+def _resolve_source(base_dir: Path, entry: str) -> str:
+    folder, hash_sign, part = entry.partition("#")
+    return str((base_dir / folder).resolve()) + hash_sign + part
+
+
+def _describe(expected: Any) -> str:
+    if typing.get_origin(expected) is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(expected))
+    return {float: "a number", int: "an integer", str: "a string", bool: "true or false"}.get(expected, str(expected))
+
+
 def _build(cls: type, table: dict, prefix: str, base_dir: Path | None) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a table, got {table!r}")
@@ -225,14 +263,17 @@ def _build(cls: type, table: dict, prefix: str, base_dir: Path | None) -> Any:
             values[name] = _build(expected, merged, key, base_dir)
             continue
         value = _check_value(key, table[name], expected) if name in table else getattr(defaults, name)
-        if key in _POSITIVE and value <= 0:
+        numeric = isinstance(value, (int, float))  # a keyword such as "auto" was checked against its Literal
+        if numeric and key in _POSITIVE and value <= 0:
             raise ConfigError(f"{key} = {value!r}: expected a value > 0")
-        if key in _UNIT_INTERVAL and not 0 <= value <= 1:
+        if numeric and key in _UNIT_INTERVAL and not 0 <= value <= 1:
             raise ConfigError(f"{key} = {value!r}: expected a value between 0 and 1")
-        if key in _NON_NEGATIVE and value < 0:
+        if numeric and key in _NON_NEGATIVE and value < 0:
             raise ConfigError(f"{key} = {value!r}: expected a value >= 0")
         if key in _PATHS and base_dir is not None and name in table and value:
             value = str((base_dir / value).resolve())
+        if key in _PATH_LISTS and base_dir is not None and name in table:
+            value = tuple(_resolve_source(base_dir, entry) for entry in value)
         values[name] = value
     return cls(**values)
 

@@ -13,12 +13,14 @@ alone, and it touches neighbouring red cells).
 
 from __future__ import annotations
 
+import collections
 import math
 
 import cv2
 import numpy as np
 
 from hv.config import LocatorConfig
+from hv.scale import red_cell_diameter_px
 
 # Blueness is measured against a per-frame background estimate, so a warmer or cooler
 # white balance shifts both alike; this floor keeps a field with no nucleus from having
@@ -60,12 +62,54 @@ def purple_score(image_rgb: np.ndarray) -> np.ndarray:
     return score
 
 
-def locate_cells(image_rgb: np.ndarray, config: LocatorConfig) -> np.ndarray:
+def cell_diameter_px(image_rgb: np.ndarray, config: LocatorConfig) -> float:
+    """The expected white-cell diameter in this frame, in its pixels: the scale of locating and cropping.
+
+    With ``cell_diameter_frac = "auto"`` it is measured from the frame's red cells
+    (``hv.scale``) times ``red_cell_ratio``; a frame without measurable red cells gets
+    ``fallback_diameter_frac`` of its width. A number is a fixed share of the frame width.
+    """
+    width = image_rgb.shape[1]
+    if config.cell_diameter_frac != "auto":
+        return float(config.cell_diameter_frac) * width
+    red_cell = red_cell_diameter_px(image_rgb, config.work_width_px)
+    if red_cell is None:
+        return config.fallback_diameter_frac * width
+    return red_cell * config.red_cell_ratio
+
+
+class RunningCellScale:
+    """A stream's cell diameter: measured every ``every`` frames, the median of the last ``window``.
+
+    The optics of a live microscope change only when the user changes the objective, while
+    one frame's measurement can be off (few red cells in view, a blurred frame), so the
+    stream uses a running median and pays the ~10 ms measurement on one frame in ``every``.
+    A fixed ``cell_diameter_frac`` is passed through on every frame.
+    """
+
+    def __init__(self, config: LocatorConfig, every: int = 10, window: int = 9):
+        self._config, self._every = config, every
+        self._recent: collections.deque[float] = collections.deque(maxlen=window)
+        self._frames = 0
+
+    def update(self, image_rgb: np.ndarray) -> float:
+        """The diameter in pixels to locate and crop this frame with."""
+        if self._config.cell_diameter_frac != "auto":
+            return float(self._config.cell_diameter_frac) * image_rgb.shape[1]
+        if self._frames % self._every == 0 or not self._recent:
+            self._recent.append(cell_diameter_px(image_rgb, self._config))
+        self._frames += 1
+        return float(np.median(self._recent))
+
+
+def locate_cells(image_rgb: np.ndarray, config: LocatorConfig, diameter_px: float | None = None) -> np.ndarray:
     """Find every white cell in a field.
 
     Args:
         image_rgb: (H, W, 3) uint8 RGB frame, any size.
         config: locator settings (expected cell size, working width, area filter).
+        diameter_px: the frame's expected cell diameter from ``cell_diameter_px`` (measured
+            here if None); pass it when the crop will use it too, to measure once.
 
     Returns:
         (n, 4) float32 boxes ``[x1, y1, x2, y2]`` in the frame's pixels, largest nucleus first,
@@ -74,9 +118,13 @@ def locate_cells(image_rgb: np.ndarray, config: LocatorConfig) -> np.ndarray:
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image_rgb.shape}")
     height, width = image_rgb.shape[:2]
+    if min(height, width) < 2:
+        return np.zeros((0, 4), np.float32)
+    if diameter_px is None:
+        diameter_px = cell_diameter_px(image_rgb, config)
     scale = min(1.0, config.work_width_px / width)
     small = cv2.resize(image_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image_rgb
-    diameter = config.cell_diameter_frac * small.shape[1]
+    diameter = diameter_px * scale
 
     score = purple_score(small)
     score = cv2.GaussianBlur(score.astype(np.float32), (0, 0), sigmaX=max(1.0, diameter / 60))
@@ -157,7 +205,8 @@ def _outline_box(
     return np.array([x0 + x, y0 + y, x0 + x + w, y0 + y + h], np.float64)
 
 
-def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig, size: int) -> np.ndarray:
+def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig, size: int,
+              diameter_px: float | None = None) -> np.ndarray:
     """Cut the classifier's input around one cell.
 
     The window is a square of ``crop_context`` expected cell diameters (larger if the box
@@ -170,18 +219,22 @@ def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig
         box_xyxy: (4,) box in frame pixels.
         config: locator settings.
         size: output side in pixels (the model's input size).
+        diameter_px: the frame's expected cell diameter (``cell_diameter_px``; measured here if None).
 
     Returns:
         (size, size, 3) uint8 RGB crop.
     """
     height, width = image_rgb.shape[:2]
+    if diameter_px is None:
+        diameter_px = cell_diameter_px(image_rgb, config)
     x1, y1, x2, y2 = (float(v) for v in box_xyxy)
-    side = max(config.crop_context * config.cell_diameter_frac * width, x2 - x1, y2 - y1)
+    side = max(config.crop_context * diameter_px, x2 - x1, y2 - y1, 1.0)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
     side_px = int(round(side))
     pad = max(0, -left, -top, left + side_px - width, top + side_px - height)
-    if pad and config.edge_fill == "black":
+    if pad and (config.edge_fill == "black" or min(height, width) < 2):
+        # A 1-pixel-high or -wide frame has nothing to reflect: black, as a data set's rotated corners.
         padded = cv2.copyMakeBorder(image_rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         left, top = left + pad, top + pad
     elif pad:

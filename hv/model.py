@@ -15,7 +15,7 @@ import keras
 from keras import layers
 
 from hv.config import ModelConfig
-from hv.labels import NUM_CLASSES
+from hv.labels import NUM_OUTPUTS
 from hv.lite0 import build_lite0, imagenet_lite0
 
 log = logging.getLogger(__name__)
@@ -71,14 +71,14 @@ def build_backbone(config: ModelConfig, cache_dir: Path = _DEFAULT_CACHE) -> ker
 
 
 def build_model(config: ModelConfig, cache_dir: Path = _DEFAULT_CACHE) -> keras.Model:
-    """Backbone + GlobalAveragePooling2D -> Dropout -> Dense(256, ReLU) -> Dense(4, softmax).
+    """Backbone + GlobalAveragePooling2D -> Dropout -> Dense(256, ReLU) -> Dense(5, softmax): four classes + "other".
 
     The backbone is frozen (phase 1); ``unfreeze_top_layers`` opens it for phase 2. It is
     called with ``training=False`` so its BatchNorm layers keep their ImageNet statistics
     even when unfrozen: a few hundred fields are too few to re-estimate them.
 
     Returns:
-        An uncompiled model from (image_size, image_size, 3) raw RGB to (4,) probabilities.
+        An uncompiled model from (image_size, image_size, 3) raw RGB to (5,) probabilities (``hv.labels.OUTPUT_NAMES``).
     """
     backbone = build_backbone(config, cache_dir)
     backbone.name = BACKBONE_LAYER
@@ -88,7 +88,7 @@ def build_model(config: ModelConfig, cache_dir: Path = _DEFAULT_CACHE) -> keras.
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(config.dropout, name="top_dropout")(x)
     x = layers.Dense(config.dense_units, activation="relu", name="dense")(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="pred")(x)
+    outputs = layers.Dense(NUM_OUTPUTS, activation="softmax", name="pred")(x)
     return keras.Model(inputs, outputs, name=f"hv_{config.backbone}")
 
 

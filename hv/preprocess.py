@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from hv.config import Config
-from hv.locator import crop_cell, locate_cells
+from hv.locator import cell_diameter_px, crop_cell, locate_cells
 
 
 class ImageReadError(ValueError):
@@ -51,12 +51,13 @@ def field_to_model_input(image_rgb: np.ndarray, config: Config) -> tuple[np.ndar
     size = config.model.image_size
     if config.data.input == "field":
         return resize_field(image_rgb, size), True
-    boxes = locate_cells(image_rgb, config.locator)
+    diameter = cell_diameter_px(image_rgb, config.locator)  # measured once, for the locator and the crop
+    boxes = locate_cells(image_rgb, config.locator, diameter)
     if len(boxes):
-        return crop_cell(image_rgb, boxes[0], config.locator, size), True
+        return crop_cell(image_rgb, boxes[0], config.locator, size, diameter), True
     height, width = image_rgb.shape[:2]
     centre = np.array([width / 2, height / 2, width / 2, height / 2], np.float32)
-    return crop_cell(image_rgb, centre, config.locator, size), False
+    return crop_cell(image_rgb, centre, config.locator, size, diameter), False
 
 
 def to_model_batch(crops_rgb: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from hv.classifier import LiteRTClassifier
 from hv.config import LocatorConfig
-from hv.locator import crop_cell, locate_cells
+from hv.locator import cell_diameter_px, crop_cell, locate_cells
 from hv.preprocess import read_image_rgb
 from mobile.package import check_package
 
@@ -51,15 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     package = Path(args.package)
     spec = check_package(package)
-    crop_keys = ("cell_diameter_frac", "crop_context", "edge_fill")
+    crop_keys = ("cell_diameter_frac", "red_cell_ratio", "fallback_diameter_frac", "crop_context", "edge_fill")
     locator = LocatorConfig(**{k: v for k, v in spec["crop"].items() if k in crop_keys})
     size = spec["input"]["shape"][1]
     ours = LiteRTClassifier(package / "model.tflite")
     disagreements = 0
     for path in args.images:
         image = read_image_rgb(path)
-        boxes = locate_cells(image, locator)
-        crops = np.stack([crop_cell(image, b, locator, size) for b in boxes]) if len(boxes) else None
+        diameter = cell_diameter_px(image, locator)
+        boxes = locate_cells(image, locator, diameter)
+        crops = np.stack([crop_cell(image, b, locator, size, diameter) for b in boxes]) if len(boxes) else None
         if crops is None:
             print(f"{path}: no white cell found")
             continue

@@ -13,14 +13,14 @@ import numpy as np
 
 from hv.classifier import KerasClassifier
 from hv.config import Config
-from hv.labels import CLASS_NAMES
+from hv.labels import NUM_OUTPUTS
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import VARIANTS, convert_keras
 from mobile.model_card import render_model_card
 from mobile.package import describe, write_package
 from mobile.quantisation_aware import fine_tune_for_int8
 from mobile.verify import verify_litert
-from training.data import Split, discover
+from training.data import Split, discover_sources, source_name
 from training.evaluate import crop_fields
 
 log = logging.getLogger(__name__)
@@ -31,16 +31,17 @@ MIN_AGREEMENT = 0.99
 
 
 def sample_split(split: Split, count: int, seed: int) -> Split:
-    """Up to ``count`` images, the same share from each class, seeded."""
+    """Up to ``count`` images, the same share from each class present (and "other"), seeded."""
     rng = np.random.default_rng(seed)
     labels = np.array(split.labels)
+    present = [label for label in range(NUM_OUTPUTS) if (labels == label).any()]
     picked: list[int] = []
-    for label in range(len(CLASS_NAMES)):
+    for label in present:
         members = np.flatnonzero(labels == label)
-        take = min(len(members), max(1, count // len(CLASS_NAMES)))
+        take = min(len(members), max(1, count // len(present)))
         picked += rng.choice(members, size=take, replace=False).tolist()
     picked.sort()
-    return Split(tuple(split.paths[i] for i in picked), tuple(split.labels[i] for i in picked))
+    return split.select(i in set(picked) for i in range(len(split)))
 
 
 def calibration_crops(train_split: Split, config: Config, count: int | None = None) -> np.ndarray:
@@ -74,16 +75,6 @@ def int8_preparation(model_path: Path, config: Config, calibration: np.ndarray,
     return prepare
 
 
-def data_set_name(folder: str) -> str:
-    """A data set folder as the package names it: its parent and its own name ("blood-cells/TEST").
-
-    The package travels to other machines and people; the exporting machine's layout says
-    nothing there (and may say more than its owner wants).
-    """
-    path = Path(folder)
-    return "/".join(path.parts[-2:]) if len(path.parts) > 1 else path.name
-
-
 def choose_variant(results: dict[str, dict], requested: str) -> tuple[str, str]:
     """The variant to ship and why: ``auto`` prefers full int8, then int8 with float layers, then
     the smallest variant that holds."""
@@ -111,9 +102,10 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     reference = KerasClassifier(model_path)
     size = dataclasses.replace(config.model, image_size=reference.image_size)
     config = dataclasses.replace(config, model=size)
-    train_split, train_report = discover(config.data.train_dir)
+    train_split, train_reports = discover_sources(config.data.train_dirs)
     calibration = calibration_crops(train_split, config, calibration_images)
-    test_split, _ = discover(verify_data or config.data.test_dir)
+    verify_sources = [verify_data] if verify_data else list(config.data.test_dirs)
+    test_split, _ = discover_sources(verify_sources, any_other=True)
     if verify_images:
         test_split = sample_split(test_split, verify_images, seed=1)
     test_crops, _ = crop_fields(list(test_split.paths), config)
@@ -133,17 +125,17 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
         log.info("verifying %s with LiteRT on %d images", variant, len(labels))
         results[variant] = verify_litert(path, reference_probs, test_crops, labels)
     shipped, reason = choose_variant(results, ship)
-    report = {"model": str(model_path), "verified_on": verify_data or config.data.test_dir,
+    report = {"model": str(model_path), "verified_on": ", ".join(source_name(s) for s in verify_sources),
               "n_images": int(len(labels)), "calibration_images": int(len(calibration)),
               "variants": results, "shipped": shipped, "reason": reason}
     (out_dir / "verification.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "verification.md").write_text(verification_table(report))
 
-    metrics = {"verified_on": data_set_name(report["verified_on"]), "n_images": report["n_images"],
+    metrics = {"verified_on": report["verified_on"], "n_images": report["n_images"],
                **{k: results[shipped][k] for k in ("accuracy", "reference_accuracy", "top1_agreement")},
                "confusion_matrix": results[shipped]["confusion_matrix"]}
-    training = {"data": data_set_name(config.data.train_dir), "counts": train_report.counts,
-                "input": config.data.input}
+    training = {"data": ", ".join(source_name(s) for s in config.data.train_dirs),
+                "counts": {source_name(r.root): r.counts for r in train_reports}, "input": config.data.input}
     int8_tuning = None
     if len(tuning):
         int8_tuning = {"steps": config.export.qat_steps, "learning_rate": config.export.qat_learning_rate,

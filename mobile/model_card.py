@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def _counts_by_source(counts: dict) -> dict[str, dict[str, int]]:
+    """Packages before several sources had one flat {class: n}; newer ones {source: {class: n}}."""
+    if all(isinstance(v, int) for v in counts.values()):
+        return {"all": counts}
+    return counts
+
+
 def per_class_recall(matrix: list[list[int]], class_names: list[str]) -> str:
     """'eosinophil 0.84 (of 623), …' from a confusion matrix (rows are true classes)."""
     return ", ".join(f"{name} {row[i] / sum(row):.2f} (of {sum(row)})" if sum(row) else f"{name} n/a (none)"
@@ -43,7 +50,8 @@ def render_model_card(description: dict, report: dict) -> str:
                        f" of int8 rounding, to reproduce the float model's outputs on crops of {qat['train_images']}"
                        " TRAIN images. The metrics below compare the int8 model with the untouched float model.")
     output = description["output"]
-    counts = ", ".join(f"{name} {n}" for name, n in description["training"]["counts"].items())
+    counts = "; ".join(f"{source}: " + ", ".join(f"{name} {n}" for name, n in per_class.items())
+                       for source, per_class in _counts_by_source(description["training"]["counts"]).items())
     rows = "\n".join(
         f"| {v} | {r['size_mb']} | {r['accuracy']:.2%} | {r['top1_agreement']:.2%} | {r['latency_ms_1_thread']} |"
         for v, r in report["variants"].items()
@@ -60,13 +68,15 @@ diagnosis**: a differential count from it must be checked by a qualified person.
   {inp['pixel_range'][0]}–{inp['pixel_range'][1]}; {inp['normalisation']}. Quantisation: {quant_text}.
 - Output: {output['shape']} {output['dtype']}, {output['meaning']}.{float_text}
 - The input is a crop around one located white cell: a square of
-  {description['crop']['crop_context']} × {description['crop']['cell_diameter_frac']} × frame width,
+  {description['crop']['crop_context']} expected white-cell diameters (cell_diameter_frac =
+  {description['crop']['cell_diameter_frac']!r}: "auto" measures it in each frame from the red cells),
   filled by {description['crop']['edge_fill']} outside the frame, resized to the input size
   (see `model.json` → `crop`).
 
 ## Data
-Trained on {description['training']['data']} ({counts} images; augmented copies of a few
-hundred original fields), input mode "{description['training']['input']}". Backbone:
+Trained on {description['training']['data']} (images per class: {counts}), input mode
+"{description['training']['input']}". blood-cells/ holds augmented copies of a few hundred
+original fields; pbc/ is the PBC data set (Acevedo et al., 2020, CC BY 4.0). Backbone:
 {description['backbone']}, ImageNet-pretrained.
 
 ## Metrics

@@ -18,7 +18,7 @@ from pathlib import Path
 from ai_edge_litert.interpreter import Interpreter
 
 from hv.config import Config
-from hv.labels import CLASS_NAMES
+from hv.labels import CLASS_NAMES, OUTPUT_NAMES
 
 PACKAGE_FILES = ("model.tflite", "labels.txt", "model.json", "MODEL_CARD.md")
 
@@ -52,8 +52,10 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
     """The ``model.json`` contents. ``int8_tuning``: how the copy converted to int8 was
     fine-tuned (steps, learning rate, images), if it was."""
     input_spec, output_spec = tensor_spec(model_path)
-    if output_spec["shape"][-1] != len(CLASS_NAMES):
-        raise PackageError(f"{model_path}: {output_spec['shape'][-1]} outputs but {len(CLASS_NAMES)} labels")
+    outputs = int(output_spec["shape"][-1])
+    if outputs not in (len(CLASS_NAMES), len(OUTPUT_NAMES)):
+        raise PackageError(f"{model_path}: {outputs} outputs, but the labels are {len(CLASS_NAMES)} classes "
+                           f"or those and \"other\" ({len(OUTPUT_NAMES)})")
     return {
         "format": "hematovision-tflite/1",
         "variant": variant,
@@ -64,7 +66,7 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
         "bias_correction": config.export.bias_correction and variant in ("int8", "int8_mixed"),
         # int8 variants: quantisation-aware fine-tuning towards the float model before conversion.
         "quantisation_aware_training": int8_tuning if variant in ("int8", "int8_mixed") else None,
-        "class_names": list(CLASS_NAMES),
+        "class_names": list(OUTPUT_NAMES[:outputs]),
         "input": {
             **input_spec,
             "layout": "NHWC",
@@ -76,9 +78,18 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
         "crop": {
             "what": "square window around each located white cell, resized to the input; outside the frame: edge_fill",
             "cell_diameter_frac": config.locator.cell_diameter_frac,
+            "red_cell_ratio": config.locator.red_cell_ratio,
+            "fallback_diameter_frac": config.locator.fallback_diameter_frac,
             "crop_context": config.locator.crop_context,
             "edge_fill": config.locator.edge_fill,
-            "side_px": "crop_context * cell_diameter_frac * frame_width (or the cell box, if larger)",
+            "side_px": "crop_context * cell_diameter_px (or the cell box, if larger)",
+            "cell_diameter_px": (
+                "cell_diameter_frac * frame_width when cell_diameter_frac is a number; when it is \"auto\": "
+                "red_cell_ratio * the frame's red-cell diameter, measured as hv/scale.py does (green channel "
+                "thresholded 40 % of the way from its 95th to its 10th percentile, stained pixels left out; "
+                "pale centres filled; per region the distance transform's maximum; twice the median over "
+                "regions not cut by the frame edge), or fallback_diameter_frac * frame_width if none is found"
+            ),
         },
         "training": training,
         "metrics": metrics,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hv.labels import CLASS_COLOURS_BGR, CLASS_NAMES, UNIDENTIFIED_ID
+from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES, UNIDENTIFIED_ID
 from stream.counter import UNIDENTIFIED, DifferentialCount
 from stream.detections import Detections
 
@@ -18,7 +18,7 @@ def colour_of(label_id: int) -> tuple[int, int, int]:
 
 
 def name_of(label_id: int) -> str:
-    return UNIDENTIFIED if label_id == UNIDENTIFIED_ID else CLASS_NAMES[label_id]
+    return UNIDENTIFIED if label_id == UNIDENTIFIED_ID else OUTPUT_NAMES[label_id]
 
 
 class BoxAnnotator:
@@ -61,13 +61,13 @@ class CountPanelAnnotator:
     def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
         counts, shares = self.counter.counts(), self.counter.percentages()
         lines = [f"cells {self.counter.total}" + (f"   {self.fps:.0f} fps" if self.fps else "")]
-        lines += [f"{name[:4]} {counts[name]:4d} {shares[name]:5.1f}%" for name in CLASS_NAMES]
-        lines.append(f"unid {counts[UNIDENTIFIED]:4d}")
+        lines += [f"{name[:4]} {counts[name]:4d} {shares[name]:5.1f}%" for name in shares]
+        lines += [f"{name[:4]} {counts[name]:4d}" for name in (OUTPUT_NAMES[-1], UNIDENTIFIED)]  # not in the %
         line_height = int(22 * self.scale / 0.5)
         width = int(170 * self.scale / 0.5)
         panel = scene[4 : 8 + line_height * len(lines), 4 : 4 + width]
         panel[:] = (panel * 0.35).astype(np.uint8)  # darken, so text reads over any background
         for i, line in enumerate(lines):
-            colour = (255, 255, 255) if i == 0 or i > len(CLASS_NAMES) else CLASS_COLOURS_BGR[i - 1]
+            colour = (255, 255, 255) if i == 0 or i > len(shares) else CLASS_COLOURS_BGR[i - 1]
             cv2.putText(scene, line, (10, 4 + line_height * (i + 1) - 4), _FONT, self.scale, colour, 1, cv2.LINE_AA)
         return scene

@@ -20,7 +20,7 @@ import pandas as pd
 from hv.classifier import Classifier
 from hv.classify import classify_image, draw_cells
 from hv.config import Config
-from hv.labels import CLASS_NAMES, UNIDENTIFIED_ID
+from hv.labels import CLASS_NAMES, OTHER_ID, OTHER_NAME, OUTPUT_NAMES, UNIDENTIFIED_ID
 from hv.preprocess import resize_field
 from stream.counter import UNIDENTIFIED
 from stream.detections import Frame
@@ -40,7 +40,7 @@ def counts_table(counts: dict[str, int]) -> pd.DataFrame:
     identified = sum(counts[name] for name in CLASS_NAMES) or 1
     rows = [{"class": name, "cells": counts[name],
              "percent": round(100 * counts[name] / identified, 1) if name in CLASS_NAMES else None}
-            for name in (*CLASS_NAMES, UNIDENTIFIED)]
+            for name in (*CLASS_NAMES, OTHER_NAME, UNIDENTIFIED)]
     return pd.DataFrame(rows)
 
 
@@ -128,10 +128,10 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             raise gr.Error("Upload an image first.")
         if mode == "single cell":
             probs = classifier.predict(resize_field(image_rgb, classifier.image_size)[None])[0]
-            return image_rgb, {name: float(p) for name, p in zip(CLASS_NAMES, probs)}, None
+            return image_rgb, {name: float(p) for name, p in zip(OUTPUT_NAMES, probs)}, None
         boxes, probs = classify_image(classifier, image_rgb, config)
         annotated = cv2.cvtColor(draw_cells(image_rgb, boxes, probs), cv2.COLOR_BGR2RGB)
-        rows = [{"cell": i + 1, "label": CLASS_NAMES[p.argmax()], "confidence": round(float(p.max()), 3),
+        rows = [{"cell": i + 1, "label": OUTPUT_NAMES[p.argmax()], "confidence": round(float(p.max()), 3),
                  "x": int(b[0]), "y": int(b[1]), "w": int(b[2] - b[0]), "h": int(b[3] - b[1])}
                 for i, (b, p) in enumerate(zip(boxes, probs))]
         if not rows:
@@ -140,11 +140,11 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
 
     def review(session):
         if session is None:
-            return [[] for _ in range(len(CLASS_NAMES) + 1)]
-        groups: list[list] = [[] for _ in range(len(CLASS_NAMES) + 1)]
+            return [[] for _ in range(len(OUTPUT_NAMES) + 1)]
+        groups: list[list] = [[] for _ in range(len(OUTPUT_NAMES) + 1)]  # the four, other, unidentified
         for cell in sorted(session.cells(), key=lambda c: c.confidence):
             flag = " (check)" if cell.confidence < LOW_CONFIDENCE else ""
-            index = len(CLASS_NAMES) if cell.label_id == UNIDENTIFIED_ID else cell.label_id
+            index = OTHER_ID + 1 if cell.label_id == UNIDENTIFIED_ID else cell.label_id
             groups[index].append((cell.crop_rgb, f"#{cell.track_id} {cell.confidence:.0%}{flag}"))
         return groups
 
@@ -164,7 +164,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             with gr.Row():
                 live_image = gr.Image(label="Stream", show_label=False, elem_id="live-image", interactive=False)
                 with gr.Column():
-                    live_counts = gr.Dataframe(counts_table({n: 0 for n in (*CLASS_NAMES, UNIDENTIFIED)}),
+                    live_counts = gr.Dataframe(counts_table({n: 0 for n in (*OUTPUT_NAMES, UNIDENTIFIED)}),
                                                label="Differential count", elem_id="live-counts")
                     live_plot = gr.BarPlot(x="class", y="cells", label="Cells per class")
             with gr.Accordion("Browser webcam", open=False):
@@ -195,7 +195,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             image_in = gr.Image(label="Image", type="numpy", sources=["upload"], elem_id="image-upload")
             image_btn = gr.Button("Classify", variant="primary", elem_id="image-run")
             image_out = gr.Image(label="Cells", elem_id="image-out")
-            image_probs = gr.Label(label="Class probabilities", num_top_classes=4)
+            image_probs = gr.Label(label="Class probabilities", num_top_classes=len(OUTPUT_NAMES))
             image_table = gr.Dataframe(label="Cells found", elem_id="image-table")
             image_btn.click(classify_upload, [image_in, mode], [image_out, image_probs, image_table])
         with gr.Tab("Review"):
@@ -203,7 +203,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                         f"confidence under {LOW_CONFIDENCE:.0%}.")
             refresh = gr.Button("Refresh")
             galleries = [gr.Gallery(label=name, columns=8, height=220, elem_id=f"review-{name}")
-                         for name in (*CLASS_NAMES, UNIDENTIFIED)]
+                         for name in (*OUTPUT_NAMES, UNIDENTIFIED)]
             refresh.click(review, session, galleries)
     return app
 

@@ -29,7 +29,7 @@ class Detections:
     Attributes:
         boxes_xyxy: (n, 4) float32 ``[x1, y1, x2, y2]`` in frame pixels.
         confidence: (n,) float32 probability of ``label_id`` (0 while unclassified).
-        label_id: (n,) int index into ``hv.labels.CLASS_NAMES``; -1 = unidentified / not yet classified.
+        label_id: (n,) int index into ``hv.labels.OUTPUT_NAMES`` (4 = "other"); -1 = unidentified / not yet classified.
         track_id: (n,) int; -1 = not tracked yet.
 
     Stages return new objects (``dataclasses.replace``) and never change their input.

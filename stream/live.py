@@ -62,7 +62,8 @@ class LiveSession:
         crops = {}
         if new and len(self._cells) < GALLERY_LIMIT:
             image_rgb = cv2.cvtColor(frame.image_bgr, cv2.COLOR_BGR2RGB)
-            crops = {i: crop_cell(image_rgb, detections.boxes_xyxy[i], self._config.locator, GALLERY_CROP_PX)
+            crops = {i: crop_cell(image_rgb, detections.boxes_xyxy[i], self._config.locator, GALLERY_CROP_PX,
+                                  self.pipeline.diameter_px)
                      for i in new}
         with self._lock:
             self._latest_rgb = scene_rgb

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from hv.classifier import Classifier
 from hv.config import Config
-from hv.locator import locate_cells
+from hv.locator import RunningCellScale, locate_cells
 from stream.annotators import BoxAnnotator, CountPanelAnnotator, LabelAnnotator
 from stream.counter import DifferentialCount
 from stream.detections import Detections, Frame
@@ -34,6 +34,8 @@ class StreamPipeline:
         self.track_classifier = TrackClassifier(
             classifier, config.locator, min_confidence=config.stream.min_confidence,
             recheck_every=config.stream.recheck_every, max_votes=config.stream.max_votes)
+        self.scale = RunningCellScale(config.locator)
+        self.diameter_px: float | None = None  # the latest frame's expected cell diameter
         self.counter = DifferentialCount()
         self.panel = CountPanelAnnotator(self.counter)
         self.annotators = (BoxAnnotator(), LabelAnnotator(), self.panel)
@@ -41,9 +43,10 @@ class StreamPipeline:
     def process(self, frame: Frame) -> tuple[np.ndarray, Detections]:
         """Locate, track, classify and count the cells of one frame; return the annotated copy."""
         image_rgb = cv2.cvtColor(frame.image_bgr, cv2.COLOR_BGR2RGB)  # the one colour conversion per frame
-        detections = Detections(locate_cells(image_rgb, self.config.locator))
+        self.diameter_px = self.scale.update(image_rgb)
+        detections = Detections(locate_cells(image_rgb, self.config.locator, self.diameter_px))
         detections = self.tracker.update(detections, frame.index)
-        detections = self.track_classifier.update(detections, image_rgb, frame.index)
+        detections = self.track_classifier.update(detections, image_rgb, frame.index, self.diameter_px)
         self.track_classifier.forget(self.tracker.live_track_ids)
         self.counter.update(detections)
         scene = frame.image_bgr.copy()

@@ -6,7 +6,7 @@ import numpy as np
 
 from hv.classifier import Classifier
 from hv.config import LocatorConfig
-from hv.labels import NUM_CLASSES, UNIDENTIFIED_ID
+from hv.labels import NUM_OUTPUTS, UNIDENTIFIED_ID
 from hv.locator import crop_cell
 from stream.detections import Detections
 
@@ -37,15 +37,20 @@ class TrackClassifier:
             return True
         return votes < self.max_votes and frame_index - self._last_vote[track_id] >= self.recheck_every
 
-    def update(self, detections: Detections, image_rgb: np.ndarray, frame_index: int) -> Detections:
-        """Return ``detections`` with ``label_id`` and ``confidence`` from each track's votes."""
+    def update(self, detections: Detections, image_rgb: np.ndarray, frame_index: int,
+               diameter_px: float | None = None) -> Detections:
+        """Return ``detections`` with ``label_id`` and ``confidence`` from each track's votes.
+
+        ``diameter_px`` is the frame's expected cell diameter (``hv.locator``); None measures it.
+        """
         pending = [i for i, t in enumerate(detections.track_id) if self._needs_vote(int(t), frame_index)]
         if pending:
-            crops = np.stack([crop_cell(image_rgb, detections.boxes_xyxy[i], self.locator, self.classifier.image_size)
+            size = self.classifier.image_size
+            crops = np.stack([crop_cell(image_rgb, detections.boxes_xyxy[i], self.locator, size, diameter_px)
                               for i in pending])
             for i, probs in zip(pending, self.classifier.predict(crops)):
                 track = int(detections.track_id[i])
-                self._sums[track] = self._sums.get(track, np.zeros(NUM_CLASSES, np.float32)) + probs
+                self._sums[track] = self._sums.get(track, np.zeros(NUM_OUTPUTS, np.float32)) + probs
                 self._votes[track] = self._votes.get(track, 0) + 1
                 self._last_vote[track] = frame_index
         labels = np.full(len(detections), UNIDENTIFIED_ID, np.int64)

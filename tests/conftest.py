@@ -12,7 +12,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from hv.config import Config, DataConfig, ModelConfig, PhaseConfig, TrainConfig  # noqa: E402
+from hv.config import Config, DataConfig, LocatorConfig, ModelConfig, PhaseConfig, TrainConfig  # noqa: E402
 from hv.labels import CLASS_NAMES  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "fields"
@@ -26,12 +26,19 @@ def draw_field(rng: np.random.Generator, label: int, width: int = 160, height: i
     """
     image = np.full((height, width, 3), (214, 212, 218), np.uint8)
     diameter = 0.28 * width
-    for _ in range(12):
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        cv2.circle(image, centre, int(diameter * 0.38), (205, 150, 160), -1)
-    for k in range(cells):
-        cx = int(width * (0.3 + 0.4 * k) if cells > 1 else rng.integers(int(width * 0.35), int(width * 0.65)))
-        cy = int(rng.integers(int(height * 0.35), int(height * 0.65)))
+    # Red cells a white cell's diameter / red_cell_ratio across, so that the scale measured
+    # from them ("auto") gives the same crop as the fixed 0.28 of the width.
+    red_cell_radius = int(round(diameter / LocatorConfig().red_cell_ratio / 2))
+    centres = [(int(width * (0.3 + 0.4 * k) if cells > 1 else rng.integers(int(width * 0.35), int(width * 0.65))),
+                int(rng.integers(int(height * 0.35), int(height * 0.65)))) for k in range(cells)]
+    # A red-cell grid with jitter, clear of the white cells, as in a thin smear's monolayer.
+    step = 2.6 * red_cell_radius
+    for gy in np.arange(step / 2, height, step):
+        for gx in np.arange(step / 2, width, step):
+            x, y = (np.array([gx, gy]) + rng.uniform(-0.3, 0.3, 2) * red_cell_radius).astype(int)
+            if all(np.hypot(x - cx, y - cy) > diameter / 2 + red_cell_radius for cx, cy in centres):
+                cv2.circle(image, (int(x), int(y)), red_cell_radius, (205, 150, 160), -1)
+    for cx, cy in centres:
         cv2.circle(image, (cx, cy), int(diameter / 2), (200, 180, 215), -1)  # cytoplasm
         radius = int(diameter * (0.18 + 0.06 * label))
         if label == 3:  # lobed nucleus: three blobs
@@ -65,7 +72,7 @@ def tiny_dataset_dir(tmp_path: Path) -> Path:
 def config(tmp_path: Path, tiny_dataset_dir: Path) -> Config:
     """Small and fast: 32-pixel inputs, random weights, one epoch per phase."""
     return Config(
-        data=DataConfig(train_dir=str(tiny_dataset_dir), test_dir=str(tiny_dataset_dir), val_fraction=0.0),
+        data=DataConfig(train_dirs=(str(tiny_dataset_dir),), test_dirs=(str(tiny_dataset_dir),), val_fraction=0.0),
         model=ModelConfig(weights="none", image_size=32),
         train=TrainConfig(batch_size=4, out_dir=str(tmp_path / "runs"), views_per_image=2,
                           phase1=PhaseConfig(epochs=1, learning_rate=1e-3),

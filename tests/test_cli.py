@@ -9,7 +9,7 @@ from tests.conftest import SAMPLES
 def _write_config(tmp_path, config_fixture) -> str:
     path = tmp_path / "config.toml"
     path.write_text(
-        f'[data]\ntrain_dir = "{config_fixture.data.train_dir}"\nval_fraction = 0.0\n'
+        f'[data]\ntrain_dirs = ["{config_fixture.data.train_dirs[0]}"]\nval_fraction = 0.0\n'
         f'[model]\nweights = "none"\nimage_size = 32\n'
         "[train]\nbatch_size = 4\n[train.phase1]\nepochs = 1\n[train.phase2]\nepochs = 1\n"
     )
@@ -24,7 +24,7 @@ def test_train_and_evaluate_in_process(tmp_path, config, capsys):
     assert model.is_file()
     assert json.loads((model.parent / "config.json").read_text())["train"]["seed"] == 1
     assert cli.main(["--config", config_path, "evaluate", "--model", str(model), "--data",
-                     config.data.train_dir, "--out", str(tmp_path / "eval")]) == 0
+                     config.data.train_dirs[0], "--out", str(tmp_path / "eval")]) == 0
     assert '"n_images": 12' in capsys.readouterr().out
 
 

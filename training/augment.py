@@ -9,9 +9,63 @@ extra augmentation mostly has to cover colour and scale.
 from __future__ import annotations
 
 import keras
-from keras import layers
+import numpy as np
+from keras import layers, ops
 
 from hv.config import AugmentConfig
+
+# Stain vectors of haematoxylin, eosin and a residual (DAB) channel in optical density
+# (Ruifrok and Johnston, 2001; the rows of scikit-image's rgb_from_hed). Romanowsky stains are
+# not H&E, but their blue-purple and pink dyes lie close to the same two directions, which is
+# what a jitter needs.
+_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], np.float32)
+_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="hv")
+class RandomStain(layers.Layer):
+    """Jitter stain amounts and white balance, as another lab's staining and camera would.
+
+    Each image goes to optical density, is split into haematoxylin, eosin and residual
+    amounts (colour deconvolution), each amount is scaled by a factor in ``1 ± scale`` and
+    shifted by up to ``± shift``, and the result goes back to RGB (Tellez et al., 2018,
+    "HED" augmentation); then each RGB channel is multiplied by a gain in
+    ``1 ± white_balance``. Shapes and labels are unchanged; the output stays in [0, 255].
+
+    Args:
+        scale: relative change of each stain's amount.
+        shift: absolute change of each stain's amount, in optical density units.
+        white_balance: relative change of each colour channel's gain.
+        seed: seed of the layer's random draws.
+    """
+
+    def __init__(self, scale: float = 0.2, shift: float = 0.03, white_balance: float = 0.1,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.shift, self.white_balance, self.seed = scale, shift, white_balance, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        batch = ops.shape(images)[0]
+        draw_shape = (batch, 1, 1, 3)
+        density = -ops.log((ops.cast(images, "float32") + 1.0) / 256.0)
+        stains = ops.einsum("bhwc,cd->bhwd", density, _HED_FROM_RGB)
+        factor = keras.random.uniform(draw_shape, 1 - self.scale, 1 + self.scale, seed=self.seed_generator)
+        offset = keras.random.uniform(draw_shape, -self.shift, self.shift, seed=self.seed_generator)
+        density = ops.einsum("bhwd,dc->bhwc", stains * factor + offset, _RGB_FROM_HED)
+        rgb = 256.0 * ops.exp(-density) - 1.0
+        gain = keras.random.uniform(draw_shape, 1 - self.white_balance, 1 + self.white_balance,
+                                    seed=self.seed_generator)
+        return ops.clip(rgb * gain, 0.0, 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "shift": self.shift,
+                "white_balance": self.white_balance, "seed": self.seed}
 
 
 def build_augmenter(config: AugmentConfig, seed: int) -> keras.Sequential:
@@ -36,4 +90,6 @@ def build_augmenter(config: AugmentConfig, seed: int) -> keras.Sequential:
                                              value_range=(0, 255), seed=seed + 6))
     if config.hue:
         steps.append(layers.RandomHue(config.hue, value_range=(0, 255), seed=seed + 7))
+    if config.stain_scale or config.stain_shift or config.white_balance:
+        steps.append(RandomStain(config.stain_scale, config.stain_shift, config.white_balance, seed=seed + 8))
     return keras.Sequential(steps, name="augment")

@@ -1,12 +1,16 @@
-"""Data sets: discover class folders, report bad files, split by field id, tf.data.
+"""Data sets: discover class folders, report bad files, split by field id.
 
-A data set is a folder of class folders (``eosinophil/`` or ``EOSINOPHIL/``). Every file
-that cannot be used is listed in the data report with the reason; unknown class folders
-are reported; a missing or empty class stops the run.
+A data source is a folder of class folders (``eosinophil/`` or ``EOSINOPHIL/``). Folders
+of cells outside the four (``hv.labels.OTHER_CELL_TYPES``: ``basophil/``, ``ig/``, ...)
+are the "other" class. Every file that cannot be used is listed in the data report with
+the reason; unknown class folders are reported. Several sources (labs) train together:
+each image carries its source's name. A source written ``FOLDER#train`` or ``FOLDER#test``
+takes a fixed part of its files (``hash_part``), for folders that come without a split.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -18,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hv.labels import CLASS_NAMES, class_index
+from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES, class_index
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,10 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 # Kaggle's TRAIN/TEST files are named _<field id>_<augmentation>.jpeg: copies under one id
 # share the first number within a class (one original can carry several ids).
 _FIELD_PATTERN = re.compile(r"^_?(\d+)_\d+$")
+# A field image must be large enough to hold a cell; smaller files are skipped, not cropped.
+MIN_IMAGE_SIDE_PX = 16
+# "#train" / "#test": the share of a source's files, by a hash of the file name, in its train part.
+HASH_TRAIN_SHARE = 0.6
 
 
 class DataError(ValueError):
@@ -48,13 +56,30 @@ class DataReport:
 
 @dataclass(frozen=True)
 class Split:
-    """Parallel lists of image paths and class ids."""
+    """Parallel lists of image paths, class ids and (with several sources) each image's source name."""
 
     paths: tuple[str, ...]
     labels: tuple[int, ...]
+    sources: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def source_of(self) -> tuple[str, ...]:
+        """The source name of every image ("" for a split made without sources)."""
+        return self.sources or ("",) * len(self.paths)
+
+    def select(self, keep) -> Split:
+        """The images where the boolean sequence ``keep`` is true."""
+        keep = list(keep)
+        pick = [i for i, k in enumerate(keep) if k]
+        return Split(tuple(self.paths[i] for i in pick), tuple(self.labels[i] for i in pick),
+                     tuple(self.source_of()[i] for i in pick) if self.sources else ())
+
+    @staticmethod
+    def concat(splits: list[Split]) -> Split:
+        return Split(sum((s.paths for s in splits), ()), sum((s.labels for s in splits), ()),
+                     sum((s.source_of() for s in splits), ()))
 
 
 def _check_image(path: Path) -> str | None:
@@ -64,34 +89,78 @@ def _check_image(path: Path) -> str | None:
             return "empty file"
         with Image.open(path) as image:
             image.load()
+            width, height = image.size
     except Exception as exc:  # PIL raises many types for bad files; all mean "skip it"
         return f"unreadable image: {exc}"
+    if min(width, height) < MIN_IMAGE_SIDE_PX:
+        return f"image too small ({width}x{height} px; a field must be at least {MIN_IMAGE_SIDE_PX} px each way)"
     return None
 
 
-def discover(root: str | Path, workers: int = 8) -> tuple[Split, DataReport]:
+def parse_source(spec: str | Path) -> tuple[Path, str | None]:
+    """``FOLDER`` or ``FOLDER#train`` / ``FOLDER#test`` -> (folder, part or None)."""
+    text = str(spec)
+    folder, _, part = text.partition("#")
+    if part and part not in ("train", "test"):
+        raise DataError(f"data source {text!r}: after '#' expected 'train' or 'test', got {part!r}")
+    return Path(folder), part or None
+
+
+def source_name(spec: str | Path) -> str:
+    """A short name for reports and packages: the folder's last two parts and its part (``pbc/OTHER#test``).
+
+    A package travels to other machines and people; the exporting machine's layout says
+    nothing there (and may say more than its owner wants).
+    """
+    folder, part = parse_source(spec)
+    name = "/".join(folder.parts[-2:])
+    return f"{name}#{part}" if part else name
+
+
+def hash_part(path: str | Path) -> str:
+    """"train" or "test": a fixed split by the file name alone, the same on every machine."""
+    digest = hashlib.sha1(Path(path).name.encode()).digest()
+    return "train" if int.from_bytes(digest[:4], "big") / 2**32 < HASH_TRAIN_SHARE else "test"
+
+
+def discover(root: str | Path, workers: int = 8, *, any_other: bool = False,
+             require_all: bool = True) -> tuple[Split, DataReport]:
     """Find the images of each class under ``root`` and check that each one decodes.
 
+    Args:
+        root: a folder of class folders, optionally ``#train`` / ``#test`` (see ``parse_source``).
+        workers: threads that decode images.
+        any_other: every class folder outside the four is "other" (evaluation); else only
+            the names in ``hv.labels.OTHER_CELL_TYPES`` are, and other names are reported.
+        require_all: each of the four classes must have images (a single training source);
+            else a missing class is a warning (one of several sources).
+
     Raises:
-        DataError: ``root`` is missing, or a class has no usable image.
+        DataError: ``root`` is missing, or (``require_all``) a class has no usable image.
     """
-    root = Path(root)
+    root, part = parse_source(root)
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist; set data.train_dir / data.test_dir or pass --data")
-    report = DataReport(root=str(root))
+        raise DataError(f"data folder {root} does not exist; set data.train_dirs / data.test_dirs or pass --data")
+    report = DataReport(root=str(root) + (f"#{part}" if part else ""))
     candidates: list[tuple[Path, int]] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        index = class_index(folder.name)
+        index = class_index(folder.name, other=True)
+        if index is None and any_other:
+            index = OTHER_ID
         if index is None:
             report.unknown_folders.append(str(folder))
             continue
+        found = 0
         for path in sorted(folder.rglob("*")):
-            if not path.is_file():
+            if not path.is_file() or (part and hash_part(path) != part):
                 continue
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 report.skipped.append({"path": str(path), "reason": "not an image file type"})
                 continue
             candidates.append((path, index))
+            found += 1
+        if not found:
+            log.warning("class folder %s holds no image files", folder)
     with ThreadPoolExecutor(workers) as pool:
         reasons = list(pool.map(lambda item: _check_image(item[0]), candidates))
     paths, labels = [], []
@@ -102,25 +171,57 @@ def discover(root: str | Path, workers: int = 8) -> tuple[Split, DataReport]:
             paths.append(str(path))
             labels.append(index)
     counts = Counter(labels)
-    report.counts = {name: counts.get(i, 0) for i, name in enumerate(CLASS_NAMES)}
+    report.counts = {name: counts.get(i, 0) for i, name in enumerate(OUTPUT_NAMES) if i < OTHER_ID or counts.get(i)}
     for path in report.skipped:
         log.warning("skipped %s: %s", path["path"], path["reason"])
     for folder in report.unknown_folders:
-        log.warning("ignored folder %s: not one of %s", folder, ", ".join(CLASS_NAMES))
-    empty = [name for name, n in report.counts.items() if n == 0]
-    if empty:
+        log.warning("ignored folder %s: not one of %s (or a cell type outside them, such as basophil)",
+                    folder, ", ".join(CLASS_NAMES))
+    empty = [name for name in CLASS_NAMES if report.counts[name] == 0]
+    if not paths or (empty and require_all):
         raise DataError(
-            f"{root}: no usable images for class(es) {', '.join(empty)}; expected a sub-folder per class "
-            f"({', '.join(CLASS_NAMES)}, any case) holding JPG/PNG images"
+            f"{report.root}: no usable images for class(es) {', '.join(empty) or ', '.join(OUTPUT_NAMES)}; expected "
+            f"a sub-folder per class ({', '.join(CLASS_NAMES)}, any case, or cells outside them such as basophil) "
+            "holding JPG/PNG images"
         )
+    if empty:
+        log.warning("data source %s has no images of %s", report.root, ", ".join(empty))
     return Split(tuple(paths), tuple(labels)), report
 
 
-def field_group(path: str, label: int) -> str:
-    """The field id an image carries in its name, ``_<field>_<copy>`` (its own name if none)."""
+def discover_sources(specs: list[str] | tuple[str, ...], *, any_other: bool = False
+                     ) -> tuple[Split, list[DataReport]]:
+    """Discover several sources (labs) as one split whose images carry their source's name.
+
+    With one source, each of the four classes must have images there; with several, a
+    source may lack a class (a warning names it) but together they must cover all four.
+
+    Raises:
+        DataError: a folder is missing, a source has no usable image, or a class has none anywhere.
+    """
+    if not specs:
+        raise DataError("no data source given; set data.train_dirs / data.test_dirs or pass --data")
+    splits, reports = [], []
+    for spec in specs:
+        split, report = discover(spec, any_other=any_other, require_all=len(specs) == 1)
+        splits.append(Split(split.paths, split.labels, (source_name(spec),) * len(split)))
+        reports.append(report)
+    data = Split.concat(splits)
+    missing = [name for i, name in enumerate(CLASS_NAMES) if i not in set(data.labels)]
+    if missing:
+        raise DataError(f"no usable images of {', '.join(missing)} in any of {', '.join(map(str, specs))}")
+    return data, reports
+
+
+def field_group(path: str, label: int, source: str = "") -> str:
+    """The field id an image carries in its name, ``_<field>_<copy>`` (its own name if none).
+
+    An image without a field id (one cell per image, as pbc/) is a group of its own, so
+    such a source is split at random, stratified by class.
+    """
     stem = Path(path).stem
     match = _FIELD_PATTERN.match(stem)
-    return f"{label}:{match.group(1)}" if match else f"{label}:{stem}"
+    return f"{source}:{label}:{match.group(1) if match else stem}"
 
 
 def split_by_field(data: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
@@ -136,14 +237,12 @@ def split_by_field(data: Split, val_fraction: float, seed: int) -> tuple[Split, 
         (train, validation); validation is empty when ``val_fraction`` is 0.
     """
     rng = np.random.default_rng(seed)
-    groups = [field_group(p, y) for p, y in zip(data.paths, data.labels)]
+    groups = [field_group(p, y, s) for p, y, s in zip(data.paths, data.labels, data.source_of())]
     held_out: set[str] = set()
-    for label in range(len(CLASS_NAMES)):
-        class_groups = sorted({g for g, y in zip(groups, data.labels) if y == label})
-        count = int(round(len(class_groups) * val_fraction))
+    for stratum in sorted(set(zip(data.source_of(), data.labels))):
+        stratum_groups = sorted({g for g, s, y in zip(groups, data.source_of(), data.labels) if (s, y) == stratum})
+        count = int(round(len(stratum_groups) * val_fraction))
         if count:
-            held_out.update(rng.choice(class_groups, size=count, replace=False).tolist())
-    pick = np.array([g in held_out for g in groups])
-    paths, labels = np.array(data.paths), np.array(data.labels)
-    return (Split(tuple(paths[~pick]), tuple(int(v) for v in labels[~pick])),
-            Split(tuple(paths[pick]), tuple(int(v) for v in labels[pick])))
+            held_out.update(rng.choice(stratum_groups, size=count, replace=False).tolist())
+    pick = [g in held_out for g in groups]
+    return data.select(not p for p in pick), data.select(pick)

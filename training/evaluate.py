@@ -1,4 +1,9 @@
-"""Evaluate a classifier on a folder data set: metrics.json, confusion matrix, mistakes grid."""
+"""Evaluate a classifier on folder data sets: metrics.json, confusion matrix, mistakes grid.
+
+Several sources (labs) are scored apart, each in a folder of its own, and together. Class
+folders outside the four count as "other": the share of them flagged is reported, and for
+the four classes the share wrongly flagged.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,10 @@ import numpy as np
 
 from hv.classifier import Classifier
 from hv.config import Config
-from hv.labels import CLASS_NAMES
+from hv.labels import OUTPUT_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
-from training.data import DataReport, Split, discover
-from training.metrics import classification_metrics
+from training.data import DataReport, Split, discover, source_name
+from training.metrics import classification_metrics, metrics_from_confusion
 from training.plots import plot_confusion, plot_mistakes
 
 log = logging.getLogger(__name__)
@@ -64,19 +69,61 @@ def predict_folder(classifier: Classifier, paths: list[str], config: Config, *, 
     return np.concatenate(probs), np.concatenate(crops), not_located
 
 
-def evaluate(classifier: Classifier, data_dir: str | Path, config: Config, out_dir: Path,
+def evaluate(classifier: Classifier, data_dirs: str | Path | list, config: Config, out_dir: Path,
              *, tta: bool = False) -> dict:
-    """Evaluate on a folder data set; see ``evaluate_split``."""
-    split, report = discover(data_dir)
-    return evaluate_split(classifier, split, report, config, out_dir, tta=tta)
+    """Evaluate on one or several folder data sets (sources).
+
+    One source: its files go straight into ``out_dir`` (see ``evaluate_split``). Several:
+    each source's files go into ``out_dir/<source>/``, and ``out_dir/metrics.json`` scores
+    all of them together, with ``sources.<source>`` holding each one's headline figures.
+
+    Returns:
+        The (combined) metrics dictionary.
+    """
+    specs = [data_dirs] if isinstance(data_dirs, (str, Path)) else list(data_dirs)
+    if len(specs) == 1:
+        split, report = discover(specs[0], any_other=True, require_all=False)
+        return evaluate_split(classifier, split, report, config, out_dir, tta=tta)
+    matrix, per_source = 0, {}
+    for spec in specs:
+        split, report = discover(spec, any_other=True, require_all=False)
+        name = source_name(spec)
+        folder = out_dir / name.replace("/", "_").replace("#", "_")
+        metrics = evaluate_split(classifier, split, report, config, folder, tta=tta)
+        matrix = matrix + np.array(metrics["confusion_matrix"])
+        per_source[name] = _headline(metrics) | {"folder": folder.name}
+    combined = metrics_from_confusion(matrix)
+    combined.update({"data": [str(s) for s in specs], "model": str(getattr(classifier, "path", "")), "tta": tta,
+                     "sources": per_source})
+    plot_confusion(np.array(combined["confusion_matrix"]), out_dir / "confusion_matrix.png",
+                   f"all sources: accuracy {combined['accuracy']:.1%}, n = {combined['n_images']}")
+    _write_json_atomic(out_dir / "metrics.json", combined)
+    return combined
+
+
+def _headline(metrics: dict) -> dict:
+    """The figures a summary quotes for one source."""
+    head = {k: metrics[k] for k in ("accuracy", "accuracy_ci95", "macro_f1", "n_images", "flagged_share")}
+    head["per_class_recall"] = {k: round(v["recall"], 4) for k, v in metrics["per_class"].items() if v["support"]}
+    if "other" in metrics:
+        head["other"] = metrics["other"]
+    return head
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def evaluate_split(classifier: Classifier, split: Split, report: DataReport, config: Config, out_dir: Path,
                    *, tta: bool = False) -> dict:
     """Write ``metrics.json``, ``confusion_matrix.png``, ``mistakes.png``, ``data_report.json``.
 
-    ``metrics.json`` holds ``accuracy``, ``macro_f1``, ``n_images`` and
-    ``per_class.<class>.{precision,recall,f1,support}`` (the contract other tools use).
+    ``metrics.json`` holds ``accuracy``, ``macro_f1``, ``n_images`` (cells of the four
+    classes), ``flagged_share``, ``per_class.<class>.{precision,recall,f1,support,flagged_share}``
+    and, when the data holds cells outside the four, ``other.{n,flagged_share}`` (the
+    contract other tools use).
 
     Returns:
         The metrics dictionary.
@@ -91,16 +138,19 @@ def evaluate_split(classifier: Classifier, split: Split, report: DataReport, con
     report.not_located = not_located
     report.write(out_dir / "data_report.json")
     plot_confusion(np.array(metrics["confusion_matrix"]), out_dir / "confusion_matrix.png",
-                   f"{Path(report.root).name}: accuracy {metrics['accuracy']:.1%}, n = {len(true)}")
+                   f"{source_name(report.root)}: accuracy {metrics['accuracy']:.1%}, n = {metrics['n_images']}")
     wrong = np.flatnonzero(pred != true)[:_MAX_MISTAKES_SHOWN]
     plot_mistakes([crops[i] for i in wrong],
-                  [f"{CLASS_NAMES[true[i]]} -> {CLASS_NAMES[pred[i]]} ({probs[i].max():.2f})" for i in wrong],
+                  [f"{OUTPUT_NAMES[true[i]]} -> {OUTPUT_NAMES[pred[i]]} ({probs[i].max():.2f})" for i in wrong],
                   out_dir / "mistakes.png")
     with (out_dir / "predictions.csv").open("w") as f:
         f.write("path,true,predicted,confidence\n")
         for path, t, p, prob in zip(split.paths, true, pred, probs):
-            f.write(f"{path},{CLASS_NAMES[t]},{CLASS_NAMES[p]},{prob.max():.4f}\n")
-    tmp = out_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    tmp.replace(out_dir / "metrics.json")  # written last: its presence means the folder is complete
+            f.write(f"{_csv_field(path)},{OUTPUT_NAMES[t]},{OUTPUT_NAMES[p]},{prob.max():.4f}\n")
+    _write_json_atomic(out_dir / "metrics.json", metrics)  # written last: its presence means the folder is complete
     return metrics
+
+
+def _csv_field(text: str) -> str:
+    """A path as one CSV field (quoted when it holds a comma or a quote)."""
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text

@@ -80,9 +80,9 @@ def compute_features(prefix: keras.Model, datasets: list[tf.data.Dataset]) -> tu
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, seed: int | None) -> tf.data.Dataset:
-    """Batches of (float32 activations, one-hot labels), reshuffled each epoch when seeded."""
-    ds = tf.data.Dataset.from_tensor_slices((features, labels))
-    if seed is not None:
-        ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
+def feature_dataset(features: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+    """Unbatched (float16 activations, one-hot label) pairs in the arrays' order.
+
+    Training batches come from ``training.pipeline.balanced_batches``; validation batches it in order.
+    """
+    return tf.data.Dataset.from_tensor_slices((features, labels))

@@ -1,4 +1,10 @@
-"""Classification metrics in plain NumPy (no scikit-learn at run time)."""
+"""Classification metrics in plain NumPy (no scikit-learn at run time).
+
+Labels and predictions are output ids (``hv.labels.OUTPUT_NAMES``): the four classes and
+"other" (4). Accuracy, recall and F1 are over the cells of the four classes, where a cell
+flagged "other" counts as a mistake; images of cells outside the four are scored apart,
+by the share of them that is flagged.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,13 @@ import math
 
 import numpy as np
 
-from hv.labels import CLASS_NAMES
+from hv.labels import CLASS_NAMES, NUM_OUTPUTS, OTHER_ID, OUTPUT_NAMES
 
 
-def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int = NUM_OUTPUTS) -> np.ndarray:
     """(num_classes, num_classes) counts; rows are true classes, columns predictions."""
     matrix = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(matrix, (np.asarray(true), np.asarray(pred)), 1)
+    np.add.at(matrix, (np.asarray(true, np.int64), np.asarray(pred, np.int64)), 1)
     return matrix
 
 
@@ -27,8 +33,17 @@ def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float,
 
 
 def classification_metrics(true: np.ndarray, pred: np.ndarray) -> dict:
-    """Accuracy (with 95 % CI), per-class precision/recall/F1/support, macro-F1, confusion matrix."""
-    matrix = confusion_matrix(true, pred)
+    """Metrics of output ids ``pred`` against ``true``; see ``metrics_from_confusion``."""
+    return metrics_from_confusion(confusion_matrix(true, pred))
+
+
+def metrics_from_confusion(matrix: np.ndarray) -> dict:
+    """Accuracy (with 95 % CI), per-class precision/recall/F1/support/flagged share, macro-F1,
+    the share of four-class cells flagged "other", the confusion matrix, and for cells outside
+    the four ``other: {n, flagged_share}``.
+    """
+    matrix = np.asarray(matrix, np.int64)
+    four = matrix[:OTHER_ID]
     per_class = {}
     for i, name in enumerate(CLASS_NAMES):
         tp = int(matrix[i, i])
@@ -36,15 +51,24 @@ def classification_metrics(true: np.ndarray, pred: np.ndarray) -> dict:
         precision = tp / predicted if predicted else 0.0
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
-    correct, total = int(np.trace(matrix)), int(matrix.sum())
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support,
+                           "flagged_share": int(matrix[i, OTHER_ID]) / support if support else 0.0}
+    correct, total = int(np.trace(four[:, :OTHER_ID])), int(four.sum())
     low, high = wilson_interval(correct, total)
-    return {
+    present = [c for c in per_class.values() if c["support"]]
+    result = {
         "accuracy": correct / total if total else 0.0,
         "accuracy_ci95": [low, high],
-        "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
+        "macro_f1": float(np.mean([c["f1"] for c in present])) if present else 0.0,
         "n_images": total,
+        "flagged_share": int(four[:, OTHER_ID].sum()) / total if total else 0.0,
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
-        "class_names": list(CLASS_NAMES),
+        "class_names": list(OUTPUT_NAMES),
     }
+    n_other = int(matrix[OTHER_ID].sum())
+    if n_other:
+        flagged = int(matrix[OTHER_ID, OTHER_ID])
+        result["other"] = {"n": n_other, "flagged_share": flagged / n_other,
+                           "flagged_share_ci95": list(wilson_interval(flagged, n_other))}
+    return result

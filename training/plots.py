@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hv.labels import CLASS_NAMES  # noqa: E402
+from hv.labels import OUTPUT_NAMES  # noqa: E402
 
 
 def plot_history(history: dict[str, list[float]], phase_starts: list[int], path: Path) -> None:
@@ -33,12 +33,14 @@ def plot_history(history: dict[str, list[float]], phase_starts: list[int], path:
 
 
 def plot_confusion(matrix: np.ndarray, path: Path, title: str) -> None:
-    """Confusion matrix with counts and row-normalised colour (rows = true class)."""
+    """Confusion matrix with counts and row-normalised colour (rows = true classes present, columns = outputs)."""
+    present = [i for i in range(matrix.shape[0]) if matrix[i].sum()] or list(range(matrix.shape[0]))
+    matrix = matrix[present]
     rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=30, ha="right")
-    ax.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.9 * len(present)))
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(matrix.shape[1]), OUTPUT_NAMES[: matrix.shape[1]], rotation=30, ha="right")
+    ax.set_yticks(range(len(present)), [OUTPUT_NAMES[i] for i in present])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     for i in range(matrix.shape[0]):

@@ -22,10 +22,10 @@ from hv.classifier import KerasClassifier
 from hv.config import Config, PhaseConfig
 from hv.model import build_model, unfreeze_top_layers
 from training.augment import build_augmenter
-from training.data import DataReport, discover, split_by_field
+from training.data import DataReport, Split, discover_sources, split_by_field
 from training.evaluate import evaluate_split
 from training.frozen_features import compute_features, feature_dataset, split_model
-from training.pipeline import FieldLoader, batch_crops, load_crops
+from training.pipeline import FieldLoader, balanced_batches, batch_crops, load_crops
 from training.plots import plot_history
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,11 @@ def _fit_phases(model, trainer, train_ds, val_ds, run_dir: Path, config: Config)
     return history, starts
 
 
+def balance_groups(split: Split) -> list[str]:
+    """Each image's (source, class) group: batches draw every group at its share (``balanced_batches``)."""
+    return [f"{source}|{label}" for source, label in zip(split.source_of(), split.labels)]
+
+
 def train(config: Config, run_dir: Path) -> Path:
     """Train a model as configured and write a run folder.
 
@@ -110,15 +115,17 @@ def train(config: Config, run_dir: Path) -> Path:
     (partial / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     started = time.monotonic()
 
-    data, report = discover(config.data.train_dir)
+    data, reports = discover_sources(config.data.train_dirs)
     holdout = None
-    if not config.data.test_dir:
+    if not config.data.test_dirs:
         data, holdout = split_by_field(data, config.data.test_fraction, config.train.seed + 1)
         (partial / "holdout.txt").write_text("".join(f"{p}\t{y}\n" for p, y in zip(holdout.paths, holdout.labels)))
-        log.info("no test folder: %d images of %s held out as the test set (whole fields)", len(holdout),
-                 config.data.train_dir)
+        log.info("no test folders: %d images of the training sources held out as the test set (whole fields)",
+                 len(holdout))
     train_split, val_split = split_by_field(data, config.data.val_fraction, config.train.seed)
     log.info("train %d images, validation %d images (whole fields held out)", len(train_split), len(val_split))
+    for source in sorted(set(train_split.source_of())):
+        log.info("  source %s: %d training images", source, train_split.source_of().count(source))
     loader = FieldLoader(config)
     augmenter = build_augmenter(config.augment, config.train.seed)
     model = build_model(config.model)
@@ -131,25 +138,29 @@ def train(config: Config, run_dir: Path) -> Path:
         augmented = batch_crops(crops, batch_size=batch, augmenter=augmenter)
         views = [plain] + [augmented] * (config.train.views_per_image - 1)
         x_train, y_train = compute_features(prefix, views)
-        train_ds = feature_dataset(x_train, y_train, batch, seed=config.train.seed)
+        groups = balance_groups(train_split) * len(views)  # the views are stacked in the split's order
+        train_ds = balanced_batches(feature_dataset(x_train, y_train), groups, batch, seed=config.train.seed)
         val_ds = None
         if len(val_split):
             val_crops = batch_crops(load_crops(val_split, config, loader, cache=False), batch_size=batch)
-            val_ds = feature_dataset(*compute_features(prefix, [val_crops]), batch, seed=None)
+            val_ds = feature_dataset(*compute_features(prefix, [val_crops])).batch(batch)
     else:
         trainer = model
         train_crops = load_crops(train_split, config, loader)
-        train_ds = batch_crops(train_crops, batch_size=batch, shuffle_seed=config.train.seed, augmenter=augmenter)
+        train_ds = balanced_batches(train_crops, balance_groups(train_split), batch, seed=config.train.seed,
+                                    augmenter=augmenter)
         val_ds = batch_crops(load_crops(val_split, config, loader), batch_size=batch) if len(val_split) else None
 
     history, starts = _fit_phases(model, trainer, train_ds, val_ds, partial, config)
     model.save(partial / "model.keras")
     if holdout is not None and len(holdout):
-        holdout_report = DataReport(root=f"{config.data.train_dir} (held-out fields)")
+        holdout_report = DataReport(root=f"{', '.join(config.data.train_dirs)} (held-out fields)")
         evaluate_split(KerasClassifier(partial / "model.keras"), holdout, holdout_report, config,
                        partial / "eval_holdout")
-    report.not_located = sorted(set(loader.not_located))
-    report.write(partial / "data_report.json")
+    not_located = set(loader.not_located)
+    for report in reports:
+        report.not_located = sorted(p for p in not_located if p.startswith(report.root.partition("#")[0]))
+    (partial / "data_report.json").write_text(json.dumps([r.__dict__ for r in reports], indent=2) + "\n")
     if history:
         plot_history(history, starts, partial / "curves.png")
     elapsed = time.monotonic() - started

@@ -10,7 +10,8 @@ REPO_CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
 def test_repo_config_loads_and_resolves_paths():
     config = load_config(REPO_CONFIG)
     assert config.model.backbone == "efficientnet_lite0"
-    assert Path(config.data.train_dir).is_absolute()
+    assert all(Path(d.partition("#")[0]).is_absolute() for d in config.data.train_dirs + config.data.test_dirs)
+    assert config.data.train_dirs[-1].endswith("pbc/OTHER#train")  # the part survives resolution
     assert config.train.phase2.unfreeze_layers > 0
 
 
@@ -56,3 +57,12 @@ def test_override_validates_and_ignores_none():
     assert override(config, **{"train.seed": 3}).train.seed == 3
     with pytest.raises(ConfigError, match="train.batch_size"):
         override(config, **{"train.batch_size": -2})
+
+
+def test_cell_diameter_is_auto_or_a_fraction():
+    assert Config().locator.cell_diameter_frac == "auto"
+    assert config_from_dict({"locator": {"cell_diameter_frac": 0.3}}).locator.cell_diameter_frac == 0.3
+    with pytest.raises(ConfigError, match="expected a value between 0 and 1"):
+        config_from_dict({"locator": {"cell_diameter_frac": 1.5}})
+    with pytest.raises(ConfigError, match="cell_diameter_frac = 'big': expected a number or 'auto'"):
+        config_from_dict({"locator": {"cell_diameter_frac": "big"}})

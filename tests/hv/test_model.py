@@ -12,7 +12,7 @@ def test_head_and_output_contract():
     assert names[-4:] == ["avg_pool", "top_dropout", "dense", "pred"]
     assert model.get_layer("dense").units == 16
     probs = np.asarray(model.predict_on_batch(np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3))))
-    assert probs.shape == (2, 4)
+    assert probs.shape == (2, 5)  # the four classes and "other"
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     assert not model.get_layer(BACKBONE_LAYER).trainable  # phase 1: frozen base
 
@@ -45,4 +45,4 @@ def test_missing_weights_file_is_named(tmp_path):
 
 def test_b0_builds_with_random_weights():
     model = build_model(ModelConfig(backbone="efficientnet_b0", weights="none", image_size=32))
-    assert model.output_shape == (None, 4)
+    assert model.output_shape == (None, 5)

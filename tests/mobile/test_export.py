@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hv.classifier import KerasClassifier, LiteRTClassifier, ModelLoadError, load_classifier
-from hv.labels import CLASS_NAMES
+from hv.labels import OUTPUT_NAMES
 from mobile.app_check import app_predict
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import ConversionError, convert_keras
@@ -29,7 +29,7 @@ def test_float32_and_int8_convert_and_run_in_litert(tmp_path, tiny_model_path, c
     int8 = load_classifier(files["int8"])
     assert isinstance(int8, LiteRTClassifier) and int8.image_size == 32
     probs = int8.predict(crops)
-    assert probs.shape == (12, 4) and np.allclose(probs.sum(axis=1), 1, atol=0.05)
+    assert probs.shape == (12, 5) and np.allclose(probs.sum(axis=1), 1, atol=0.05)
     with pytest.raises(VerificationError, match="below 1.01"):
         verify_litert(files["int8"], reference, crops, min_agreement=1.01)
 
@@ -47,7 +47,7 @@ def test_int8_mixed_keeps_the_named_layers_in_float(tmp_path, tiny_model_path, c
     block1 = [dtype for name, dtype in output_dtype.items() if "/block1_expand_conv" in name]
     assert stem == [np.float32] and block1 == [np.int8]
     probs = LiteRTClassifier(files["int8_mixed"]).predict(crops)
-    assert probs.shape == (12, 4) and np.allclose(probs.sum(axis=1), 1, atol=0.05)
+    assert probs.shape == (12, 5) and np.allclose(probs.sum(axis=1), 1, atol=0.05)
 
     with pytest.raises(ConversionError, match="no layer named 'stem'"):
         convert_keras(tiny_model_path, tmp_path, ("int8_mixed",), crops, ("stem",))
@@ -91,7 +91,7 @@ def test_int8_preparation_follows_the_config(tiny_model_path, config, crops):
 
 
 def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
-    config = replace(config, data=replace(config.data, test_dir=config.data.train_dir),
+    config = replace(config, data=replace(config.data, test_dirs=config.data.train_dirs),
                      export=replace(config.export, qat_steps=2, qat_images=8))
     report = export(tiny_model_path, config, tmp_path / "export", variants=("float32", "int8"), ship="int8",
                     calibration_images=8)
@@ -102,13 +102,14 @@ def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     assert description["input"]["quantization"]["scale"] > 0 and description["float_layers"] == []
     assert description["bias_correction"] is True  # config.export's default
     assert description["quantisation_aware_training"] == {"steps": 2, "learning_rate": 1e-5, "train_images": 8}
-    data_set = "/".join(Path(config.data.train_dir).parts[-2:])  # not the exporting machine's whole path
+    data_set = "/".join(Path(config.data.train_dirs[0]).parts[-2:])  # not the exporting machine's whole path
     assert description["training"]["data"] == description["metrics"]["verified_on"] == data_set
-    assert (package / "labels.txt").read_text().split() == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    assert (package / "labels.txt").read_text().split() == ["eosinophil", "lymphocyte", "monocyte", "neutrophil",
+                                                             "other"]
     card = (package / "MODEL_CARD.md").read_text()
     assert "Not a medical device" in card and "Quantisation-aware fine-tuning: before conversion" in card
     matrix = np.array(description["metrics"]["confusion_matrix"])
-    assert matrix.shape == (4, 4) and matrix.sum() == 12
+    assert matrix.shape == (5, 5) and matrix.sum() == 12
     assert f"monocyte {matrix[2, 2] / matrix[2].sum():.2f} (of {matrix[2].sum()})" in card
     assert json.loads((tmp_path / "export" / "verification.json").read_text())["n_images"] == 12
     assert not [p for p in (tmp_path / "export").iterdir() if p.name.startswith(".package")]
@@ -117,10 +118,10 @@ def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     crops = np.random.default_rng(5).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     app = app_predict(package, crops)
     ours = LiteRTClassifier(package / "model.tflite").predict(crops)
-    assert [label for label, _ in app] == [CLASS_NAMES[i] for i in ours.argmax(1)]
+    assert [label for label, _ in app] == [OUTPUT_NAMES[i] for i in ours.argmax(1)]
     assert np.allclose([p for _, p in app], ours.max(1), atol=1e-6)
 
-    (package / "labels.txt").write_text("a\nb\nc\nd\n")
+    (package / "labels.txt").write_text("a\nb\nc\nd\ne\n")
     with pytest.raises(PackageError, match="differs from model.json"):
         check_package(package)
     (package / "labels.txt").unlink()

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from hv.classifier import with_other_column
+
 
 class FixedClassifier:
-    """Returns the same probabilities for every crop and counts the crops it saw."""
+    """Returns the same probabilities for every crop and counts the crops it saw.
+
+    Four probabilities get an "other" column of zeros, as ``hv.classifier`` gives a four-class model.
+    """
 
     def __init__(self, probs=(0.1, 0.7, 0.1, 0.1), image_size: int = 32):
-        self.probs = np.array(probs, np.float32)
+        self.probs = with_other_column(np.array([probs], np.float32))[0]
         self.image_size = image_size
         self.crops_seen = 0
 

@@ -58,8 +58,9 @@ def test_differential_counts_each_track_once_under_its_latest_label():
     counter = DifferentialCount()
     for label in (0, 0, 3):  # the same track seen three times, its label revised once
         counter.update(Detections(np.zeros((1, 4)), np.ones(1), np.array([label]), np.array([7])))
-    counter.update(Detections(np.zeros((2, 4)), np.ones(2), np.array([1, -1]), np.array([8, 9])))
+    counter.update(Detections(np.zeros((3, 4)), np.ones(3), np.array([1, -1, 4]), np.array([8, 9, 10])))
     assert counter.counts() == {"eosinophil": 0, "lymphocyte": 1, "monocyte": 0, "neutrophil": 1,
-                                "unidentified": 1}
-    assert counter.percentages()["neutrophil"] == pytest.approx(50.0)
-    assert counter.total == 3
+                                "other": 1, "unidentified": 1}
+    # "other" and unidentified cells stay out of the differential's percentages.
+    assert counter.percentages() == {"eosinophil": 0.0, "lymphocyte": 50.0, "monocyte": 0.0, "neutrophil": 50.0}
+    assert counter.total == 4

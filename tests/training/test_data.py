@@ -10,7 +10,7 @@ def test_discovery_reports_bad_files_and_unknown_folders(tiny_dataset_dir):
     good = (eos / "_0_0.png").read_bytes()
     (eos / "truncated.png").write_bytes(good[: len(good) // 2])
     (eos / "notes.txt").write_text("x")
-    (tiny_dataset_dir / "BASOPHIL").mkdir()
+    (tiny_dataset_dir / "SCANS").mkdir()
     split, report = discover(tiny_dataset_dir)
     assert report.counts == {"eosinophil": 3, "lymphocyte": 3, "monocyte": 3, "neutrophil": 3}
     reasons = {entry["path"].rsplit("/", 1)[-1]: entry["reason"] for entry in report.skipped}
@@ -18,7 +18,7 @@ def test_discovery_reports_bad_files_and_unknown_folders(tiny_dataset_dir):
     assert reasons["text.png"].startswith("unreadable image")
     assert reasons["truncated.png"].startswith("unreadable image")
     assert reasons["notes.txt"] == "not an image file type"
-    assert report.unknown_folders == [str(tiny_dataset_dir / "BASOPHIL")]
+    assert report.unknown_folders == [str(tiny_dataset_dir / "SCANS")]
     assert len(split) == 12
 
 

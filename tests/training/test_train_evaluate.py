@@ -44,17 +44,17 @@ def test_train_then_evaluate_round_trip(tmp_path, config, cache):
     assert len(rows) == 2 and {"loss", "accuracy"} <= set(rows[0])  # one epoch per phase
     assert json.loads((run / "config.json").read_text())["train"]["cache_frozen_features"] is cache
 
-    metrics = evaluate(load_classifier(run / "model.keras"), config.data.test_dir, config, tmp_path / "eval")
+    metrics = evaluate(load_classifier(run / "model.keras"), config.data.test_dirs[0], config, tmp_path / "eval")
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["n_images"] == 12 == metrics["n_images"]
     assert 0 <= saved["accuracy"] <= 1 and 0 <= saved["macro_f1"] <= 1
     assert set(saved["per_class"]) == {"eosinophil", "lymphocyte", "monocyte", "neutrophil"}
-    assert set(saved["per_class"]["monocyte"]) == {"precision", "recall", "f1", "support"}
+    assert set(saved["per_class"]["monocyte"]) == {"precision", "recall", "f1", "support", "flagged_share"}
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
 
 
 def test_single_folder_holds_out_a_test_split_and_evaluates_it(tmp_path, config):
-    config = replace(config, data=replace(config.data, test_dir="", test_fraction=0.34))
+    config = replace(config, data=replace(config.data, test_dirs=(), test_fraction=0.34))
     run = train(config, tmp_path / "runs" / "single")
     held_out = (run / "holdout.txt").read_text().splitlines()
     assert len(held_out) == 4  # one of the three fields of each class
