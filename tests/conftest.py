@@ -19,13 +19,15 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "fields"
 
 
 def draw_field(rng: np.random.Generator, label: int, width: int = 160, height: int = 120,
-               cells: int = 1) -> np.ndarray:
+               cells: int = 1, cell_frac: float = 0.28, cast: tuple[float, float, float] = (1, 1, 1)) -> np.ndarray:
     """A synthetic smear field, RGB: pale background, pink red cells, purple nuclei.
 
     The nucleus size and shape depend on the class so that a tiny model can learn them.
+    Another "lab": ``cell_frac`` (white-cell diameter / width) sets the magnification and
+    ``cast`` multiplies each RGB channel (stain and white balance).
     """
     image = np.full((height, width, 3), (214, 212, 218), np.uint8)
-    diameter = 0.28 * width
+    diameter = cell_frac * width
     # Red cells a white cell's diameter / red_cell_ratio across, so that the scale measured
     # from them ("auto") gives the same crop as the fixed 0.28 of the width.
     red_cell_radius = int(round(diameter / LocatorConfig().red_cell_ratio / 2))
@@ -46,7 +48,7 @@ def draw_field(rng: np.random.Generator, label: int, width: int = 160, height: i
                 cv2.circle(image, (cx + dx * radius // 2, cy + dy * radius // 2), radius // 2, (90, 60, 200), -1)
         else:
             cv2.circle(image, (cx, cy), radius, (100 + 30 * label, 60, 200), -1)
-    return image
+    return np.clip(image * np.array(cast, np.float32), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture

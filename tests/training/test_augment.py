@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hv.config import AugmentConfig
+from tests.conftest import draw_field
+from training.augment import RandomStain, build_augmenter
+from training.pipeline import balanced_batches
+
+
+def _crops(n=8, size=48):
+    rng = np.random.default_rng(0)
+    return np.stack([draw_field(rng, i % 4, width=size, height=size) for i in range(n)]).astype(np.float32)
+
+
+def _optical_density(rgb):
+    return -np.log((rgb + 1.0) / 256.0)
+
+
+def test_stain_jitter_stays_within_its_configured_range():
+    crops = _crops()
+    scale, shift, balance = 0.25, 0.05, 0.15
+    out = np.asarray(RandomStain(scale, shift, balance, seed=3)(crops, training=True))
+    assert out.shape == crops.shape and out.min() >= 0 and out.max() <= 255
+    assert np.abs(out - crops).mean() > 2  # it does change the colours
+    # Per image, each channel's mean optical density moves by at most what the factors allow:
+    # stain amounts by (1 ± scale) and ± shift, then a gain of (1 ± balance) on the intensity.
+    density_in, density_out = _optical_density(crops), _optical_density(out)
+    bound = scale * density_in.mean(axis=(1, 2)) + 3 * shift + np.log(1 + balance) + 0.05
+    assert (np.abs(density_out.mean(axis=(1, 2)) - density_in.mean(axis=(1, 2))) <= bound).all()
+
+
+def test_zero_jitter_is_the_identity_and_inference_is_untouched():
+    crops = _crops(2)
+    assert np.allclose(RandomStain(0, 0, 0)(crops, training=True), crops, atol=1e-3)
+    assert np.array_equal(RandomStain(0.5, 0.1, 0.3)(crops, training=False), crops)
+
+
+def test_augmentation_never_changes_a_label():
+    crops, labels = _crops(), np.eye(5, dtype=np.float32)[[0, 1, 2, 3, 4, 0, 1, 2]]
+    pairs = tf.data.Dataset.from_tensor_slices((crops, labels))
+    groups = [f"lab|{int(y.argmax())}" for y in labels]
+    plain = list(balanced_batches(pairs, groups, 4, seed=0))
+    augmented = list(balanced_batches(pairs, groups, 4, seed=0, augmenter=build_augmenter(AugmentConfig(), 0)))
+    assert sum(len(x) for x, _ in plain) == 8
+    for (x_plain, y_plain), (x_aug, y_aug) in zip(plain, augmented):  # the same draw, with and without
+        assert np.array_equal(y_plain, y_aug) and not np.allclose(x_plain, x_aug)
+        for image, label in zip(np.asarray(x_plain), np.asarray(y_plain)):
+            source = int(np.flatnonzero((crops == image).all(axis=(1, 2, 3)))[0])
+            assert np.array_equal(labels[source], label)  # each image keeps its own label
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_balanced_batches_give_each_class_and_lab_its_share(seed):
+    # Lab a: 90 images of class 0, 10 of class 1; lab b: 20 of class 1 only.
+    labels = [0] * 90 + [1] * 10 + [1] * 20
+    sources = ["a"] * 100 + ["b"] * 20
+    ids = np.arange(len(labels), dtype=np.float32)[:, None]
+    pairs = tf.data.Dataset.from_tensor_slices((ids, np.eye(5, dtype=np.float32)[labels]))
+    groups = [f"{s}|{y}" for s, y in zip(sources, labels)]
+    batches = balanced_batches(pairs, groups, 20, seed=seed)
+    epochs = [np.concatenate([np.asarray(x)[:, 0] for x, _ in batches]).astype(int) for _ in range(10)]
+    assert all(len(epoch) == 120 for epoch in epochs)  # an epoch is as long as the data
+    assert not all(np.array_equal(epochs[0], epoch) for epoch in epochs[1:])  # a new draw each epoch
+    drawn = np.concatenate(epochs)
+    share = {g: np.mean([groups[i] == g for i in drawn]) for g in sorted(set(groups))}
+    # Each class half; class 1 split between the two labs that have it.
+    assert share["a|0"] == pytest.approx(0.5, abs=0.05)
+    assert share["a|1"] == pytest.approx(0.25, abs=0.05) and share["b|1"] == pytest.approx(0.25, abs=0.05)
