@@ -6,10 +6,16 @@ only to read it would make users install a multi-GB wheel, so this module
 reads the format directly: a pickle of the magic number, the protocol version
 and system info, then the pickled object whose tensors refer to storages by
 key, then the list of storage keys, then each storage's raw bytes.
+
+A checkpoint is untrusted input: plain ``pickle.load`` calls any callable a file names.
+Every pickle here goes through ``_RestrictedUnpickler``, which resolves only the few
+globals a state dict needs (none at all for the header pickles), and each tensor's size,
+stride and offset are checked against its storage before a view is made.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections import OrderedDict
 from pathlib import Path
@@ -53,8 +59,20 @@ class _LazyTensor:
     def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple):
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
-    def materialise(self) -> np.ndarray:
+    def materialise(self, name: str) -> np.ndarray:
         flat = self.storage.data
+        if flat is None:
+            raise CheckpointError(f"tensor {name!r} refers to a storage the file does not hold")
+        fields = (self.offset, *self.size, *self.stride)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in fields) \
+                or len(self.size) != len(self.stride):
+            layout = (self.offset, self.size, self.stride)
+            raise CheckpointError(f"tensor {name!r}: invalid offset, size or stride {layout}")
+        if 0 in self.size:
+            return np.zeros(self.size, flat.dtype)
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+        if last >= len(flat):
+            raise CheckpointError(f"tensor {name!r} reaches element {last} of a storage of {len(flat)}")
         itemsize = flat.dtype.itemsize
         if not self.size:
             return flat[self.offset].copy()
@@ -70,27 +88,38 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_unused):
     return _LazyTensor(storage, storage_offset, tuple(size), tuple(stride))
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file, storages: dict):
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only allow-listed globals; with no ``storages`` (the header pickles), none at all."""
+
+    def __init__(self, file, storages: dict | None = None):
         super().__init__(file, encoding="latin1")
         self._storages = storages
 
     def find_class(self, module, name):
-        if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
-            return _rebuild_tensor
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        if module == "collections" and name == "OrderedDict":
-            return OrderedDict
-        raise CheckpointError(f"unsupported object {module}.{name} in checkpoint")
+        if self._storages is not None:
+            if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
+                return _rebuild_tensor
+            if module == "torch" and name in _STORAGE_DTYPES:
+                return _StorageType(name)
+            if module == "collections" and name == "OrderedDict":
+                return OrderedDict
+        raise CheckpointError(f"refused to load {module}.{name}: a state dict holds no such object")
 
     def persistent_load(self, pid):
+        if self._storages is None:
+            raise CheckpointError("unexpected persistent id in a checkpoint header")
+        if not isinstance(pid, tuple) or len(pid) < 5:
+            raise CheckpointError(f"invalid persistent id {pid!r}")
         kind, storage_type, key, _location, _numel, *_view = pid
-        if kind != "storage":
-            raise CheckpointError(f"unsupported persistent id {kind!r}")
+        if kind != "storage" or not isinstance(storage_type, _StorageType) or not isinstance(key, str):
+            raise CheckpointError(f"unsupported persistent id {pid!r}")
         if key not in self._storages:
             self._storages[key] = _Storage(storage_type.dtype)
         return self._storages[key]
+
+
+def _load(f, storages: dict | None = None):
+    return _RestrictedUnpickler(f, storages).load()
 
 
 def load_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
@@ -107,25 +136,36 @@ def load_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             zip-based one written by torch >= 1.6).
     """
     path = Path(path)
+    try:
+        return _read(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, OverflowError, RecursionError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a legacy PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
     storages: dict[str, _Storage] = {}
-    with path.open("rb") as f:
-        try:
-            magic = pickle.load(f, encoding="latin1")
-        except Exception as exc:  # any unpickling failure means "not this format"
-            raise CheckpointError(f"{path}: not a legacy PyTorch checkpoint ({exc})") from exc
-        if magic != _MAGIC_NUMBER:
-            raise CheckpointError(f"{path}: not a legacy PyTorch checkpoint (bad magic number)")
-        protocol = pickle.load(f, encoding="latin1")
-        if protocol != _PROTOCOL_VERSION:
-            raise CheckpointError(f"{path}: unsupported protocol version {protocol}")
-        pickle.load(f, encoding="latin1")  # system info: endianness, type sizes
-        state = _Unpickler(f, storages).load()
-        keys = pickle.load(f, encoding="latin1")
-        for key in keys:
-            storage = storages[key]
-            numel = int(np.frombuffer(f.read(8), dtype="<i8")[0])
-            raw = f.read(numel * storage.dtype.itemsize)
-            if len(raw) != numel * storage.dtype.itemsize:
-                raise CheckpointError(f"{path}: truncated storage {key}")
-            storage.data = np.frombuffer(raw, dtype=storage.dtype)
-    return {name: tensor.materialise() for name, tensor in state.items()}
+    data = path.read_bytes()
+    f = io.BytesIO(data)
+    if _load(f) != _MAGIC_NUMBER:
+        raise CheckpointError("not a legacy PyTorch checkpoint (bad magic number)")
+    protocol = _load(f)
+    if protocol != _PROTOCOL_VERSION:
+        raise CheckpointError(f"unsupported protocol version {protocol!r}")
+    _load(f)  # system info: endianness, type sizes
+    state = _load(f, storages)
+    if not isinstance(state, dict) or not all(isinstance(t, _LazyTensor) for t in state.values()):
+        raise CheckpointError("the checkpoint is not a state dict of tensors")
+    keys = _load(f)
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k in storages for k in keys):
+        raise CheckpointError("the storage list does not match the tensors")
+    for key in keys:
+        storage = storages[key]
+        numel = int(np.frombuffer(f.read(8), dtype="<i8")[0])
+        size = numel * storage.dtype.itemsize
+        if numel < 0 or size > len(data) - f.tell():
+            raise CheckpointError(f"truncated storage {key} ({numel} elements announced)")
+        storage.data = np.frombuffer(f.read(size), dtype=storage.dtype)
+    return {name: tensor.materialise(name) for name, tensor in state.items()}
