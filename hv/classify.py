@@ -13,7 +13,7 @@ from hv.classifier import Classifier
 from hv.config import Config
 from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES
 from hv.locator import cell_diameter_px, crop_cell, locate_cells
-from hv.preprocess import ImageReadError, read_image_rgb
+from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, read_image_rgb
 
 log = logging.getLogger(__name__)
 
@@ -51,31 +51,61 @@ def draw_cells(image_rgb: np.ndarray, boxes: np.ndarray, probs: np.ndarray) -> n
 def classify_fields(classifier: Classifier, images: list[Path], config: Config, out_dir: Path) -> int:
     """Classify each image's cells; write ``<name>.annotated.png`` and one ``cells.csv`` row per cell.
 
-    Unreadable images are skipped and reported, the others still processed.
+    A folder among ``images`` stands for the image files in it (and its sub-folders).
+    Unreadable or missing files are skipped and listed at the end; the others are still
+    processed. Two inputs with the same file name get distinct annotated files (``-2``,
+    ``-3``...); ``cells.csv`` names each image by the path it was given as. ``cells.csv`` is
+    written under a temporary name and renamed when every image is done.
 
     Returns:
         Number of cells found.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    found = 0
-    with (out_dir / "cells.csv").open("w", newline="") as f:
+    found, skipped, done, used_names = 0, [], 0, set()
+    partial = out_dir / "cells.csv.partial"
+    with partial.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["image", "x", "y", "w", "h", "label", "confidence"])
-        for path in images:
+        for path in expand_images(images):
             try:
                 image = read_image_rgb(str(path))
             except ImageReadError as exc:
-                log.error("skipped: %s", exc)
+                log.error("skipped %s", exc)
+                skipped.append(str(exc))
                 continue
             boxes, probs = classify_image(classifier, image, config)
             for box, prob in zip(boxes, probs):
                 x1, y1, x2, y2 = (int(round(v)) for v in box)
                 label, confidence = OUTPUT_NAMES[prob.argmax()], prob.max()
-                writer.writerow([path.name, x1, y1, x2 - x1, y2 - y1, label, f"{confidence:.4f}"])
-                print(f"{path.name}: {label} ({confidence:.0%}) at x={x1} y={y1} w={x2 - x1} h={y2 - y1}")
+                writer.writerow([str(path), x1, y1, x2 - x1, y2 - y1, label, f"{confidence:.4f}"])
+                print(f"{path}: {label} ({confidence:.0%}) at x={x1} y={y1} w={x2 - x1} h={y2 - y1}")
             if not len(boxes):
-                print(f"{path.name}: no white cell found")
-            cv2.imwrite(str(out_dir / f"{path.stem}.annotated.png"), draw_cells(image, boxes, probs))
-            found += len(boxes)
-    print(f"{found} cells in {len(images)} images; annotated images and cells.csv in {out_dir}")
+                print(f"{path}: no white cell found")
+            name = _unique_name(path.stem, used_names)
+            cv2.imwrite(str(out_dir / f"{name}.annotated.png"), draw_cells(image, boxes, probs))
+            found, done = found + len(boxes), done + 1
+    partial.replace(out_dir / "cells.csv")
+    print(f"{found} cells in {done} images; annotated images and cells.csv in {out_dir}")
+    if skipped:
+        print(f"{len(skipped)} files skipped:\n" + "\n".join(f"  {reason}" for reason in skipped))
     return found
+
+
+def expand_images(inputs: list[Path]) -> list[Path]:
+    """The inputs with each folder replaced by the image files under it, sorted; other paths as given."""
+    paths: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            paths += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            paths.append(path)
+    return paths
+
+
+def _unique_name(stem: str, used: set[str]) -> str:
+    name, n = stem, 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}"
+    used.add(name)
+    return name

@@ -13,6 +13,9 @@ import numpy as np
 from hv.config import Config
 from hv.locator import cell_diameter_px, crop_cell, locate_cells
 
+# File types read as images, by data discovery and by the commands that take folders.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+
 
 class ImageReadError(ValueError):
     """A file could not be decoded as an image."""
@@ -24,7 +27,10 @@ def read_image_rgb(path: str) -> np.ndarray:
     Raises:
         ImageReadError: missing, empty or undecodable file.
     """
-    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:  # missing, a folder, unreadable
+        raise ImageReadError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     if data.size == 0:
         raise ImageReadError(f"{path}: empty file")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)

@@ -19,12 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hv.preprocess import ImageReadError, read_image_rgb
+from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, read_image_rgb
 from stream.detections import Frame
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 
 

@@ -58,3 +58,24 @@ def test_bad_config_value_names_the_key(tmp_path, capsys):
     bad.write_text("[train]\nbatch_size = 0\n")
     assert cli.main(["--config", str(bad), "train"]) == 1
     assert "train.batch_size = 0: expected a value > 0" in capsys.readouterr().err
+
+
+def test_classify_skips_bad_inputs_and_keeps_same_named_images_apart(tmp_path, tiny_model_path, capsys):
+    import shutil
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    shutil.copy(SAMPLES / "BloodImage_00001.jpg", first / "field.jpg")
+    shutil.copy(SAMPLES / "BloodImage_00009.jpg", second / "field.jpg")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    args = [str(first / "field.jpg"), str(second), str(tmp_path / "missing.jpg"), str(tmp_path / "empty.jpg")]
+    assert cli.main(["classify", "--model", str(tiny_model_path), "--out", str(out), *args]) == 0
+    printed = capsys.readouterr().out
+    assert "2 files skipped" in printed and "missing.jpg: cannot be read" in printed
+    assert "empty.jpg: empty file" in printed
+    assert sorted(p.name for p in out.glob("*.annotated.png")) == ["field-2.annotated.png", "field.annotated.png"]
+    rows = (out / "cells.csv").read_text().strip().splitlines()[1:]
+    assert {row.split(",")[0] for row in rows} == {str(first / "field.jpg"), str(second / "field.jpg")}
+    assert not (out / "cells.csv.partial").exists()

@@ -23,10 +23,10 @@ import numpy as np
 from PIL import Image
 
 from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES, class_index
+from hv.preprocess import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 # Kaggle's TRAIN/TEST files are named _<field id>_<augmentation>.jpeg: copies under one id
 # share the first number within a class (one original can carry several ids).
 _FIELD_PATTERN = re.compile(r"^_?(\d+)_\d+$")
