@@ -47,10 +47,15 @@ def test_classify_sample_fields(tmp_path, tiny_model_path, capsys):
          "export.qat_steps = -1: expected a value >= 0"),
     ],
 )
-def test_user_errors_are_one_line_and_exit_1(argv, message, capsys):
+def test_user_errors_are_one_line_and_exit_1(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = cli.REPO_ROOT / "runs"  # the default run folder: a failed start must leave nothing there
+    before = set(runs.iterdir()) if runs.exists() else set()
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("*"))
+    assert (set(runs.iterdir()) if runs.exists() else set()) == before
 
 
 def test_bad_config_value_names_the_key(tmp_path, capsys):

@@ -108,14 +108,13 @@ def train(config: Config, run_dir: Path) -> Path:
         The run folder.
     """
     keras.utils.set_random_seed(config.train.seed)
+    started = time.monotonic()
+    data, reports = discover_sources(config.data.train_dirs)  # bad data stops the run before it writes anything
     partial = run_dir.with_name(run_dir.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     (partial / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    started = time.monotonic()
-
-    data, reports = discover_sources(config.data.train_dirs)
     holdout = None
     if not config.data.test_dirs:
         data, holdout = split_by_field(data, config.data.test_fraction, config.train.seed + 1)
