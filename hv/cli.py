@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from datetime import datetime
 from pathlib import Path
 
@@ -262,30 +263,36 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from hv.classifier import ModelLoadError
-    from hv.model import WeightsError
-    from hv.preprocess import ImageReadError
-    from stream.sources import SourceError
-
     try:
         return args.func(args)
-    except (
-        ConfigError,
-        ModelLoadError,
-        WeightsError,
-        ImageReadError,
-        FileNotFoundError,
-        RuntimeError,
-        SourceError,
-    ) as exc:
+    except _expected_errors() as exc:
+        # A user's mistake (a bad file, folder, setting or source): one line that says what and
+        # where; with -v the traceback too. Anything else is a bug and keeps its traceback.
+        if args.verbose:
+            traceback.print_exc()
         print(f"hv {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"hv {args.command}: interrupted", file=sys.stderr)
         return 130
-    except ValueError as exc:  # DataError and other input problems carry a specific message
-        print(f"hv {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean bad input, each raised with a message that names it."""
+    from hv.classifier import ModelLoadError
+    from hv.model import WeightsError
+    from hv.preprocess import ImageReadError
+    from hv.torch_checkpoint import CheckpointError
+    from mobile.convert import ConversionError
+    from mobile.package import PackageError
+    from mobile.quantisation_aware import TuningError
+    from mobile.verify import VerificationError
+    from stream.sources import SourceError
+    from training.data import DataError
+
+    return (ConfigError, ModelLoadError, WeightsError, ImageReadError, CheckpointError, PackageError, SourceError,
+            DataError, ConversionError, TuningError, VerificationError, FileNotFoundError, IsADirectoryError,
+            NotADirectoryError, PermissionError)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,16 @@ def test_classify_skips_bad_inputs_and_keeps_same_named_images_apart(tmp_path, t
     rows = (out / "cells.csv").read_text().strip().splitlines()[1:]
     assert {row.split(",")[0] for row in rows} == {str(first / "field.jpg"), str(second / "field.jpg")}
     assert not (out / "cells.csv.partial").exists()
+
+
+def test_verbose_adds_the_traceback_and_bugs_are_not_disguised(capsys, monkeypatch):
+    assert cli.main(["-v", "evaluate", "--model", "missing.keras", "--out", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "hv evaluate: error: model file missing.keras does not exist" in err
+
+    def broken(args):
+        raise ValueError("operands could not be broadcast together")  # a bug, not bad input
+
+    monkeypatch.setattr(cli, "cmd_classify", broken)
+    with pytest.raises(ValueError, match="broadcast"):
+        cli.main(["classify"])
