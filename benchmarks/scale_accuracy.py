@@ -6,7 +6,8 @@
    blood-cells/ fields as the fixed setting did, on average.
 2. Error against the BCCD boxes: measured red-cell diameter / the median annotated red-cell
    box (sqrt(w*h), boxes cut by the frame edge left out), and the expected white-cell
-   diameter / the annotated white-cell box, per field.
+   diameter (``hv.locator.cell_diameter_px``: red cells, then the nucleus bounds) / the
+   annotated white-cell box, per cell.
 3. Another lab (pbc/TRAIN, a draw): the expected white-cell diameter as a share of the
    width, against the 0.43 the locator's boxes give there (data README), and its spread.
 
@@ -92,7 +93,7 @@ def main() -> None:
         white_true = inner_sides(read_voc_boxes(xml, "WBC"), width, height)
         if len(red_true) >= 3:
             red_err.append(red / np.median(red_true))
-        white_err += list(red * config.red_cell_ratio / white_true)
+        white_err += list(cell_diameter_px(image, config) / white_true)
     result["bccd"] = {
         "fields": len(times_ms), "no_estimate": failed,
         "red_cell_measured_over_annotated": spread(np.array(red_err)),

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from hv.config import LocatorConfig
-from hv.scale import red_cell_diameter_px
+from hv.scale import CELL_OVER_NUCLEUS, nucleus_diameter_px, red_cell_diameter_px
 
 # Blueness is measured against a per-frame background estimate, so a warmer or cooler
 # white balance shifts both alike; this floor keeps a field with no nucleus from having
@@ -67,15 +67,19 @@ def cell_diameter_px(image_rgb: np.ndarray, config: LocatorConfig) -> float:
 
     With ``cell_diameter_frac = "auto"`` it is measured from the frame's red cells
     (``hv.scale``) times ``red_cell_ratio``; a frame without measurable red cells gets
-    ``fallback_diameter_frac`` of its width. A number is a fixed share of the frame width.
+    ``fallback_diameter_frac`` of its width. With a white cell in view, the result is kept
+    within ``hv.scale.CELL_OVER_NUCLEUS`` of its nucleus's size, which catches the frames
+    whose red cells mislead (one large clump). A number is a fixed share of the frame width.
     """
     width = image_rgb.shape[1]
     if config.cell_diameter_frac != "auto":
         return float(config.cell_diameter_frac) * width
     red_cell = red_cell_diameter_px(image_rgb, config.work_width_px)
-    if red_cell is None:
-        return config.fallback_diameter_frac * width
-    return red_cell * config.red_cell_ratio
+    diameter = config.fallback_diameter_frac * width if red_cell is None else red_cell * config.red_cell_ratio
+    nucleus = nucleus_diameter_px(image_rgb, config.work_width_px)
+    if nucleus is not None:  # a white cell in view bounds what its diameter can be
+        diameter = float(np.clip(diameter, CELL_OVER_NUCLEUS[0] * nucleus, CELL_OVER_NUCLEUS[1] * nucleus))
+    return diameter
 
 
 class RunningCellScale:

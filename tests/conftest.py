@@ -42,7 +42,7 @@ def draw_field(rng: np.random.Generator, label: int, width: int = 160, height: i
                 cv2.circle(image, (int(x), int(y)), red_cell_radius, (205, 150, 160), -1)
     for cx, cy in centres:
         cv2.circle(image, (cx, cy), int(diameter / 2), (200, 180, 215), -1)  # cytoplasm
-        radius = int(diameter * (0.18 + 0.06 * label))
+        radius = int(diameter * (0.24 + 0.05 * label))  # a nucleus of 0.48-0.78 cell diameters
         if label == 3:  # lobed nucleus: three blobs
             for dx, dy in ((-1, 0), (1, 0), (0, 1)):
                 cv2.circle(image, (cx + dx * radius // 2, cy + dy * radius // 2), radius // 2, (90, 60, 200), -1)
