@@ -1,0 +1,58 @@
+"""Accuracy with a 95 % interval that respects copies: a bootstrap over original fields.
+
+blood-cells/TEST holds dozens of augmented copies of each original field, so its 2,487
+images are not 2,487 independent cells and a binomial interval is far too narrow. This
+resamples whole fields (the ``_<field>_<copy>`` id of each file, per class, as
+``training.data.field_group``) with replacement and reports the 2.5th and 97.5th
+percentiles of accuracy. For a set of one image per cell (pbc/) every image is its own
+group and the interval is the ordinary bootstrap.
+
+Usage: python benchmarks/grouped_ci.py EVAL_DIR [EVAL_DIR ...] [--draws 2000]
+(EVAL_DIR: a folder with the predictions.csv that hv evaluate writes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hv.labels import OUTPUT_NAMES
+from training.data import field_group
+
+
+def grouped_interval(groups: list[str], correct: np.ndarray, draws: int, seed: int = 0) -> tuple[float, float]:
+    names = sorted(set(groups))
+    index = {g: i for i, g in enumerate(names)}
+    ids = np.array([index[g] for g in groups])
+    right = np.bincount(ids, weights=correct, minlength=len(names))
+    total = np.bincount(ids, minlength=len(names)).astype(float)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(names), size=(draws, len(names)))
+    accuracy = right[picks].sum(axis=1) / total[picks].sum(axis=1)
+    low, high = np.percentile(accuracy, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("eval_dirs", nargs="+")
+    parser.add_argument("--draws", type=int, default=2000)
+    args = parser.parse_args()
+    results = {}
+    for folder in args.eval_dirs:
+        with open(Path(folder) / "predictions.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["true"] != OUTPUT_NAMES[-1]]  # the four classes
+        groups = [field_group(r["path"], OUTPUT_NAMES.index(r["true"])) for r in rows]
+        correct = np.array([r["true"] == r["predicted"] for r in rows], float)
+        low, high = grouped_interval(groups, correct, args.draws)
+        results[folder] = {"n_images": len(rows), "groups": len(set(groups)), "accuracy": round(correct.mean(), 4),
+                           "ci95_grouped": [round(low, 4), round(high, 4)]}
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
