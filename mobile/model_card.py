@@ -50,6 +50,15 @@ def render_model_card(description: dict, report: dict) -> str:
                        f" of int8 rounding, to reproduce the float model's outputs on crops of {qat['train_images']}"
                        " TRAIN images. The metrics below compare the int8 model with the untouched float model.")
     output = description["output"]
+    per_source = metrics.get("per_source") or {}
+    per_source_text = ("\n\nPer test set (accuracy; for cells outside the four, the share flagged \"other\"): "
+                       + "; ".join(f"{name} {r['accuracy']:.2%}" for name, r in per_source.items()) + "."
+                       if per_source else "")
+    other_text = ("Cells outside the four classes (basophils, immature granulocytes, erythroblasts, "
+                  "platelets) should come out as \"other\"; blasts and smudge cells were not in training."
+                  if "other" in description["class_names"] else
+                  "Basophils, blasts and other cell types are outside the four classes and will be given "
+                  "one of them.")
     counts = "; ".join(f"{source}: " + ", ".join(f"{name} {n}" for name, n in per_class.items())
                        for source, per_class in _counts_by_source(description["training"]["counts"]).items())
     rows = "\n".join(
@@ -80,9 +89,12 @@ original fields; pbc/ is the PBC data set (Acevedo et al., 2020, CC BY 4.0). Bac
 {description['backbone']}, ImageNet-pretrained.
 
 ## Metrics
-On {metrics['n_images']} images of {metrics['verified_on']} through LiteRT: accuracy
-{metrics['accuracy']:.2%} (the Keras model it came from: {metrics['reference_accuracy']:.2%}),
-top-1 agreement with Keras {metrics['top1_agreement']:.2%}.{recall_text}
+On {metrics['n_images']} cells of the four classes in {metrics['verified_on']} through LiteRT:
+accuracy {metrics['accuracy']:.2%} (the Keras model it came from: {metrics['reference_accuracy']:.2%}
+over all test images), top-1 agreement with Keras {metrics['top1_agreement']:.2%}.{per_source_text}{recall_text}
+
+The variants, on {report.get('chosen_on', 'the verification images')} ({report['n_images']} images),
+where the variant was chosen:
 
 | variant | size (MB) | accuracy | agreement with Keras | ms/image, 1 thread |
 |---|---|---|---|---|
@@ -92,9 +104,9 @@ Shipped variant: **{report['shipped']}** because {report['reason']}.
 
 ## Known failure modes
 {confusion_text}- Eosinophil vs neutrophil is a hard pair: both are granulocytes with lobed nuclei.
-- Basophils, blasts and other cell types are outside the four classes and will be given
-  one of them.
-- Trained on one lab's smears (one stain, one camera): other stains, magnifications or
-  white balance can lower accuracy; the crop scale assumes the configured cell size.
+- {other_text}
+- Trained on {len(_counts_by_source(description['training']['counts']))} data source(s); a lab with
+  another stain, magnification or white balance can still lower accuracy. With "auto" the
+  crop scale comes from the frame's red cells; a frame without them uses the fallback share.
 - Smudged or broken cells and two touching cells may be located as one cell.
 """

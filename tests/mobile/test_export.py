@@ -135,3 +135,13 @@ def test_model_card_names_the_most_frequent_mistakes():
     assert frequent_confusions(matrix, names) == ("monocyte taken for neutrophil (4 of 10); "
                                                   "eosinophil taken for neutrophil (2 of 10)")
     assert per_class_recall(matrix, names).startswith("eosinophil 0.80 (of 10), lymphocyte 1.00 (of 10)")
+
+
+def test_the_variant_is_chosen_on_validation_and_test_is_scored_after(tmp_path, tiny_model_path, config):
+    config = replace(config, data=replace(config.data, val_fraction=0.34), export=replace(config.export, qat_steps=0))
+    report = export(tiny_model_path, config, tmp_path / "export", variants=("float32",), calibration_images=4)
+    assert report["chosen_on"] == "the validation split of the training sources"
+    assert report["n_images"] == 4  # one of the three fields of each class, held out as hv train holds it out
+    test_name = "/".join(Path(config.data.test_dirs[0]).parts[-2:])
+    assert list(report["test"]) == [test_name] and np.sum(report["test"][test_name]["confusion_matrix"]) == 12
+    assert "scored once on each test set" in (tmp_path / "export" / "verification.md").read_text()
