@@ -7,7 +7,7 @@ import numpy as np
 from hv.classifier import LiteRTClassifier, load_classifier
 from hv.cli import DEFAULT_CONFIG, DEFAULT_MODEL, SAMPLE_FIELDS
 from hv.config import load_config
-from hv.labels import CLASS_NAMES
+from hv.labels import OUTPUT_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
 from mobile.package import check_package
 
@@ -31,7 +31,7 @@ def test_bundled_model_classifies_shipped_samples():
         crop, located = field_to_model_input(read_image_rgb(SAMPLE_FIELDS / f"{name}.jpg"), config)
         assert located
         probs = classifier.predict(crop[None])[0]
-        assert CLASS_NAMES[probs.argmax()] == expected, f"{name}: {dict(zip(CLASS_NAMES, probs.round(3)))}"
+        assert OUTPUT_NAMES[probs.argmax()] == expected, f"{name}: {dict(zip(OUTPUT_NAMES, probs.round(3)))}"
 
 
 def test_one_litert_classifier_serves_several_threads():
