@@ -47,3 +47,18 @@ def test_field_split_keeps_copies_of_a_field_together():
     assert not train_groups & val_groups
     assert len(val_groups) == 8 and len(val) == 40  # 2 fields of each class, all 5 copies
     assert split_by_field(Split(paths, labels), 0.2, seed=0) == (train, val)  # seeded
+
+
+def test_tiny_images_are_skipped_and_reported(tiny_dataset_dir):
+    import cv2
+    import numpy as np
+
+    eos = tiny_dataset_dir / "EOSINOPHIL"
+    for name, shape in (("one.png", (1, 1)), ("row.png", (1, 40)), ("column.png", (40, 1)), ("small.png", (8, 8))):
+        cv2.imwrite(str(eos / name), np.full((*shape, 3), 200, np.uint8))
+    split, report = discover(tiny_dataset_dir)
+    reasons = {entry["path"].rsplit("/", 1)[-1]: entry["reason"] for entry in report.skipped}
+    assert reasons["one.png"] == "image too small (1x1 px; a field must be at least 16 px each way)"
+    assert reasons["row.png"].startswith("image too small (40x1 px")
+    assert {"column.png", "small.png"} <= set(reasons)
+    assert len(split) == 12
