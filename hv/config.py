@@ -135,6 +135,12 @@ class ServeConfig:
     max_upload_mb: int = 200
     # Server-side recordings the live tab may play; empty = none (users cannot name arbitrary paths).
     video_dir: str = ""
+    # The cameras (indices, as "0") and network streams (URLs) that visitors may open; a visitor
+    # can pick among these and never name another device or address (no request forgery).
+    cameras: tuple[str, ...] = ()
+    stream_urls: tuple[str, ...] = ()
+    # Live sessions running at once, all visitors together; more are refused until one stops.
+    max_live_sessions: int = 4
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,8 @@ _POSITIVE = {
     "locator.cell_diameter_frac", "locator.red_cell_ratio", "locator.work_width_px", "locator.crop_context",
     "model.image_size", "model.dense_units", "train.batch_size", "train.views_per_image",
     "train.phase1.learning_rate", "train.phase2.learning_rate", "stream.recheck_every", "stream.max_votes",
-    "serve.port", "serve.max_upload_mb", "export.calibration_images", "export.qat_learning_rate",
+    "serve.port", "serve.max_upload_mb", "serve.max_live_sessions", "export.calibration_images",
+    "export.qat_learning_rate",
     "export.qat_images",
 }
 _UNIT_INTERVAL = {

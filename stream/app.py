@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
+import weakref
 from pathlib import Path
 
 import cv2
@@ -32,7 +34,7 @@ from stream.virtual_microscope import VirtualMicroscope
 log = logging.getLogger(__name__)
 
 VIDEO_TYPES = [".mp4", ".avi", ".mov", ".mkv", ".webm"]
-SOURCES = ["virtual microscope", "camera", "network stream", "server recording"]
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOW_CONFIDENCE = 0.7
 
 
@@ -53,32 +55,76 @@ def _check_upload(path: str | None, allowed: list[str], what: str) -> Path:
     return Path(path)
 
 
-def build_app(classifier: Classifier, config: Config, *, autostart: bool = False) -> gr.Blocks:
-    """The Blocks app; ``launch_app`` starts it. ``autostart`` starts the virtual microscope on page load."""
-    video_dir = Path(config.serve.video_dir) if config.serve.video_dir else None
-    recordings = sorted(p.name for p in video_dir.iterdir() if p.suffix.lower() in VIDEO_TYPES) if video_dir else []
+class SourcePolicy:
+    """The live sources a visitor may open: only what the server's config lists.
 
-    def open_source(kind: str, value: str):
+    A visitor picks a kind and one of its listed values; a camera index or URL that the
+    config does not list is refused, so a page visitor cannot make the server open another
+    device or address (request forgery once the app is reachable beyond loopback).
+    """
+
+    def __init__(self, config: Config):
+        serve = config.serve
+        self.video_dir = Path(serve.video_dir) if serve.video_dir else None
+        recordings = (sorted(p.name for p in self.video_dir.iterdir() if p.suffix.lower() in VIDEO_TYPES)
+                      if self.video_dir and self.video_dir.is_dir() else [])
+        self.allowed = {"camera": list(serve.cameras), "network stream": list(serve.stream_urls),
+                        "server recording": recordings}
+
+    def kinds(self) -> list[str]:
+        return ["virtual microscope", *(kind for kind, values in self.allowed.items() if values)]
+
+    def open(self, kind: str, value: str):
+        """Open the source, or raise SourceError saying what is offered."""
         if kind == "virtual microscope":
             return VirtualMicroscope(num_frames=None, realtime=True)
+        offered = self.allowed.get(kind)
+        if offered is None:
+            raise SourceError(f"unknown source kind {kind!r}; choose one of {', '.join(self.kinds())}")
+        if value not in offered:
+            raise SourceError(f"{kind} {value!r} is not offered by this server"
+                              + (f"; choose one of {', '.join(offered)}" if offered else
+                                 "; an administrator lists them in config.toml [serve]"))
         if kind == "camera":
-            if not value.strip().isdigit():
-                raise gr.Error("Camera: enter the camera index, e.g. 0.")
             return CameraSource(int(value))
         if kind == "network stream":
-            return CameraSource(value.strip())
-        if value not in recordings:
-            raise gr.Error("Pick one of the server's recordings.")
-        return VideoFileSource(video_dir / value)
+            return CameraSource(value)
+        return VideoFileSource(self.video_dir / value)
+
+
+class SessionLimit:
+    """At most ``limit`` live sessions running at once, over all visitors of one app."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def admit(self, make_session):
+        """``make_session()`` if a place is free, else SourceError; the session is counted while it runs."""
+        with self._lock:
+            running = sum(1 for s in self._sessions if s.running)
+            if running >= self.limit:
+                raise SourceError(f"this server already runs {running} live sessions, its limit; "
+                                  "stop one (or wait) and start again")
+            session = make_session()
+            self._sessions.add(session)
+            return session
+
+
+def build_app(classifier: Classifier, config: Config, *, autostart: bool = False) -> gr.Blocks:
+    """The Blocks app; ``launch_app`` starts it. ``autostart`` starts the virtual microscope on page load."""
+    policy = SourcePolicy(config)
+    limit = SessionLimit(config.serve.max_live_sessions)
 
     def start(kind, value, session):
         if session is not None:
             session.stop()
         try:
-            source = open_source(kind, value or "")
+            session = limit.admit(lambda: LiveSession(policy.open(kind, value or ""), classifier, config))
         except SourceError as exc:
             raise gr.Error(str(exc)) from exc
-        return LiveSession(source, classifier, config), f"Running: {source.name}"
+        return session, f"Running: {session.source.name}"
 
     def stop(session):
         if session is not None:
@@ -96,7 +142,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         elif session.running:
             state = "Running"
         else:
-            state = "Ended" + (f": {session.error}" if session.error else "")
+            # The exception's text stays in the server log; a visitor learns that it failed.
+            state = "Ended" + (": the source failed (details in the server log)" if session.error else "")
         status = f"{state} — {session.source.name}"
         read_fps = getattr(session.source, "read_fps", None)
         if read_fps:
@@ -154,9 +201,12 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         session = gr.State(None, delete_callback=lambda s: s.stop() if s is not None else None)
         with gr.Tab("Live"):
             with gr.Row():
-                kind = gr.Radio(SOURCES, value="virtual microscope", label="Source")
-                value = gr.Textbox(label="Camera index or stream URL", placeholder="0 or rtsp://...")
-                recording = gr.Dropdown(recordings, label="Server recording", visible=bool(recordings))
+                kind = gr.Radio(policy.kinds(), value="virtual microscope", label="Source")
+                offered = [v for kind_name in ("camera", "network stream") for v in policy.allowed[kind_name]]
+                value = gr.Dropdown(offered, label="Camera or stream (as the server lists them)",
+                                    visible=bool(offered))
+                recording = gr.Dropdown(policy.allowed["server recording"], label="Server recording",
+                                        visible=bool(policy.allowed["server recording"]))
             with gr.Row():
                 start_btn = gr.Button("Start", variant="primary")
                 stop_btn = gr.Button("Stop")
@@ -217,10 +267,13 @@ def launch_app(classifier: Classifier, config: Config, *, port: int | None = Non
         if not password:
             raise ValueError("serve.username is set but HV_PASSWORD is empty; export HV_PASSWORD=...")
         auth = (config.serve.username, password)
+    if not auth and config.serve.host not in _LOOPBACK:
+        log.warning("!!! serving on %s with no login: anyone who can reach this address can use the app. "
+                    "Set serve.username and HV_PASSWORD, or serve.host = \"127.0.0.1\". !!!", config.serve.host)
     app = build_app(classifier, config, autostart=autostart)
     app.queue(default_concurrency_limit=4)
     app.launch(server_name=config.serve.host, server_port=port or config.serve.port, auth=auth,
                max_file_size=f"{config.serve.max_upload_mb}mb", prevent_thread_lock=not block,
-               theme=gr.themes.Soft(), show_error=True)
+               theme=gr.themes.Soft(), show_error=False)  # gr.Error messages still show; tracebacks do not
     return app
 
