@@ -6,7 +6,7 @@ the same crops (the int8 calibration crops from TRAIN): signal-to-quantisation-n
 (SQNR, dB) and the share of the error that is a per-channel mean shift (the part a bias
 correction could remove). Errors accumulate: each row includes everything upstream.
 
-Usage: python benchmarks/int8_error_by_layer.py [--tflite models/hv_lite0_int8/model.tflite]
+Usage: python benchmarks/int8_error_by_layer.py [--tflite hv/bundled/hv_lite0_int8/model.tflite]
        [--model models/hv_lite0.keras] [--images 40] [--out out/int8_error_by_layer]
 """
 
@@ -21,7 +21,8 @@ import keras
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from hv.cli import BUNDLED_KERAS, DEFAULT_MODEL
+from hv.bundled import DEFAULT_MODEL
+from hv.cli import BUNDLED_KERAS
 from hv.config import load_config
 from hv.model import BACKBONE_LAYER
 from hv.preprocess import to_model_batch

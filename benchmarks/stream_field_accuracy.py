@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from hv.annotations import read_field_labels
+from hv.bundled import DEFAULT_MODEL
 from hv.classifier import load_classifier
 from hv.classify import classify_image
-from hv.cli import DEFAULT_MODEL
 from hv.config import load_config
 from hv.labels import CLASS_NAMES
 from hv.preprocess import read_image_rgb

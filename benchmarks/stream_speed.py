@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hv.bundled import DEFAULT_MODEL, SAMPLE_FIELDS
 from hv.classifier import load_classifier
-from hv.cli import DEFAULT_MODEL
 from hv.config import load_config
 from stream.pipeline import StreamPipeline, run_stream
 from stream.sources import VideoFileSource
@@ -61,7 +61,7 @@ def replay_fps(path: Path, model: str, config, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
-    parser.add_argument("--fields", default=str(BCCD if BCCD.exists() else REPO / "samples" / "fields"))
+    parser.add_argument("--fields", default=str(BCCD if BCCD.exists() else SAMPLE_FIELDS))
     parser.add_argument("--frames", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--live-frames", type=int, default=600)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hv.bundled import SAMPLE_FIELDS
 from hv.classifier import LiteRTClassifier
-from hv.cli import DEFAULT_CONFIG, SAMPLE_FIELDS
+from hv.cli import DEFAULT_CONFIG
 from hv.config import load_config
 from hv.preprocess import field_to_model_input, read_image_rgb
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from hv.bundled import DEFAULT_MODEL
 from hv.classifier import load_classifier
-from hv.cli import DEFAULT_CONFIG, DEFAULT_MODEL
+from hv.cli import DEFAULT_CONFIG
 from hv.config import load_config
 from stream.app import launch_app
 

@@ -14,16 +14,16 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
+from hv.bundled import DEFAULT_MODEL, SAMPLE_FIELDS
 from hv.config import Config, ConfigError, load_config, override
 
 log = logging.getLogger("hv")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# In a source checkout the repository's config.toml; an installed package has none and runs on
+# the defaults written in hv/config.py (the same values).
 DEFAULT_CONFIG = REPO_ROOT / "config.toml"
-# The app package exported from models/hv_lite0.keras (hv export; BENCHMARKS.md says how it was verified).
-DEFAULT_MODEL = REPO_ROOT / "models" / "hv_lite0_int8" / "model.tflite"
-BUNDLED_KERAS = REPO_ROOT / "models" / "hv_lite0.keras"  # the float model it was exported from
-SAMPLE_FIELDS = REPO_ROOT / "samples" / "fields"
+BUNDLED_KERAS = REPO_ROOT / "models" / "hv_lite0.keras"  # the float model the bundled package came from
 _MODEL_HELP = "a .keras or .tflite model (default: the bundled int8 TFLite model)"
 
 
@@ -32,7 +32,11 @@ def _abs(path: str | None) -> str | None:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return override(load_config(args.config), **getattr(args, "overrides", {}))
+    if args.config is None:  # no --config: the checkout's config.toml, or the defaults of an installed package
+        config = load_config(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else Config()
+    else:
+        config = load_config(args.config)
+    return override(config, **getattr(args, "overrides", {}))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -165,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mobile.convert import VARIANTS  # numpy only; TensorFlow loads when a variant is converted
 
     parser = argparse.ArgumentParser(prog="hv", description="HematoVision: white blood cell classification.")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="config file (default: the repo's config.toml)")
+    parser.add_argument("--config", help="config file (default: the checkout's config.toml, or the built-in defaults)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -19,13 +19,14 @@ import cv2
 import numpy as np
 
 from hv.annotations import read_field_labels, read_voc_boxes
+from hv.bundled import SAMPLE_FIELDS
 from hv.labels import UNIDENTIFIED_ID
 from stream.detections import Frame
 from stream.sources import ClosingSource, SourceError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FIELDS = Path(__file__).resolve().parent.parent / "samples" / "fields"
+DEFAULT_FIELDS = SAMPLE_FIELDS
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from hv.bundled import SAMPLE_FIELDS  # noqa: E402
 from hv.config import Config, DataConfig, LocatorConfig, ModelConfig, PhaseConfig, TrainConfig  # noqa: E402
 from hv.labels import CLASS_NAMES  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "fields"
+SAMPLES = SAMPLE_FIELDS
 
 
 def draw_field(rng: np.random.Generator, label: int, width: int = 160, height: int = 120,

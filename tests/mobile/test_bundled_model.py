@@ -4,8 +4,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from hv.bundled import DEFAULT_MODEL, SAMPLE_FIELDS
 from hv.classifier import LiteRTClassifier, load_classifier
-from hv.cli import DEFAULT_CONFIG, DEFAULT_MODEL, SAMPLE_FIELDS
+from hv.cli import DEFAULT_CONFIG
 from hv.config import load_config
 from hv.labels import OUTPUT_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
@@ -18,7 +19,7 @@ def test_bundled_model_is_a_checked_int8_package():
     assert DEFAULT_MODEL.stat().st_size <= 6_000_000
 
 
-# One single-class sample field of each class (samples/fields/wbc_labels.csv).
+# One single-class sample field of each class (hv/bundled/fields/wbc_labels.csv).
 SAMPLE_LABELS = {"BloodImage_00001": "neutrophil", "BloodImage_00009": "eosinophil",
                  "BloodImage_00015": "monocyte", "BloodImage_00021": "lymphocyte"}
 
