@@ -106,6 +106,8 @@ class LiveSession:
         with self._lock:
             return dict(self._counts)
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def stop(self, timeout_s: float = 1.0) -> None:
+        """Stop within about ``timeout_s``, also when the source is stalled, and release its device."""
         self._stop.set()
+        self.source.close()  # ends the source's iterator even if no frame ever comes again
         self._thread.join(timeout=timeout_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -23,6 +24,8 @@ from stream.track_classifier import TrackClassifier
 from stream.tracker import IouTracker
 
 log = logging.getLogger(__name__)
+
+LATENCY_WINDOW = 10_000  # frames whose latency summary.json's p50 / p95 describe
 
 
 class StreamPipeline:
@@ -77,7 +80,8 @@ def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool =
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     started, frames, last_frame = time.monotonic(), 0, None
-    latencies_ms: list[float] = []
+    # The last frames' latencies only, so a stream that runs for days keeps bounded memory.
+    latencies_ms: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
     status = {"complete": False, "error": None}
     bar = tqdm(total=getattr(source, "frame_count", None), unit="frame", disable=not progress or source.live)
     fps_times: list[float] = []

@@ -54,7 +54,11 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
 
 
 class VideoFileSource(ClosingSource):
-    """Every frame of a video file in order (every ``stride``-th), with media timestamps."""
+    """Every frame of a video file in order (every ``stride``-th), with media timestamps.
+
+    ``close()`` from another thread (a live session's Stop) ends the iteration after the
+    frame in hand; the iterating thread releases the capture, never one that is mid-read.
+    """
 
     live = False
 
@@ -74,10 +78,25 @@ class VideoFileSource(ClosingSource):
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 else None
         self.frames_read = 0
+        self._lock = threading.Lock()
+        self._closed = self._iterating = False
 
     def __iter__(self) -> Iterator[Frame]:
+        with self._lock:
+            if self._closed:
+                return
+            self._iterating = True
+        try:
+            yield from self._frames()
+        finally:
+            with self._lock:
+                self._iterating = False
+                if self._closed:
+                    self._capture.release()
+
+    def _frames(self) -> Iterator[Frame]:
         index, image = 0, self._first
-        while image is not None:
+        while image is not None and not self._closed:
             if index % self.stride == 0:
                 timestamp = index / self.fps if self.fps else self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
                 yield Frame(as_bgr(image), index, timestamp, time.monotonic())
@@ -90,7 +109,10 @@ class VideoFileSource(ClosingSource):
                         self.frames_read, self.frame_count)
 
     def close(self) -> None:
-        self._capture.release()
+        with self._lock:
+            self._closed = True
+            if not self._iterating:
+                self._capture.release()
 
 
 class ImageFolderSource(ClosingSource):
@@ -128,17 +150,25 @@ class CameraSource(ClosingSource):
     newest frame and lag never grows. When reads fail (cable pulled, stream dropped) it
     reopens the device with exponential back-off, up to ``max_reconnects`` attempts in a
     row, logging each; after that the source ends and ``error`` says why.
+
+    The reader thread owns the capture once it runs: it alone reads, reopens and releases
+    it, so ``close()`` never frees a capture that a read is still using. ``close()`` returns
+    within ``close_timeout_s`` even if the device is stalled in a read; the thread then
+    releases the device as soon as that read returns. Network streams are opened with
+    OpenCV's open and read timeouts (``timeout_s``), so a dead address cannot block a read
+    for long.
     """
 
     live = True
 
-    def __init__(self, device: int | str, *, max_reconnects: int = 5,
-                 backoff_s: float = 0.5, capture_factory=cv2.VideoCapture):
+    def __init__(self, device: int | str, *, max_reconnects: int = 5, backoff_s: float = 0.5,
+                 capture_factory=cv2.VideoCapture, timeout_s: float = 5.0, close_timeout_s: float = 1.0):
         if isinstance(device, str) and not device.startswith(URL_SCHEMES):
             raise SourceError(f"unknown stream URL scheme in {device!r}; expected one of {', '.join(URL_SCHEMES)}")
         self.name = f"camera {device}" if isinstance(device, int) else device
         self._device, self._factory = device, capture_factory
         self.max_reconnects, self.backoff_s = max_reconnects, backoff_s
+        self.timeout_s, self.close_timeout_s = timeout_s, close_timeout_s
         self._lock = threading.Lock()
         self._fresh = threading.Condition(self._lock)
         self._latest: Frame | None = None
@@ -160,7 +190,12 @@ class CameraSource(ClosingSource):
         self._thread.start()
 
     def _open(self):
-        capture = self._factory(self._device)
+        if isinstance(self._device, str) and self._factory is cv2.VideoCapture:
+            timeout_ms = int(self.timeout_s * 1000)
+            capture = cv2.VideoCapture(self._device, cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
+                                                                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
+        else:
+            capture = self._factory(self._device)
         if not capture.isOpened():
             capture.release()
             raise SourceError(f"cannot open {self.name}; check that it is connected and not in use")
@@ -180,7 +215,8 @@ class CameraSource(ClosingSource):
             delay = self.backoff_s * 2 ** (attempt - 1)
             log.warning("%s: read failed; reconnecting in %.1f s (attempt %d of %d)", self.name, delay, attempt,
                         self.max_reconnects)
-            time.sleep(delay)
+            with self._fresh:  # wait for the back-off, but wake at once when closed
+                self._fresh.wait_for(lambda: not self._running, timeout=delay)
             if not self._running:
                 return False
             try:
@@ -193,16 +229,23 @@ class CameraSource(ClosingSource):
         return False
 
     def _reader(self) -> None:
-        while self._running:
-            ok, image = self._capture.read()
-            if ok:
-                self._store(image)
-            elif not self._reconnect():
-                with self._fresh:
-                    self.error = self.error or f"{self.name}: lost after {self.max_reconnects} reconnect attempts"
-                    self._running = False
-                    self._fresh.notify_all()
-                log.error("%s", self.error)
+        try:
+            while self._running:
+                ok, image = self._capture.read()
+                if not self._running:
+                    break
+                if ok:
+                    self._store(image)
+                elif not self._reconnect():
+                    if not self._running:
+                        break
+                    with self._fresh:
+                        self.error = self.error or f"{self.name}: lost after {self.max_reconnects} reconnect attempts"
+                        self._running = False
+                        self._fresh.notify_all()
+                    log.error("%s", self.error)
+        finally:
+            self._capture.release()  # the owner releases it, after its last read
 
     @property
     def read_fps(self) -> float | None:
@@ -233,5 +276,6 @@ class CameraSource(ClosingSource):
         with self._fresh:
             self._running = False
             self._fresh.notify_all()
-        self._thread.join(timeout=2.0)
-        self._capture.release()
+        self._thread.join(timeout=self.close_timeout_s)
+        if self._thread.is_alive():
+            log.warning("%s: the device is stalled in a read; it is released when the read returns", self.name)

@@ -1,3 +1,4 @@
+import threading
 import time
 
 import cv2
@@ -95,3 +96,52 @@ class _Closed:
 
     def release(self):
         pass
+
+
+class StallingCapture:
+    """Gives one frame, then blocks in read() until ``unblock`` is set; records release() calls."""
+
+    def __init__(self, device):
+        self.unblock, self.in_read = threading.Event(), threading.Event()
+        self.released_during_read = False
+        self.released = False
+        self.first = True
+        StallingCapture.last = self
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return True
+
+    def read(self):
+        if self.first:
+            self.first = False
+            return True, np.full((48, 64, 3), 120, np.uint8)
+        self.in_read.set()
+        self.unblock.wait(30)
+        self.in_read.clear()
+        return False, None
+
+    def release(self):
+        self.released_during_read = self.released_during_read or self.in_read.is_set()
+        self.released = True
+
+    def get(self, prop):
+        return 0
+
+
+def test_stop_returns_within_a_second_on_a_stalled_source_and_the_reader_releases_it(tmp_path):
+    from hv.config import Config
+    from stream.live import LiveSession
+    from tests.stream.fakes import FixedClassifier
+
+    source = CameraSource(0, capture_factory=StallingCapture, max_reconnects=0)
+    capture = StallingCapture.last
+    session = LiveSession(source, FixedClassifier(), Config(), out_dir=tmp_path)
+    assert capture.in_read.wait(5)  # the reader is now stuck in a read
+    started = time.monotonic()
+    session.stop()
+    assert time.monotonic() - started < 1.5
+    assert not session.running
+    assert not capture.released  # never freed under a read in progress
+    capture.unblock.set()  # the read returns: the reader thread, its owner, releases it
+    source._thread.join(5)
+    assert capture.released and not capture.released_during_read
