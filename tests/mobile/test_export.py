@@ -145,3 +145,17 @@ def test_the_variant_is_chosen_on_validation_and_test_is_scored_after(tmp_path, 
     test_name = "/".join(Path(config.data.test_dirs[0]).parts[-2:])
     assert list(report["test"]) == [test_name] and np.sum(report["test"][test_name]["confusion_matrix"]) == 12
     assert "scored once on each test set" in (tmp_path / "export" / "verification.md").read_text()
+
+
+def test_tflite_variants_agree_with_a_model_whose_answers_vary(tmp_path, learned_model):
+    from hv.preprocess import field_to_model_input, read_image_rgb
+
+    model_path, config, test_dir = learned_model
+    paths = sorted(test_dir.rglob("*.png"))
+    crops = np.stack([field_to_model_input(read_image_rgb(str(p)), config)[0] for p in paths])
+    keras_answers = load_classifier(model_path).predict(crops).argmax(1)
+    assert len(set(keras_answers.tolist())) == 4  # the reference itself tells the classes apart
+    files = convert_keras(model_path, tmp_path, ("float32", "int8"), crops[::2], ())
+    for variant, path in files.items():
+        answers = LiteRTClassifier(path).predict(crops).argmax(1)
+        assert np.mean(answers == keras_answers) >= 0.9, variant
