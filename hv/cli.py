@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="convert to TFLite, verify with LiteRT, write the app package")
     export.add_argument("--model", required=True, help="the trained .keras model")
     export.add_argument("--out", required=True, help="output folder (variants/, verification.*, package/)")
-    export.add_argument("--data", help="folder data set to verify on (default: data.test_dir)")
+    export.add_argument("--data", help="test folder to score the shipped variant on (default: each of data.test_dirs);"
+                                       " the variant is chosen on the training sources' validation split")
     export.add_argument(
         "--ship",
         default="auto",
