@@ -171,8 +171,9 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                 counts_table(summary["counts"]))
 
     def classify_upload(image_rgb, mode):
-        if image_rgb is None:
-            raise gr.Error("Upload an image first.")
+        if image_rgb is None:  # a user's slip, not an error: say so, log nothing
+            gr.Warning("Upload an image first.")
+            return gr.skip(), gr.skip(), gr.skip()
         if mode == "single cell":
             probs = classifier.predict(resize_field(image_rgb, classifier.image_size)[None])[0]
             return image_rgb, {name: float(p) for name, p in zip(OUTPUT_NAMES, probs)}, None
@@ -216,7 +217,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                 with gr.Column():
                     live_counts = gr.Dataframe(counts_table({n: 0 for n in (*OUTPUT_NAMES, UNIDENTIFIED)}),
                                                label="Differential count", elem_id="live-counts")
-                    live_plot = gr.BarPlot(x="class", y="cells", label="Cells per class")
+                    # From 0, so that a class with one cell shows a bar.
+                    live_plot = gr.BarPlot(x="class", y="cells", label="Cells per class", y_lim=[0, None])
             with gr.Accordion("Browser webcam", open=False):
                 webcam = gr.Image(sources=["webcam"], streaming=True, label="Webcam", elem_id="webcam")
                 webcam_out = gr.Image(label="Annotated", elem_id="webcam-out")
