@@ -184,7 +184,9 @@ def discover(root: str | Path, workers: int = 8, *, any_other: bool = False,
             f"a sub-folder per class ({', '.join(CLASS_NAMES)}, any case, or cells outside them such as basophil) "
             "holding JPG/PNG images"
         )
-    if empty:
+    if len(empty) == len(CLASS_NAMES):
+        log.info("data source %s holds only cells outside the four classes (\"other\")", report.root)
+    elif empty:
         log.warning("data source %s has no images of %s", report.root, ", ".join(empty))
     return Split(tuple(paths), tuple(labels)), report
 
