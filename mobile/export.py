@@ -154,7 +154,8 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
                "reference_accuracy": _weighted(tests, "reference_accuracy"),
                "top1_agreement": _weighted(tests, "top1_agreement"),
                "confusion_matrix": combined.tolist() if combined is not None else None,
-               "per_source": {name: {k: t[k] for k in ("accuracy", "reference_accuracy", "top1_agreement")}
+               "per_source": {name: {"n_images": int(np.sum(t["confusion_matrix"])),
+                                     **{k: t[k] for k in ("accuracy", "reference_accuracy", "top1_agreement")}}
                               for name, t in tests.items()}}
     training = {"data": ", ".join(source_name(s) for s in config.data.train_dirs),
                 "counts": {source_name(r.root): r.counts for r in train_reports}, "input": config.data.input}

@@ -50,16 +50,26 @@ def render_model_card(description: dict, report: dict) -> str:
                        f" of int8 rounding, to reproduce the float model's outputs on crops of {qat['train_images']}"
                        " TRAIN images. The metrics below compare the int8 model with the untouched float model.")
     output = description["output"]
+    if metrics.get("per_source"):  # scored once on each test set, the Keras model beside it
+        metrics_text = f"Through LiteRT, each test set scored once for the shipped {description['variant']}:"
+    else:
+        metrics_text = (f"On {metrics['n_images']} images of {metrics['verified_on']} through LiteRT: accuracy "
+                        f"{metrics['accuracy']:.2%} (the Keras model it came from: "
+                        f"{metrics['reference_accuracy']:.2%}), top-1 agreement with Keras "
+                        f"{metrics['top1_agreement']:.2%}.")
     per_source = metrics.get("per_source") or {}
-    per_source_text = ("\n\nPer test set (accuracy; for cells outside the four, the share flagged \"other\"): "
-                       + "; ".join(f"{name} {r['accuracy']:.2%}" for name, r in per_source.items()) + "."
+    per_source_text = ("\n\n| test set | images | accuracy (cells outside the four: share flagged \"other\") "
+                       "| the Keras model | top-1 agreement |\n|---|---|---|---|---|\n"
+                       + "\n".join(f"| {name} | {r.get('n_images', '')} | {r['accuracy']:.2%} | "
+                                   f"{r['reference_accuracy']:.2%} | {r['top1_agreement']:.2%} |"
+                                   for name, r in per_source.items())
                        if per_source else "")
     other_text = ("Cells outside the four classes (basophils, immature granulocytes, erythroblasts, "
                   "platelets) should come out as \"other\"; blasts and smudge cells were not in training."
                   if "other" in description["class_names"] else
                   "Basophils, blasts and other cell types are outside the four classes and will be given "
                   "one of them.")
-    counts = "; ".join(f"{source}: " + ", ".join(f"{name} {n}" for name, n in per_class.items())
+    counts = "; ".join(f"{source}: " + ", ".join(f"{name} {n}" for name, n in per_class.items() if n)
                        for source, per_class in _counts_by_source(description["training"]["counts"]).items())
     rows = "\n".join(
         f"| {v} | {r['size_mb']} | {r['accuracy']:.2%} | {r['top1_agreement']:.2%} | {r['latency_ms_1_thread']} |"
@@ -89,9 +99,7 @@ original fields; pbc/ is the PBC data set (Acevedo et al., 2020, CC BY 4.0). Bac
 {description['backbone']}, ImageNet-pretrained.
 
 ## Metrics
-On {metrics['n_images']} cells of the four classes in {metrics['verified_on']} through LiteRT:
-accuracy {metrics['accuracy']:.2%} (the Keras model it came from: {metrics['reference_accuracy']:.2%}
-over all test images), top-1 agreement with Keras {metrics['top1_agreement']:.2%}.{per_source_text}{recall_text}
+{metrics_text}{per_source_text}{recall_text}
 
 The variants, on {report.get('chosen_on', 'the verification images')} ({report['n_images']} images),
 where the variant was chosen:
