@@ -62,7 +62,7 @@ class VirtualMicroscope(ClosingSource):
         paths = sorted(images_dir.glob("*.jpg"))[:max_fields]
         if not paths:
             raise SourceError(f"virtual microscope: no .jpg fields in {images_dir}")
-        self.name = f"virtual microscope ({images_dir})"
+        self.name = f"virtual microscope ({Path(images_dir).name})"  # the folder, not the server's layout
         self.fps, self.frame_count, self.realtime = fps, num_frames, realtime
         self.frame_size = frame_size
         self._rng = np.random.default_rng(seed)
