@@ -199,7 +199,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
     with gr.Blocks(title="HematoVision") as app:
         gr.Markdown("# HematoVision\nWhite blood cells found, classified and counted. "
                     "For research and teaching, not diagnosis.")
-        session = gr.State(None, delete_callback=lambda s: s.stop() if s is not None else None)
+        # A closed page's session is stopped and its temporary folder removed.
+        session = gr.State(None, delete_callback=lambda s: s.close() if s is not None else None)
         with gr.Tab("Live"):
             with gr.Row():
                 kind = gr.Radio(policy.kinds(), value="virtual microscope", label="Source")

@@ -8,6 +8,7 @@ It also keeps one crop per tracked cell for the review gallery.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class LiveSession:
     def __init__(self, source, classifier: Classifier, config: Config, out_dir: Path | None = None):
         self.source = source
         self.pipeline = StreamPipeline(classifier, config)
+        self._own_out_dir = out_dir is None  # a temporary folder of its own, removed by close()
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="hv-live-"))
         self._config = config
         self._lock = threading.Lock()
@@ -111,3 +113,9 @@ class LiveSession:
         self._stop.set()
         self.source.close()  # ends the source's iterator even if no frame ever comes again
         self._thread.join(timeout=timeout_s)
+
+    def close(self) -> None:
+        """Stop, and remove the temporary output folder if the session made one (a page closed)."""
+        self.stop()
+        if self._own_out_dir:
+            shutil.rmtree(self.out_dir, ignore_errors=True)

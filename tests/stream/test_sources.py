@@ -145,3 +145,19 @@ def test_stop_returns_within_a_second_on_a_stalled_source_and_the_reader_release
     capture.unblock.set()  # the read returns: the reader thread, its owner, releases it
     source._thread.join(5)
     assert capture.released and not capture.released_during_read
+
+
+def test_closing_a_live_session_removes_its_temporary_folder_only(tmp_path):
+    from hv.config import Config
+    from stream.live import LiveSession
+    from stream.virtual_microscope import VirtualMicroscope
+    from tests.stream.fakes import FixedClassifier
+
+    own = LiveSession(VirtualMicroscope(num_frames=3), FixedClassifier(), Config())
+    given = LiveSession(VirtualMicroscope(num_frames=3), FixedClassifier(), Config(), out_dir=tmp_path / "keep")
+    for session in (own, given):
+        session._thread.join(10)
+        assert (session.out_dir / "summary.json").is_file()
+        session.close()
+    assert not own.out_dir.exists()  # the session's own temporary folder is gone
+    assert (tmp_path / "keep" / "summary.json").is_file()  # a folder the caller named is kept
