@@ -23,6 +23,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# The constants below (up to _PEAK_ROUNDS) were chosen against the annotated red-cell boxes of
+# the BCCD fields, the originals of blood-cells/TEST (BENCHMARKS.md says so beside the figures).
 # Threshold at this share of the way from the plasma level to the dark red-cell level.
 _CONTRAST_SHARE = 0.4
 # Percentiles of the green channel taken as the plasma and the red-cell levels.

@@ -8,7 +8,6 @@ the four classes the share wrongly flagged.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ from hv.classifier import Classifier
 from hv.config import Config
 from hv.labels import OUTPUT_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
+from stream.sinks import write_json_atomic
 from training.data import DataReport, Split, discover, source_name
 from training.metrics import classification_metrics, metrics_from_confusion
 from training.plots import plot_confusion, plot_mistakes
@@ -97,7 +97,7 @@ def evaluate(classifier: Classifier, data_dirs: str | Path | list, config: Confi
                      "sources": per_source})
     plot_confusion(np.array(combined["confusion_matrix"]), out_dir / "confusion_matrix.png",
                    f"all sources: accuracy {combined['accuracy']:.1%}, n = {combined['n_images']}")
-    _write_json_atomic(out_dir / "metrics.json", combined)
+    write_json_atomic(out_dir / "metrics.json", combined)
     return combined
 
 
@@ -108,12 +108,6 @@ def _headline(metrics: dict) -> dict:
     if "other" in metrics:
         head["other"] = metrics["other"]
     return head
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def evaluate_split(classifier: Classifier, split: Split, report: DataReport, config: Config, out_dir: Path,
@@ -147,7 +141,7 @@ def evaluate_split(classifier: Classifier, split: Split, report: DataReport, con
         f.write("path,true,predicted,confidence\n")
         for path, t, p, prob in zip(split.paths, true, pred, probs):
             f.write(f"{_csv_field(path)},{OUTPUT_NAMES[t]},{OUTPUT_NAMES[p]},{prob.max():.4f}\n")
-    _write_json_atomic(out_dir / "metrics.json", metrics)  # written last: its presence means the folder is complete
+    write_json_atomic(out_dir / "metrics.json", metrics)  # written last: its presence means the folder is complete
     return metrics
 
 
