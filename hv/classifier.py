@@ -8,6 +8,7 @@ missing or broken model raises, never falls back.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -139,3 +140,25 @@ def load_classifier(path: str | Path, num_threads: int | None = None) -> Classif
     if path.suffix == ".tflite":
         return LiteRTClassifier(path, num_threads=num_threads)
     raise ModelLoadError(f"{path}: unknown model type {path.suffix!r}; expected a .keras or .tflite file")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_identity(classifier: Classifier) -> dict[str, str | None]:
+    """The model's file name and sha256, so every count can be traced to the model that made it.
+
+    Classifiers not read from a file (a test's stand-in) give their type's name and no hash.
+    """
+    path = getattr(classifier, "path", None)
+    if path is None or not Path(path).is_file():
+        return {"name": type(classifier).__name__, "sha256": None}
+    path = Path(path)
+    name = f"{path.parent.name}/{path.name}" if path.name == "model.tflite" else path.name  # a package: its folder
+    return {"name": name, "sha256": file_sha256(path)}

@@ -9,7 +9,6 @@ folder that looks complete.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from ai_edge_litert.interpreter import Interpreter
 
+from hv.classifier import file_sha256
 from hv.config import Config
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
 
@@ -25,10 +25,6 @@ PACKAGE_FILES = ("model.tflite", "labels.txt", "model.json", "MODEL_CARD.md")
 
 class PackageError(ValueError):
     """The package's parts disagree (for example labels vs outputs)."""
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def tensor_spec(model_path: Path) -> tuple[dict, dict]:
@@ -93,7 +89,7 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
         },
         "training": training,
         "metrics": metrics,
-        "sha256": sha256(model_path),
+        "sha256": file_sha256(model_path),
         "size_bytes": model_path.stat().st_size,
     }
 
@@ -131,7 +127,7 @@ def check_package(folder: Path) -> dict:
     labels = (folder / "labels.txt").read_text().split()
     if labels != description["class_names"]:
         raise PackageError(f"{folder}: labels.txt {labels} differs from model.json {description['class_names']}")
-    if sha256(folder / "model.tflite") != description["sha256"]:
+    if file_sha256(folder / "model.tflite") != description["sha256"]:
         raise PackageError(f"{folder}: model.tflite does not match the sha256 in model.json")
     input_spec, output_spec = tensor_spec(folder / "model.tflite")
     if output_spec["shape"][-1] != len(labels) or input_spec["shape"] != description["input"]["shape"]:
