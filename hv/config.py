@@ -124,6 +124,32 @@ class StreamConfig:
     # Tracking: overlap with the last box to continue a track; frames a track may go unseen.
     track_min_iou: float = 0.3
     track_max_missing: int = 10
+    # Tracks unseen for longer are remembered at their slide position (up to this many), so a cell
+    # that comes back into view after a pan back keeps its identity and is not counted again.
+    max_remembered_cells: int = 20_000
+    # A box closer to the frame edge than this share of the expected cell diameter may be a cut cell
+    # (the locator's box can stop short of a cell's true edge): tracked, never classified.
+    edge_margin_frac: float = 0.15
+    # The differential is complete at this many identified cells (no more are added); 0 = no target.
+    target_count: int = 100
+    # Stage motion (phase correlation of grey frames this wide): below min_response the motion is
+    # lost and a new region starts; a new keyframe every keyframe_shift_frac of the width travelled.
+    motion_width_px: int = 320
+    motion_min_response: float = 0.1
+    keyframe_shift_frac: float = 0.15
+    # Frame quality: a frame is out of focus below focus_min_ratio x the focus_reference_quantile of
+    # the last focus_window frames (after focus_warmup frames); motion blur when the gradient energy
+    # along one axis exceeds motion_blur_anisotropy x the other's; too dark below dark_mean (0-255);
+    # overexposed when more than clipped_max_share of pixels are at 250+; a colour cast when the
+    # background's largest / smallest channel mean exceeds colour_cast_max (BCCD 1.02, PBC 1.26).
+    focus_min_ratio: float = 0.5
+    focus_reference_quantile: float = 0.9
+    focus_window: int = 60
+    focus_warmup: int = 5
+    motion_blur_anisotropy: float = 1.6
+    dark_mean: float = 40.0
+    clipped_max_share: float = 0.5
+    colour_cast_max: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -179,7 +205,8 @@ _POSITIVE = {
     "train.phase1.learning_rate", "train.phase2.learning_rate", "stream.recheck_every", "stream.max_votes",
     "serve.port", "serve.max_upload_mb", "serve.max_live_sessions", "export.calibration_images",
     "export.qat_learning_rate",
-    "export.qat_images",
+    "export.qat_images", "stream.max_remembered_cells", "stream.motion_width_px", "stream.focus_window",
+    "stream.motion_blur_anisotropy", "stream.colour_cast_max",
 }
 _UNIT_INTERVAL = {
     "data.val_fraction", "data.test_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",
@@ -187,12 +214,13 @@ _UNIT_INTERVAL = {
     "augment.stain_scale", "augment.stain_shift", "augment.white_balance",
     "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac",
     "locator.fallback_diameter_frac", "stream.min_confidence",
-    "stream.track_min_iou",
+    "stream.track_min_iou", "stream.motion_min_response", "stream.keyframe_shift_frac", "stream.focus_min_ratio",
+    "stream.focus_reference_quantile", "stream.clipped_max_share",
 }
 _NON_NEGATIVE = {
     "train.phase1.epochs", "train.phase2.epochs", "train.phase2.unfreeze_layers",
     "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
-    "export.qat_steps",
+    "export.qat_steps", "stream.edge_margin_frac", "stream.target_count", "stream.dark_mean", "stream.focus_warmup",
 }
 _PATHS = {"train.out_dir", "serve.video_dir"}
 _PATH_LISTS = {"data.train_dirs", "data.test_dirs"}  # entries may end in "#train" / "#test"

@@ -27,8 +27,10 @@ OTHER_CELL_TYPES: tuple[str, ...] = (
 CLASS_COLOURS_BGR: tuple[tuple[int, int, int], ...] = (
     (0, 140, 255), (255, 160, 0), (60, 200, 60), (200, 60, 200), (128, 128, 128))
 
-# Stream label id for a cell that was seen but is not classified (yet, or below threshold).
+# Stream label id for a cell that was classified, but below the confidence threshold.
 UNIDENTIFIED_ID = -1
+# Stream label id for a cell seen only cut by the frame edge so far: never classified from a cut view.
+PARTIAL_ID = -2
 
 
 def class_index(name: str, *, other: bool = False) -> int | None:

@@ -5,20 +5,21 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES, UNIDENTIFIED_ID
-from stream.counter import UNIDENTIFIED, DifferentialCount
+from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES, PARTIAL_ID, UNIDENTIFIED_ID
+from stream.counter import EXTRA_NAMES, PARTIAL, UNIDENTIFIED, DifferentialCount
 from stream.detections import Detections
 
 UNIDENTIFIED_BGR = (150, 150, 150)
+PARTIAL_BGR = (90, 90, 90)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def colour_of(label_id: int) -> tuple[int, int, int]:
-    return UNIDENTIFIED_BGR if label_id == UNIDENTIFIED_ID else CLASS_COLOURS_BGR[label_id]
+    return {UNIDENTIFIED_ID: UNIDENTIFIED_BGR, PARTIAL_ID: PARTIAL_BGR}.get(label_id) or CLASS_COLOURS_BGR[label_id]
 
 
 def name_of(label_id: int) -> str:
-    return UNIDENTIFIED if label_id == UNIDENTIFIED_ID else OUTPUT_NAMES[label_id]
+    return {UNIDENTIFIED_ID: UNIDENTIFIED, PARTIAL_ID: PARTIAL}.get(label_id) or OUTPUT_NAMES[label_id]
 
 
 class BoxAnnotator:
@@ -62,7 +63,7 @@ class CountPanelAnnotator:
         counts, shares = self.counter.counts(), self.counter.percentages()
         lines = [f"cells {self.counter.total}" + (f"   {self.fps:.0f} fps" if self.fps else "")]
         lines += [f"{name[:4]} {counts[name]:4d} {shares[name]:5.1f}%" for name in shares]
-        lines += [f"{name[:4]} {counts[name]:4d}" for name in (OUTPUT_NAMES[-1], UNIDENTIFIED)]  # not in the %
+        lines += [f"{name[:4]} {counts[name]:4d}" for name in EXTRA_NAMES]  # not in the %
         line_height = int(22 * self.scale / 0.5)
         width = int(170 * self.scale / 0.5)
         panel = scene[4 : 8 + line_height * len(lines), 4 : 4 + width]
@@ -70,4 +71,25 @@ class CountPanelAnnotator:
         for i, line in enumerate(lines):
             colour = (255, 255, 255) if i == 0 or i > len(shares) else CLASS_COLOURS_BGR[i - 1]
             cv2.putText(scene, line, (10, 4 + line_height * (i + 1) - 4), _FONT, self.scale, colour, 1, cv2.LINE_AA)
+        return scene
+
+
+class StatusAnnotator:
+    """A bottom banner with the pipeline's status: why a frame was skipped, or the count against its target.
+
+    ``source`` is anything with a ``status`` string and a ``report`` (``StreamPipeline``); a skipped
+    frame's banner is red, so a technician sees at once that the view is not being counted.
+    """
+
+    def __init__(self, source, scale: float = 0.55):
+        self.source, self.scale = source, scale
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
+        text = self.source.status
+        skipped = self.source.report is not None and not self.source.report.ok
+        (width, height), _ = cv2.getTextSize(text, _FONT, self.scale, 1)
+        bottom = scene.shape[0] - 4
+        background = (40, 40, 200) if skipped else (60, 60, 60)
+        cv2.rectangle(scene, (4, bottom - height - 10), (14 + width, bottom), background, -1)
+        cv2.putText(scene, text, (9, bottom - 5), _FONT, self.scale, (255, 255, 255), 1, cv2.LINE_AA)
         return scene

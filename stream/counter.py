@@ -1,43 +1,98 @@
-"""The running differential count: each track counted once, under its current label."""
+"""The running differential count: each physical cell counted once, from a whole view, under its current label."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
-from hv.labels import CLASS_NAMES, OTHER_ID, OTHER_NAME, UNIDENTIFIED_ID
+from hv.labels import CLASS_NAMES, OTHER_ID, OTHER_NAME, PARTIAL_ID, UNIDENTIFIED_ID
 from stream.detections import Detections
 
 UNIDENTIFIED = "unidentified"
+PARTIAL = "partial"
+EXTRA_NAMES = (OTHER_NAME, UNIDENTIFIED, PARTIAL)  # counted apart, never in the differential's percentages
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion k / n, in percent; (0, 0) when n is 0.
+
+    Cells of one smear are (nearly) independent draws, unlike augmented copies of one image,
+    and the Wilson interval stays inside 0-100 % and honest for small counts.
+    """
+    if n == 0:
+        return 0.0, 0.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
 
 
 class DifferentialCount:
     """Counts cells (tracks), not detections; a track's label may still change with more votes.
 
-    Cells flagged "other" (none of the four) and unidentified cells are counted apart and
-    stay out of the differential's percentages.
+    A track enters the count once it has been classified, which happens only from a whole
+    view (``TrackClassifier``); a track seen only cut by the frame edge is counted apart as
+    "partial" until it is seen whole. Cells flagged "other" (none of the four) and
+    unidentified cells are counted apart too and stay out of the differential's percentages.
+    With a ``target`` (cells of the four classes), the differential is complete once it is
+    reached: like a technician's 100-cell count, no new cell is added after that.
     """
 
-    def __init__(self):
+    def __init__(self, target: int = 0):
+        self.target = target
         self._label_of_track: dict[int, int] = {}
+        self._partial_tracks: set[int] = set()
+        self._corrected: set[int] = set()  # labels a user set; later votes do not change them
+        self.complete = False
 
     def update(self, detections: Detections) -> None:
         for track, label in zip(detections.track_id, detections.label_id):
-            self._label_of_track[int(track)] = int(label)
+            track, label = int(track), int(label)
+            if label == PARTIAL_ID:
+                self._partial_tracks.add(track)
+            elif track in self._corrected:
+                continue
+            elif track in self._label_of_track or not self.complete:
+                self._label_of_track[track] = label
+                self._partial_tracks.discard(track)
+        if self.target and self.identified >= self.target:
+            self.complete = True
+
+    def relabel(self, track_id: int, label_id: int) -> None:
+        """A user's correction of one counted cell's label; it stands over the classifier's later votes."""
+        if track_id not in self._label_of_track:
+            raise KeyError(f"cell #{track_id} is not in the count")
+        self._label_of_track[track_id] = label_id
+        self._corrected.add(track_id)
 
     def counts(self) -> dict[str, int]:
-        """Cells per class name, then ``other`` and ``unidentified``."""
+        """Cells per class name, then ``other``, ``unidentified`` and ``partial``."""
         tally = Counter(self._label_of_track.values())
         counts = {name: tally.get(i, 0) for i, name in enumerate(CLASS_NAMES)}
         counts[OTHER_NAME] = tally.get(OTHER_ID, 0)
         counts[UNIDENTIFIED] = tally.get(UNIDENTIFIED_ID, 0)
+        counts[PARTIAL] = len(self._partial_tracks)
         return counts
+
+    @property
+    def identified(self) -> int:
+        """Cells in the differential: classified as one of the four classes."""
+        return sum(1 for label in self._label_of_track.values() if 0 <= label < len(CLASS_NAMES))
 
     def percentages(self) -> dict[str, float]:
         """Share of each class among the identified cells (the differential), in percent."""
-        counts = self.counts()
-        identified = sum(counts[name] for name in CLASS_NAMES)
+        counts, identified = self.counts(), self.identified
         return {name: (100.0 * counts[name] / identified if identified else 0.0) for name in CLASS_NAMES}
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """95 % interval of each class's share, in percent (``wilson_interval``)."""
+        counts, identified = self.counts(), self.identified
+        return {name: wilson_interval(counts[name], identified) for name in CLASS_NAMES}
+
+    def label_of(self, track_id: int) -> int | None:
+        return self._label_of_track.get(track_id)
 
     @property
     def total(self) -> int:
+        """Cells counted from a whole view (the four classes, other and unidentified)."""
         return len(self._label_of_track)

@@ -31,6 +31,7 @@ class Detections:
         confidence: (n,) float32 probability of ``label_id`` (0 while unclassified).
         label_id: (n,) int index into ``hv.labels.OUTPUT_NAMES`` (4 = "other"); -1 = unidentified / not yet classified.
         track_id: (n,) int; -1 = not tracked yet.
+        whole: (n,) bool; False for a cell cut by the frame edge (``mark_cut_cells``), which is never classified.
 
     Stages return new objects (``dataclasses.replace``) and never change their input.
     """
@@ -39,13 +40,15 @@ class Detections:
     confidence: np.ndarray = field(default=None)
     label_id: np.ndarray = field(default=None)
     track_id: np.ndarray = field(default=None)
+    whole: np.ndarray = field(default=None)
 
     def __post_init__(self):
         boxes = np.asarray(self.boxes_xyxy, np.float32).reshape(-1, 4)
         n = len(boxes)
         defaults = {"confidence": (np.zeros(n, np.float32), np.float32),
                     "label_id": (np.full(n, UNIDENTIFIED_ID, np.int64), np.int64),
-                    "track_id": (np.full(n, UNTRACKED_ID, np.int64), np.int64)}
+                    "track_id": (np.full(n, UNTRACKED_ID, np.int64), np.int64),
+                    "whole": (np.ones(n, bool), bool)}
         object.__setattr__(self, "boxes_xyxy", boxes)
         for name, (default, dtype) in defaults.items():
             value = getattr(self, name)
@@ -62,7 +65,22 @@ class Detections:
         return len(self.boxes_xyxy)
 
     def __getitem__(self, mask) -> Detections:
-        return Detections(self.boxes_xyxy[mask], self.confidence[mask], self.label_id[mask], self.track_id[mask])
+        return Detections(self.boxes_xyxy[mask], self.confidence[mask], self.label_id[mask], self.track_id[mask],
+                          self.whole[mask])
 
     def replace(self, **changes) -> Detections:
         return dataclasses.replace(self, **changes)
+
+
+def mark_cut_cells(detections: Detections, frame_size: tuple[int, int], margin_px: float) -> Detections:
+    """Set ``whole`` False for boxes within ``margin_px`` of the edge of a ``(width, height)`` frame.
+
+    A cell the edge cuts has a box that touches it, or nearly: the locator's box can stop short
+    of the cell's true outline. Its crop would be part of a cell padded by the fill, and its
+    class a guess.
+    """
+    width, height = frame_size
+    boxes = detections.boxes_xyxy
+    whole = ((boxes[:, 0] > margin_px) & (boxes[:, 1] > margin_px)
+             & (boxes[:, 2] < width - margin_px) & (boxes[:, 3] < height - margin_px))
+    return detections.replace(whole=whole)

@@ -1,4 +1,5 @@
-"""The stream loop: source -> locate -> track -> classify tracks -> count -> annotate -> sinks."""
+"""The stream loop: source -> check quality -> follow the stage -> locate -> track on the slide
+-> classify whole cells -> count -> annotate -> sinks."""
 
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from hv.classifier import Classifier
+from hv.classifier import Classifier, model_identity
 from hv.config import Config
 from hv.locator import RunningCellScale, locate_cells
-from stream.annotators import BoxAnnotator, CountPanelAnnotator, LabelAnnotator
+from stream.annotators import BoxAnnotator, CountPanelAnnotator, LabelAnnotator, StatusAnnotator
 from stream.counter import DifferentialCount
-from stream.detections import Detections, Frame
+from stream.detections import Detections, Frame, mark_cut_cells
+from stream.frame_quality import REASONS, FrameQuality, QualityReport
+from stream.motion import StageMotion, StagePosition, small_grey
 from stream.sinks import CsvSink, VideoSink, write_json_atomic
 from stream.track_classifier import TrackClassifier
-from stream.tracker import IouTracker
+from stream.tracker import SlideTracker
 
 log = logging.getLogger(__name__)
 
@@ -29,37 +32,91 @@ LATENCY_WINDOW = 10_000  # frames whose latency summary.json's p50 / p95 describ
 
 
 class StreamPipeline:
-    """Per-frame processing with the state a stream needs (tracks, votes, counts)."""
+    """Per-frame processing with the state a stream needs (stage position, tracks, votes, counts).
+
+    A frame that fails the quality checks is not used at all: no cell is located, classified
+    or counted from it, and the motion estimate waits for the next good frame.
+    """
 
     def __init__(self, classifier: Classifier, config: Config):
         self.config = config
-        self.tracker = IouTracker(config.stream.track_min_iou, config.stream.track_max_missing)
+        stream = config.stream
+        self.model = model_identity(classifier)
+        self.quality = FrameQuality(stream)
+        self.motion = StageMotion(stream)
+        self.tracker = SlideTracker(stream.track_min_iou, stream.track_max_missing, stream.max_remembered_cells)
         self.track_classifier = TrackClassifier(
-            classifier, config.locator, min_confidence=config.stream.min_confidence,
-            recheck_every=config.stream.recheck_every, max_votes=config.stream.max_votes)
+            classifier, config.locator, min_confidence=stream.min_confidence,
+            recheck_every=stream.recheck_every, max_votes=stream.max_votes)
         self.scale = RunningCellScale(config.locator)
         self.diameter_px: float | None = None  # the latest frame's expected cell diameter
-        self.counter = DifferentialCount()
+        self.position: StagePosition | None = None  # the latest good frame's place on the slide
+        self.report: QualityReport | None = None  # the latest frame's quality checks
+        self.skipped = dict.fromkeys(REASONS, 0)  # frames not used, by reason
+        self.timings_ms = {"quality": 0.0, "motion": 0.0, "cells": 0.0}  # summed, for the cost of each step
+        self.counter = DifferentialCount(stream.target_count)
         self.panel = CountPanelAnnotator(self.counter)
-        self.annotators = (BoxAnnotator(), LabelAnnotator(), self.panel)
+        self.annotators = (BoxAnnotator(), LabelAnnotator(), self.panel, StatusAnnotator(self))
 
     def process(self, frame: Frame) -> tuple[np.ndarray, Detections]:
-        """Locate, track, classify and count the cells of one frame; return the annotated copy."""
-        image_rgb = cv2.cvtColor(frame.image_bgr, cv2.COLOR_BGR2RGB)  # the one colour conversion per frame
-        self.diameter_px = self.scale.update(image_rgb)
-        detections = Detections(locate_cells(image_rgb, self.config.locator, self.diameter_px))
-        detections = self.tracker.update(detections, frame.index)
-        detections = self.track_classifier.update(detections, image_rgb, frame.index, self.diameter_px)
-        self.track_classifier.forget(self.tracker.live_track_ids)
-        self.counter.update(detections)
+        """Check, locate, track, classify and count the cells of one frame; return the annotated copy."""
+        stream = self.config.stream
+        height, width = frame.image_bgr.shape[:2]
+        started = time.perf_counter()
+        grey = small_grey(frame.image_bgr, stream.motion_width_px)
+        self.report = self.quality.check(frame.image_bgr, grey)
+        after_quality = time.perf_counter()
+        self.timings_ms["quality"] += 1000 * (after_quality - started)
+        detections = Detections.empty()
+        if self.report.ok:
+            self.position = self.motion.update(grey, width)
+            after_motion = time.perf_counter()
+            self.timings_ms["motion"] += 1000 * (after_motion - after_quality)
+            detections = self._cells(frame, (width, height))
+            self.timings_ms["cells"] += 1000 * (time.perf_counter() - after_motion)
+        else:
+            self.skipped[self.report.reason] += 1
         scene = frame.image_bgr.copy()
         for annotator in self.annotators:
             scene = annotator.annotate(scene, detections)
         return scene, detections
 
+    def _cells(self, frame: Frame, frame_size: tuple[int, int]) -> Detections:
+        image_rgb = cv2.cvtColor(frame.image_bgr, cv2.COLOR_BGR2RGB)  # the one colour conversion per frame
+        self.diameter_px = self.scale.update(image_rgb)
+        detections = Detections(locate_cells(image_rgb, self.config.locator, self.diameter_px))
+        margin = self.config.stream.edge_margin_frac * self.diameter_px
+        detections = mark_cut_cells(detections, frame_size, margin)
+        detections = self.tracker.update(detections, frame.index, self.position, frame_size)
+        detections = self.track_classifier.update(detections, image_rgb, frame.index, self.diameter_px)
+        self.track_classifier.forget(self.tracker.known_track_ids)
+        self.counter.update(detections)
+        return detections
+
     def summary(self) -> dict:
-        return {"cells": self.counter.total, "counts": self.counter.counts(),
-                "percent": {k: round(v, 2) for k, v in self.counter.percentages().items()}}
+        """Counts, the differential with 95 % intervals, frames skipped and the model, for summary.json."""
+        counter = self.counter
+        intervals = counter.intervals()
+        return {
+            "model": self.model,
+            "cells": counter.total, "identified": counter.identified, "counts": counter.counts(),
+            "percent": {k: round(v, 2) for k, v in counter.percentages().items()},
+            "percent_ci95": {name: [round(lo, 2), round(hi, 2)] for name, (lo, hi) in intervals.items()},
+            "target_count": counter.target or None, "differential_complete": counter.complete,
+            "frames_skipped": dict(self.skipped),
+            "regions": self.motion.region + 1,  # more than one: the stage motion was lost (region - 1) times
+        }
+
+    @property
+    def status(self) -> str:
+        """One line for the overlay and the page: why a frame was skipped, or how far the count is."""
+        if self.report is not None and not self.report.ok:
+            return f"frame skipped: {self.report.reason}"
+        if self.counter.complete:
+            return f"differential complete: {self.counter.identified} cells"
+        if self.counter.target:
+            return f"{self.counter.identified} / {self.counter.target} cells"
+        return f"{self.counter.identified} cells"
 
 
 def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool = False, display: bool = False,
@@ -85,9 +142,10 @@ def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool =
     status = {"complete": False, "error": None}
     bar = tqdm(total=getattr(source, "frame_count", None), unit="frame", disable=not progress or source.live)
     fps_times: list[float] = []
+    csv_path = out_dir / "cells.csv"
     sink_video = VideoSink(out_dir / "annotated.webm", getattr(source, "fps", None) or 30.0) if video else None
     try:
-        with CsvSink(out_dir / "cells.csv") as csv_sink:
+        with CsvSink(csv_path, model_sha256=pipeline.model["sha256"]) as csv_sink:
             for frame in source:
                 if stop is not None and stop.is_set():
                     break
@@ -96,7 +154,7 @@ def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool =
                 latencies_ms.append((now - frame.captured_at) * 1000)
                 fps_times = [t for t in fps_times if now - t < 1.0] + [now]
                 pipeline.panel.fps = len(fps_times) if now - started > 1.0 else None
-                csv_sink.write(frame, detections)
+                csv_sink.write(frame, detections, pipeline.position)
                 if sink_video:
                     sink_video.write(scene)
                 if display:
@@ -128,6 +186,8 @@ def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool =
             "source": source.name, **pipeline.summary(), "frames": frames,
             "duration_s": round(last_frame.timestamp_s, 3) if last_frame else 0.0,
             "wall_s": round(wall, 3), "fps": round(frames / wall, 2) if wall > 0 else 0.0,
+            "ms_per_frame": {step: round(total / frames, 3) for step, total in pipeline.timings_ms.items()}
+            if frames else None,
             "latency_ms": {"p50": round(float(np.percentile(latencies_ms, 50)), 2),
                            "p95": round(float(np.percentile(latencies_ms, 95)), 2)} if latencies_ms else None,
             "source_fps": getattr(source, "read_fps", None) or getattr(source, "fps", None),

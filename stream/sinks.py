@@ -13,29 +13,39 @@ import numpy as np
 
 from stream.annotators import name_of
 from stream.detections import Detections, Frame
+from stream.motion import StagePosition
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "label", "confidence")
+CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "whole", "label", "confidence",
+               "region", "slide_x", "slide_y", "model_sha256")
 
 
 class CsvSink:
-    """One row per cell per frame, flushed every frame so a crash loses nothing written."""
+    """One row per cell per frame, flushed every frame so a crash loses nothing written.
 
-    def __init__(self, path: str | Path):
+    ``x, y, w, h`` are frame pixels; ``slide_x, slide_y`` the box's top-left in its region's slide
+    coordinates (``stream.motion``); ``whole`` is 0 for a cell cut by the frame edge (never
+    classified); ``model_sha256`` names the model that made the label.
+    """
+
+    def __init__(self, path: str | Path, model_sha256: str | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.model_sha256 = model_sha256 or ""
         self._file = self.path.open("w", newline="")
         self._writer = csv.writer(self._file)
         self._writer.writerow(CSV_COLUMNS)
         self.rows = 0
 
-    def write(self, frame: Frame, detections: Detections) -> None:
-        for box, track, label, conf in zip(detections.boxes_xyxy, detections.track_id, detections.label_id,
-                                           detections.confidence):
+    def write(self, frame: Frame, detections: Detections, position: StagePosition | None = None) -> None:
+        region, dx, dy = (position.region, position.x, position.y) if position else (0, 0.0, 0.0)
+        for box, track, whole, label, conf in zip(detections.boxes_xyxy, detections.track_id, detections.whole,
+                                                  detections.label_id, detections.confidence):
             x1, y1, x2, y2 = (int(round(float(v))) for v in box)
             self._writer.writerow([frame.index, f"{frame.timestamp_s:.3f}", int(track), x1, y1, x2 - x1, y2 - y1,
-                                   name_of(int(label)), f"{conf:.4f}"])
+                                   int(whole), name_of(int(label)), f"{conf:.4f}", region,
+                                   f"{box[0] + dx:.1f}", f"{box[1] + dy:.1f}", self.model_sha256])
             self.rows += 1
         self._file.flush()
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from hv.classifier import Classifier
 from hv.config import LocatorConfig
-from hv.labels import NUM_OUTPUTS, UNIDENTIFIED_ID
+from hv.labels import NUM_OUTPUTS, PARTIAL_ID, UNIDENTIFIED_ID
 from hv.locator import crop_cell
 from stream.detections import Detections
 
@@ -14,10 +14,12 @@ from stream.detections import Detections
 class TrackClassifier:
     """Keeps a running mean of class probabilities per track id.
 
-    A track is classified on its first frame, then every ``recheck_every`` frames until it
-    has ``max_votes`` votes: the mean over several views of a cell is steadier than one.
-    All crops of a frame that need a vote go to the model in one batch. A track whose mean
-    top probability is under ``min_confidence`` is labelled unidentified (-1).
+    A track is classified on its first frame where it is whole (``Detections.whole``), then
+    every ``recheck_every`` frames until it has ``max_votes`` votes: the mean over several
+    views of a cell is steadier than one. A cut view never votes, and a track with no vote
+    yet is labelled partial (-2). All crops of a frame that need a vote go to the model in
+    one batch. A track whose mean top probability is under ``min_confidence`` is labelled
+    unidentified (-1).
     """
 
     def __init__(self, classifier: Classifier, locator: LocatorConfig, *, min_confidence: float = 0.5,
@@ -43,7 +45,8 @@ class TrackClassifier:
 
         ``diameter_px`` is the frame's expected cell diameter (``hv.locator``); None measures it.
         """
-        pending = [i for i, t in enumerate(detections.track_id) if self._needs_vote(int(t), frame_index)]
+        pending = [i for i, t in enumerate(detections.track_id)
+                   if detections.whole[i] and self._needs_vote(int(t), frame_index)]
         if pending:
             size = self.classifier.image_size
             crops = np.stack([crop_cell(image_rgb, detections.boxes_xyxy[i], self.locator, size, diameter_px)
@@ -56,13 +59,16 @@ class TrackClassifier:
         labels = np.full(len(detections), UNIDENTIFIED_ID, np.int64)
         confidence = np.zeros(len(detections), np.float32)
         for i, track in enumerate(detections.track_id):
+            if int(track) not in self._votes:
+                labels[i] = PARTIAL_ID
+                continue
             mean = self._sums[int(track)] / self._votes[int(track)]
             confidence[i] = mean.max()
             if confidence[i] >= self.min_confidence:
                 labels[i] = int(mean.argmax())
         return detections.replace(label_id=labels, confidence=confidence)
 
-    def forget(self, live_track_ids: set[int]) -> None:
-        """Drop the votes of tracks that ended, so memory stays bounded on long runs."""
-        for track in [t for t in self._sums if t not in live_track_ids]:
+    def forget(self, known_track_ids: set[int]) -> None:
+        """Drop the votes of tracks the tracker forgot, so memory stays bounded on long runs."""
+        for track in [t for t in self._sums if t not in known_track_ids]:
             del self._sums[track], self._votes[track], self._last_vote[track]

@@ -1,4 +1,4 @@
-"""IoU tracker: a cell that stays in view keeps one track id."""
+"""Slide tracker: one id per physical cell, kept in slide coordinates so a cell seen again is the same cell."""
 
 from __future__ import annotations
 
@@ -8,52 +8,99 @@ import numpy as np
 
 from hv.annotations import iou_matrix
 from stream.detections import Detections
+from stream.motion import StagePosition
 
 
 @dataclass
 class _Track:
     track_id: int
-    box_xyxy: np.ndarray
+    box_xyxy: np.ndarray  # slide coordinates of the region it was seen in
     last_seen: int
+    ever_whole: bool
 
 
-class IouTracker:
-    """Greedy one-to-one matching of this frame's boxes to live tracks by IoU.
+class SlideTracker:
+    """Greedy one-to-one matching of this frame's boxes to the region's cells by IoU, in slide coordinates.
 
-    Cells drift slowly under a microscope (the stage moves, the cell does not), so
-    overlap with the last box is enough; a track survives ``max_missing`` frames unseen
-    (a blurred frame, a locator miss) before it ends.
+    Cells do not move on a slide; the stage does. With each box shifted by the frame's stage
+    position (``stream.motion``), a cell has one place, whichever frame shows it. A track unseen
+    for ``max_missing`` frames is no longer *live*, but it is *remembered* (up to
+    ``max_remembered`` per region): when the view comes back over it, after a pan back, a jerk or
+    frames the locator missed, the box there takes its id again and the cell is not counted twice.
+
+    A remembered box is clipped to the present view before comparing, so a cell entering or
+    leaving at the edge still matches its own whole box. A track keeps its last whole box once
+    it has one (``Detections.whole``). A new region (motion lost) forgets the old one's cells:
+    their coordinates cannot be related any more.
 
     Example:
-        tracker = IouTracker()
-        detections = tracker.update(detections, frame_index=0)
+        tracker = SlideTracker()
+        detections = tracker.update(detections, frame_index=0, position=position, frame_size=(640, 480))
     """
 
-    def __init__(self, min_iou: float = 0.3, max_missing: int = 10):
+    def __init__(self, min_iou: float = 0.3, max_missing: int = 10, max_remembered: int = 20_000):
         self.min_iou = min_iou
         self.max_missing = max_missing
+        self.max_remembered = max_remembered
         self._tracks: list[_Track] = []
+        self._region: int | None = None
         self._next_id = 0
+        self._frame_index = 0
 
-    def update(self, detections: Detections, frame_index: int) -> Detections:
-        """Return ``detections`` with ``track_id`` set; new cells get new ids."""
-        self._tracks = [t for t in self._tracks if frame_index - t.last_seen <= self.max_missing]
+    def update(self, detections: Detections, frame_index: int, position: StagePosition | None = None,
+               frame_size: tuple[int, int] | None = None) -> Detections:
+        """Return ``detections`` with ``track_id`` set; cells never seen in this region get new ids.
+
+        Without ``position`` the frame is taken to be where the last one was (a fixed stage).
+        """
+        self._frame_index = frame_index
+        offset = np.zeros(4, np.float32)
+        if position is not None:
+            if position.region != self._region:
+                self._tracks, self._region = [], position.region
+            offset = np.array([position.x, position.y, position.x, position.y], np.float32)
+        boxes = detections.boxes_xyxy + offset
         ids = np.full(len(detections), -1, np.int64)
         if self._tracks and len(detections):
-            ious = iou_matrix(detections.boxes_xyxy, np.stack([t.box_xyxy for t in self._tracks]))
+            ious = iou_matrix(boxes, self._track_boxes_in_view(offset, frame_size))
             while ious.size and ious.max() >= self.min_iou:
                 i, j = np.unravel_index(ious.argmax(), ious.shape)
+                self._see(self._tracks[j], boxes[i], bool(detections.whole[i]), frame_index)
                 ids[i] = self._tracks[j].track_id
-                self._tracks[j].box_xyxy = detections.boxes_xyxy[i]
-                self._tracks[j].last_seen = frame_index
                 ious[i, :] = -1
                 ious[:, j] = -1
         for i in np.flatnonzero(ids < 0):
             ids[i] = self._next_id
-            self._tracks.append(_Track(self._next_id, detections.boxes_xyxy[i], frame_index))
+            self._tracks.append(_Track(self._next_id, boxes[i], frame_index, bool(detections.whole[i])))
             self._next_id += 1
+        if len(self._tracks) > self.max_remembered:  # the longest unseen go first
+            self._tracks.sort(key=lambda t: t.last_seen)
+            del self._tracks[: len(self._tracks) - self.max_remembered]
         return detections.replace(track_id=ids)
+
+    @staticmethod
+    def _see(track: _Track, box: np.ndarray, whole: bool, frame_index: int) -> None:
+        if whole or not track.ever_whole:  # a cut view never replaces a whole one
+            track.box_xyxy = box
+        track.ever_whole |= whole
+        track.last_seen = frame_index
+
+    def _track_boxes_in_view(self, offset: np.ndarray, frame_size: tuple[int, int] | None) -> np.ndarray:
+        boxes = np.stack([t.box_xyxy for t in self._tracks])
+        if frame_size is None:
+            return boxes
+        x0, y0 = offset[0], offset[1]
+        boxes = boxes.copy()
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(x0, x0 + frame_size[0])
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(y0, y0 + frame_size[1])
+        return boxes
 
     @property
     def live_track_ids(self) -> set[int]:
+        """Tracks seen within the last ``max_missing`` frames."""
+        return {t.track_id for t in self._tracks if self._frame_index - t.last_seen <= self.max_missing}
+
+    @property
+    def known_track_ids(self) -> set[int]:
+        """Every track of the present region, live or remembered."""
         return {t.track_id for t in self._tracks}

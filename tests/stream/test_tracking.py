@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 
 from hv.config import LocatorConfig
-from stream.counter import DifferentialCount
-from stream.detections import Detections
+from stream.counter import DifferentialCount, wilson_interval
+from stream.detections import Detections, mark_cut_cells
+from stream.motion import StagePosition
 from stream.track_classifier import TrackClassifier
-from stream.tracker import IouTracker
+from stream.tracker import SlideTracker
 from tests.stream.fakes import FixedClassifier
 
 
@@ -22,8 +23,12 @@ def test_detections_check_shapes_and_filter():
         Detections(dets.boxes_xyxy, confidence=np.zeros(2))
 
 
-def test_tracker_keeps_ids_while_cells_drift_and_ends_lost_tracks():
-    tracker = IouTracker(min_iou=0.3, max_missing=2)
+def at(x, y=0.0, region=0):
+    return StagePosition(x, y, region, 1.0, False)
+
+
+def test_tracker_keeps_ids_while_cells_drift_and_remembers_cells_out_of_sight():
+    tracker = SlideTracker(min_iou=0.3, max_missing=2)
     first = tracker.update(boxes(0, 200), 0)
     assert first.track_id.tolist() == [0, 1]
     moved = tracker.update(boxes(204, 5), 1)  # both drift by a few pixels; order swapped
@@ -31,16 +36,39 @@ def test_tracker_keeps_ids_while_cells_drift_and_ends_lost_tracks():
     tracker.update(boxes(206), 2)  # cell 0 missed once: kept alive
     assert tracker.update(boxes(8, 208), 3).track_id.tolist() == [0, 1]
     for frame in range(4, 8):
-        tracker.update(boxes(210), frame)  # cell 0 gone for good
-    assert tracker.live_track_ids == {1}
-    assert tracker.update(boxes(8, 210), 8).track_id.tolist() == [2, 1]  # a returning cell is a new track
+        tracker.update(boxes(210), frame)  # cell 0 out of sight for longer than max_missing
+    assert tracker.live_track_ids == {1} and tracker.known_track_ids == {0, 1}
+    # Back at its place on the slide, it is the same cell; a cell somewhere new is a new one.
+    assert tracker.update(boxes(8, 210, 100), 8).track_id.tolist() == [0, 1, 2]
+
+
+def test_tracker_follows_cells_in_slide_coordinates_and_forgets_them_in_a_new_region():
+    tracker = SlideTracker(min_iou=0.3, max_missing=1)
+    assert tracker.update(boxes(100), 0, at(0.0), (300, 200)).track_id.tolist() == [0]
+    # The stage moved 150 px right: the cell is now at frame x = -50 (out of view), a new one at 100.
+    assert tracker.update(boxes(100), 1, at(150.0), (300, 200)).track_id.tolist() == [1]
+    # Panned back: both cells are where they were on the slide, so neither is new.
+    assert tracker.update(boxes(100, 250), 5, at(0.0), (300, 200)).track_id.tolist() == [0, 1]
+    # The motion was lost: new coordinates, so the same frame position is a new cell.
+    assert tracker.update(boxes(100), 6, at(0.0, region=1), (300, 200)).track_id.tolist() == [2]
+
+
+def test_a_cell_cut_at_the_edge_matches_its_whole_box_and_never_replaces_it():
+    tracker = SlideTracker(min_iou=0.3, max_missing=1)
+    whole = mark_cut_cells(boxes(100, size=60), (300, 200), 2.0)
+    assert tracker.update(whole, 0, at(0.0), (300, 200)).track_id.tolist() == [0]
+    # The stage moves 140 px right: the cell's box is cut at the left edge (clipped to 0-20).
+    cut = mark_cut_cells(Detections(np.array([[0, 50, 20, 110]], np.float32)), (300, 200), 2.0)
+    assert not cut.whole[0]
+    assert tracker.update(cut, 1, at(140.0), (300, 200)).track_id.tolist() == [0]
+    assert tracker.update(whole, 9, at(0.0), (300, 200)).track_id.tolist() == [0]  # whole box still remembered
 
 
 def test_each_track_is_classified_a_few_times_not_every_frame():
     classifier = FixedClassifier()
     tc = TrackClassifier(classifier, LocatorConfig(), recheck_every=5, max_votes=2)
     image = np.zeros((200, 300, 3), np.uint8)
-    tracker = IouTracker()
+    tracker = SlideTracker()
     for frame in range(30):
         dets = tc.update(tracker.update(boxes(10, 150), frame), image, frame)
     assert classifier.crops_seen == 4  # two tracks, two votes each
@@ -50,8 +78,20 @@ def test_each_track_is_classified_a_few_times_not_every_frame():
 
 def test_low_confidence_is_unidentified():
     tc = TrackClassifier(FixedClassifier((0.3, 0.3, 0.2, 0.2)), LocatorConfig(), min_confidence=0.5)
-    dets = tc.update(IouTracker().update(boxes(10), 0), np.zeros((100, 100, 3), np.uint8), 0)
+    dets = tc.update(SlideTracker().update(boxes(10), 0), np.zeros((100, 100, 3), np.uint8), 0)
     assert dets.label_id.tolist() == [-1] and dets.confidence[0] == pytest.approx(0.3)
+
+
+def test_a_cut_cell_is_not_classified_until_it_is_whole():
+    classifier = FixedClassifier()
+    tc = TrackClassifier(classifier, LocatorConfig())
+    image = np.zeros((200, 300, 3), np.uint8)
+    cut = mark_cut_cells(Detections(np.array([[0, 50, 30, 110]], np.float32), track_id=[4]), (300, 200), 2.0)
+    dets = tc.update(cut, image, 0)
+    assert classifier.crops_seen == 0 and dets.label_id.tolist() == [-2]  # partial
+    whole = mark_cut_cells(Detections(np.array([[10, 50, 70, 110]], np.float32), track_id=[4]), (300, 200), 2.0)
+    assert tc.update(whole, image, 1).label_id.tolist() == [1] and classifier.crops_seen == 1
+    assert tc.update(cut, image, 2).label_id.tolist() == [1]  # leaving: keeps the label it got whole
 
 
 def test_differential_counts_each_track_once_under_its_latest_label():
@@ -60,7 +100,43 @@ def test_differential_counts_each_track_once_under_its_latest_label():
         counter.update(Detections(np.zeros((1, 4)), np.ones(1), np.array([label]), np.array([7])))
     counter.update(Detections(np.zeros((3, 4)), np.ones(3), np.array([1, -1, 4]), np.array([8, 9, 10])))
     assert counter.counts() == {"eosinophil": 0, "lymphocyte": 1, "monocyte": 0, "neutrophil": 1,
-                                "other": 1, "unidentified": 1}
+                                "other": 1, "unidentified": 1, "partial": 0}
     # "other" and unidentified cells stay out of the differential's percentages.
     assert counter.percentages() == {"eosinophil": 0.0, "lymphocyte": 50.0, "monocyte": 0.0, "neutrophil": 50.0}
     assert counter.total == 4
+
+
+def seen(counter, tracks, labels):
+    counter.update(Detections(np.zeros((len(tracks), 4)), np.ones(len(tracks)), np.array(labels), np.array(tracks)))
+
+
+def test_partial_cells_are_counted_apart_until_seen_whole():
+    counter = DifferentialCount()
+    seen(counter, [1, 2], [-2, -2])
+    assert counter.counts()["partial"] == 2 and counter.total == 0
+    seen(counter, [1], [3])  # cell 1 came into full view and was classified
+    assert counter.counts()["partial"] == 1 and counter.counts()["neutrophil"] == 1 and counter.total == 1
+
+
+def test_the_differential_ends_at_its_target_and_keeps_corrections():
+    counter = DifferentialCount(target=3)
+    seen(counter, [1, 2, 3, 4], [0, 1, -1, 4])  # unidentified and other cells do not count towards the target
+    assert not counter.complete and counter.identified == 2
+    seen(counter, [5], [3])
+    assert counter.complete and counter.identified == 3
+    seen(counter, [6], [2])  # after the target: not added
+    assert counter.counts()["monocyte"] == 0 and counter.total == 5
+    counter.relabel(5, 2)  # a user's correction moves the count ...
+    assert counter.counts()["monocyte"] == 1 and counter.counts()["neutrophil"] == 0
+    seen(counter, [5], [3])  # ... and a later vote does not undo it
+    assert counter.counts()["monocyte"] == 1
+    with pytest.raises(KeyError, match="#6 is not in the count"):
+        counter.relabel(6, 0)
+
+
+def test_wilson_interval_holds_the_share_and_widens_for_small_counts():
+    lo, hi = wilson_interval(10, 100)
+    assert (lo, hi) == pytest.approx((5.52, 17.44), abs=0.01)  # the textbook values for 10 / 100
+    small = wilson_interval(1, 10)
+    assert small[1] - small[0] > hi - lo and small[0] >= 0.0
+    assert wilson_interval(0, 0) == (0.0, 0.0) and wilson_interval(5, 5)[1] == 100.0

@@ -1,0 +1,93 @@
+"""Is this frame fit to classify from? Focus, exposure, colour cast and motion blur.
+
+A technician would not count cells from a blurred or dark view, and a classifier should
+not either: its errors there are not the ones measured on sharp fields. Each check is a
+few operations on the small grey frame the motion estimate uses (plus a colour mean), and
+a frame that fails says why, so the overlay, the page and summary.json can too.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from hv.config import StreamConfig
+
+OUT_OF_FOCUS = "out of focus"
+MOTION_BLUR = "motion blur"
+TOO_DARK = "too dark"
+OVEREXPOSED = "overexposed"
+COLOUR_CAST = "colour cast"
+REASONS = (OUT_OF_FOCUS, MOTION_BLUR, TOO_DARK, OVEREXPOSED, COLOUR_CAST)
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """One frame's checks: ``reason`` is None when the frame may be classified from."""
+
+    reason: str | None
+    focus: float  # variance of the Laplacian of the small grey frame
+    focus_reference: float | None  # the running reference it was compared with (None while warming up)
+    brightness: float  # mean grey level, 0-255
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+class FrameQuality:
+    """Checks frames one by one against fixed limits and a running focus reference.
+
+    Focus has no absolute scale (it depends on the smear, the objective and the camera), so
+    a frame is compared with the sharpest recent frames: the ``focus_reference_quantile`` of the
+    last ``focus_window`` frames' focus values. It is out of focus below ``focus_min_ratio`` of it.
+    Motion blur is blur along one direction: the gradient energy along one axis is then many
+    times that along the other.
+    """
+
+    def __init__(self, config: StreamConfig):
+        self.config = config
+        self._focus_history: collections.deque[float] = collections.deque(maxlen=config.focus_window)
+
+    def check(self, image_bgr: np.ndarray, grey_small: np.ndarray) -> QualityReport:
+        """Checks of one frame, from the BGR frame and the motion estimate's grey copy (``small_grey``)."""
+        cfg = self.config
+        grey_small = cv2.pyrDown(grey_small)  # half the motion width: sensor noise would swamp the Laplacian
+        brightness = float(grey_small.mean())
+        focus = float(cv2.Laplacian(grey_small, cv2.CV_32F).var())
+        reference = (float(np.quantile(self._focus_history, cfg.focus_reference_quantile))
+                     if len(self._focus_history) >= cfg.focus_warmup else None)
+        self._focus_history.append(focus)
+        reason = None
+        if brightness < cfg.dark_mean:
+            reason = TOO_DARK
+        elif float((grey_small >= 250).mean()) > cfg.clipped_max_share:
+            reason = OVEREXPOSED
+        elif reference is not None and focus < cfg.focus_min_ratio * reference:
+            reason = MOTION_BLUR if _blur_anisotropy(grey_small) > cfg.motion_blur_anisotropy else OUT_OF_FOCUS
+        elif _colour_cast(image_bgr) > cfg.colour_cast_max:
+            reason = COLOUR_CAST
+        return QualityReport(reason, focus, reference, brightness)
+
+
+def _blur_anisotropy(grey_small: np.ndarray) -> float:
+    """Ratio of the larger to the smaller gradient energy along x and y (1 = no preferred direction)."""
+    gx = float(np.square(cv2.Sobel(grey_small, cv2.CV_32F, 1, 0)).mean())
+    gy = float(np.square(cv2.Sobel(grey_small, cv2.CV_32F, 0, 1)).mean())
+    return max(gx, gy) / max(min(gx, gy), 1e-6)
+
+
+def _colour_cast(image_bgr: np.ndarray) -> float:
+    """How far the bright background is from neutral: largest / smallest channel mean of its pixels.
+
+    The brightest half of a smear is plasma and glass, which a balanced camera shows near grey;
+    stains tint it only a little (blood-cells/, BCCD and PBC backgrounds: BENCHMARKS.md).
+    """
+    sample = image_bgr[::8, ::8].reshape(-1, 3).astype(np.float32)
+    luminance = sample.sum(axis=1)
+    background = sample[luminance >= np.median(luminance)]
+    means = background.mean(axis=0)
+    return float(means.max() / max(means.min(), 1.0))

@@ -1,0 +1,131 @@
+"""A moving slide, made in the test: each cell counted once, only from a whole view, bad frames skipped."""
+
+import csv
+import dataclasses
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from hv.config import Config
+from stream.detections import Frame
+from stream.frame_quality import MOTION_BLUR, OUT_OF_FOCUS, TOO_DARK, FrameQuality
+from stream.motion import StageMotion, small_grey
+from stream.pipeline import StreamPipeline, run_stream
+from tests.conftest import draw_field
+from tests.stream.fakes import FixedClassifier
+
+FRAME_W, FRAME_H = 320, 240
+CELLS = 5
+
+
+def make_slide(seed: int = 0) -> np.ndarray:
+    """Five 240x280 fields side by side (BGR), one white cell each, with a fine texture fixed to the glass."""
+    rng = np.random.default_rng(seed)
+    slide = np.hstack([draw_field(rng, label=k % 4, width=240, height=280) for k in range(CELLS)])
+    texture = cv2.GaussianBlur(rng.normal(0, 8, slide.shape[:2]).astype(np.float32), (0, 0), 1.5)
+    slide = np.clip(slide + texture[..., None], 0, 255).astype(np.uint8)
+    return cv2.cvtColor(slide, cv2.COLOR_RGB2BGR)
+
+
+class SlideScan:
+    """A source that shows ``slide`` through a 320x240 window at the given (x, y) offsets (one per frame)."""
+
+    live = False
+    fps = 30.0
+
+    def __init__(self, slide: np.ndarray, path, edits=None):
+        self.slide, self.path, self.edits = slide, np.round(path).astype(int), edits or {}
+        self.name, self.frame_count = "synthetic slide", len(self.path)
+
+    def __iter__(self):
+        for index, (x, y) in enumerate(self.path):
+            image = self.slide[y : y + FRAME_H, x : x + FRAME_W].copy()
+            if index in self.edits:
+                image = self.edits[index](image)
+            yield Frame(image, index, index / self.fps, time.monotonic())
+
+    def close(self):
+        pass
+
+
+def there_and_back(step: float = 8.0) -> np.ndarray:
+    """(x, y) of a pan to the right end, then a step 40 px down and back along the slide."""
+    forth = np.arange(0, CELLS * 240 - FRAME_W + 1, step)
+    down = np.arange(0, 41, step)
+    end = forth[-1]
+    legs = [(forth, 0 * forth), (0 * down + end, down), (forth[::-1], 0 * forth + 40)]
+    return np.concatenate([np.stack(leg, axis=1) for leg in legs])
+
+
+def run(tmp_path, path, edits=None, **stream_changes):
+    config = Config()
+    config = dataclasses.replace(config, stream=dataclasses.replace(config.stream, target_count=0, **stream_changes))
+    pipeline = StreamPipeline(FixedClassifier(image_size=32), config)
+    summary = run_stream(SlideScan(make_slide(), path, edits), pipeline, tmp_path, progress=False)
+    with (tmp_path / "cells.csv").open() as f:
+        return summary, list(csv.DictReader(f))
+
+
+def test_panning_back_over_the_slide_does_not_count_its_cells_again(tmp_path):
+    summary, rows = run(tmp_path, there_and_back())
+    assert summary["regions"] == 1  # the motion was never lost
+    assert summary["cells"] == CELLS  # five cells, although each was seen twice, going and coming back
+    # The way back, 40 px lower (so each cell is elsewhere in the frame), shows the same track ids.
+    half = len(there_and_back()) // 2
+    going = {r["track_id"] for r in rows if int(r["frame"]) < half and r["whole"] == "1"}
+    coming = {r["track_id"] for r in rows if int(r["frame"]) >= half and r["whole"] == "1"}
+    assert coming == going
+
+
+def test_a_cell_entering_at_the_edge_is_classified_once_it_is_whole(tmp_path):
+    summary, rows = run(tmp_path, there_and_back()[: len(there_and_back()) // 2])
+    assert summary["cells"] == CELLS
+    for track in {r["track_id"] for r in rows}:
+        track_rows = [r for r in rows if r["track_id"] == track]
+        labelled = [r for r in track_rows if r["label"] != "partial"]
+        # Never classified from a cut view: the first labelled row is a whole one.
+        assert labelled and labelled[0]["whole"] == "1"
+        assert all(r["whole"] == "0" for r in track_rows[: track_rows.index(labelled[0])])
+    # The cells beyond the first frame enter cut at the right edge, and are shown as partial until whole.
+    assert any(r["label"] == "partial" for r in rows)
+
+
+def test_blurred_and_dark_frames_are_skipped_and_reported(tmp_path):
+    path = there_and_back()[:60]
+    edits = {30: lambda im: cv2.GaussianBlur(im, (0, 0), 6), 31: lambda im: (im * 0.1).astype(np.uint8)}
+    summary, rows = run(tmp_path, path, edits)
+    skipped = summary["frames_skipped"]
+    assert skipped[OUT_OF_FOCUS] + skipped[MOTION_BLUR] == 1 and skipped[TOO_DARK] == 1
+    assert sum(skipped.values()) == 2  # and no other frame
+    assert not any(int(r["frame"]) in (30, 31) for r in rows)  # nothing located or counted from them
+    assert summary["regions"] == 1  # the motion estimate waited for the next good frame
+
+
+def test_stage_motion_follows_a_long_pan_and_says_when_it_is_lost():
+    slide = make_slide()
+    config = dataclasses.replace(Config().stream, motion_width_px=FRAME_W)
+    motion = StageMotion(config)
+    for x, y in there_and_back(step=6.0):
+        position = motion.update(small_grey(slide[int(y) : int(y) + FRAME_H, int(x) : int(x) + FRAME_W], FRAME_W),
+                                 FRAME_W)
+        assert (position.x, position.y) == pytest.approx((x, y), abs=3.0)
+    assert position.region == 0
+    # Another place altogether (a jump): nothing in common with the keyframe or the last frame.
+    texture = np.random.default_rng(9).normal(128, 40, (FRAME_H, FRAME_W, 3)).clip(0, 255).astype(np.uint8)
+    lost = motion.update(small_grey(cv2.GaussianBlur(texture, (0, 0), 2), FRAME_W), FRAME_W)
+    assert lost.new_region and lost.region == 1 and (lost.x, lost.y) == (0.0, 0.0)
+
+
+def test_quality_names_the_reason():
+    slide = make_slide()[:FRAME_H, :FRAME_W]
+    quality = FrameQuality(Config().stream)
+    for _ in range(10):
+        assert quality.check(slide, small_grey(slide, 320)).ok
+    streaked = cv2.blur(slide, (31, 1))
+    assert quality.check(streaked, small_grey(streaked, 320)).reason == MOTION_BLUR
+    soft = cv2.GaussianBlur(slide, (0, 0), 6)
+    assert quality.check(soft, small_grey(soft, 320)).reason == OUT_OF_FOCUS
+    cast = np.clip(slide * np.array([0.4, 1.0, 1.0]), 0, 255).astype(np.uint8)  # blue channel cut: yellow light
+    assert quality.check(cast, small_grey(cast, 320)).reason == "colour cast"
