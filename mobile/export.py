@@ -163,7 +163,7 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     if len(tuning):
         int8_tuning = {"steps": config.export.qat_steps, "learning_rate": config.export.qat_learning_rate,
                        "train_images": int(len(tuning))}
-    description = describe(files[shipped], shipped, config, metrics, training, int8_tuning)
+    description = describe(files[shipped], shipped, config, metrics, training, int8_tuning, source_model=model_path)
     write_package(files[shipped], out_dir / "package", description, render_model_card(description, report))
     return report
 

@@ -44,9 +44,10 @@ def tensor_spec(model_path: Path) -> tuple[dict, dict]:
 
 
 def describe(model_path: Path, variant: str, config: Config, metrics: dict, training: dict,
-             int8_tuning: dict | None = None) -> dict:
+             int8_tuning: dict | None = None, source_model: Path | None = None) -> dict:
     """The ``model.json`` contents. ``int8_tuning``: how the copy converted to int8 was
-    fine-tuned (steps, learning rate, images), if it was."""
+    fine-tuned (steps, learning rate, images), if it was. ``source_model``: the Keras model it
+    was converted from, named with its sha256 (heat maps are computed from it: ``hv.saliency``)."""
     input_spec, output_spec = tensor_spec(model_path)
     outputs = int(output_spec["shape"][-1])
     if outputs not in (len(CLASS_NAMES), len(OUTPUT_NAMES)):
@@ -88,6 +89,7 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
             ),
         },
         "training": training,
+        "source_model": {"name": source_model.name, "sha256": file_sha256(source_model)} if source_model else None,
         "metrics": metrics,
         "sha256": file_sha256(model_path),
         "size_bytes": model_path.stat().st_size,

@@ -10,4 +10,6 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = _HERE / "hv_lite0_int8" / "model.tflite"
+# The Keras model DEFAULT_MODEL was exported from, in a checkout (too large for the wheel): heat maps use it.
+CHECKOUT_KERAS_MODEL = _HERE.parent.parent / "models" / "hv_lite0.keras"
 SAMPLE_FIELDS = _HERE / "fields"
