@@ -160,9 +160,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     args.overrides = {"serve.host": args.host, "serve.port": args.port, "serve.username": args.username}
     config = _load(args)
+    explainer, note = _explainer(args.model, args.explain_model)
     print(f"HematoVision on http://{config.serve.host}:{config.serve.port} (Ctrl-C to stop)")
-    launch_app(load_classifier(args.model), config, autostart=args.command == "demo")
+    launch_app(load_classifier(args.model), config, autostart=args.command == "demo", explainer=explainer,
+               explainer_note=note)
     return 0
+
+
+def _explainer(model: str, explain_model: str | None):
+    """The Review page's heat-map model: the one named, or the Keras model the served model came from."""
+    from hv.bundled import CHECKOUT_KERAS_MODEL
+    from hv.saliency import GradCam, find_source_model
+
+    path, note = find_source_model(model, [Path(explain_model)] if explain_model else [CHECKOUT_KERAS_MODEL])
+    if path is None:
+        log.warning("Review page: %s", note)
+        return None, note
+    return GradCam(path), note
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
         serve.add_argument("--port", type=int, help="port (default: serve.port)")
         serve.add_argument("--username", help="require a login with this name; password from $HV_PASSWORD")
+        serve.add_argument("--explain-model", help="the .keras model an app package was exported from, for the "
+                           "Review page's heat maps (default: the checkout's models/hv_lite0.keras when it is the "
+                           "bundled package's source)")
         serve.set_defaults(func=cmd_serve)
 
     classify = sub.add_parser("classify", help="find and classify every white cell in field images")

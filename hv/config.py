@@ -167,6 +167,9 @@ class ServeConfig:
     stream_urls: tuple[str, ...] = ()
     # Live sessions running at once, all visitors together; more are refused until one stops.
     max_live_sessions: int = 4
+    # Cells a user relabels on the Review page: crops in class folders + corrections.csv, a data source
+    # for hv train (stream/corrections.py). Empty: the count follows the correction, nothing is saved.
+    corrections_dir: str = "hv-corrections"
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ _NON_NEGATIVE = {
     "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
     "export.qat_steps", "stream.edge_margin_frac", "stream.target_count", "stream.dark_mean", "stream.focus_warmup",
 }
-_PATHS = {"train.out_dir", "serve.video_dir"}
+_PATHS = {"train.out_dir", "serve.video_dir", "serve.corrections_dir"}
 _PATH_LISTS = {"data.train_dirs", "data.test_dirs"}  # entries may end in "#train" / "#test"
 
 

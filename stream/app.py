@@ -1,7 +1,8 @@
 """The web page a technician keeps open next to the microscope (Gradio Blocks).
 
 Tabs: Live (a server-side source, or the browser's webcam), Replay (upload a recording),
-Image (a field or a single cell) and Review (every cell seen, by class). Callbacks only
+Image (a field or a single cell) and Review (every counted cell, by class, least confident
+first; a heat map of what the classifier looked at; corrections). Callbacks only
 convert inputs and outputs; the work is done by ``stream/`` and ``hv/``, and per-visitor
 objects live in ``gr.State``, never in module globals.
 """
@@ -17,16 +18,20 @@ from pathlib import Path
 
 import cv2
 import gradio as gr
+import numpy as np
 import pandas as pd
 
 from hv.classifier import Classifier
 from hv.classify import classify_image, draw_cells
 from hv.config import Config
-from hv.labels import CLASS_NAMES, OTHER_ID, OTHER_NAME, OUTPUT_NAMES, UNIDENTIFIED_ID
+from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES, UNIDENTIFIED_ID
 from hv.preprocess import resize_field
-from stream.counter import UNIDENTIFIED
+from hv.saliency import GradCam, overlay_heat_map
+from stream.annotators import name_of
+from stream.corrections import CorrectionStore
+from stream.counter import EXTRA_NAMES, UNIDENTIFIED
 from stream.detections import Frame
-from stream.live import LiveSession
+from stream.live import CellRecord, LiveSession
 from stream.pipeline import StreamPipeline, run_stream
 from stream.sources import CameraSource, SourceError, VideoFileSource
 from stream.virtual_microscope import VirtualMicroscope
@@ -36,14 +41,45 @@ log = logging.getLogger(__name__)
 VIDEO_TYPES = [".mp4", ".avi", ".mov", ".mkv", ".webm"]
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOW_CONFIDENCE = 0.7
+THUMB_PX = 112  # review thumbnails: the crop at this size, with its caption drawn under it
+REVIEW_GROUPS = (*OUTPUT_NAMES, UNIDENTIFIED)  # one gallery each
 
 
 def counts_table(counts: dict[str, int]) -> pd.DataFrame:
     identified = sum(counts[name] for name in CLASS_NAMES) or 1
-    rows = [{"class": name, "cells": counts[name],
+    rows = [{"class": name, "cells": counts.get(name, 0),
              "percent": round(100 * counts[name] / identified, 1) if name in CLASS_NAMES else None}
-            for name in (*CLASS_NAMES, OTHER_NAME, UNIDENTIFIED)]
+            for name in (*CLASS_NAMES, *EXTRA_NAMES)]
     return pd.DataFrame(rows)
+
+
+def review_groups(cells: list[CellRecord]) -> list[list[CellRecord]]:
+    """Counted cells per REVIEW_GROUPS entry, least confident first (those most worth a look)."""
+    groups: list[list[CellRecord]] = [[] for _ in REVIEW_GROUPS]
+    for cell in sorted(cells, key=lambda c: c.confidence):
+        groups[OTHER_ID + 1 if cell.label_id == UNIDENTIFIED_ID else cell.label_id].append(cell)
+    return groups
+
+
+def _enlarged(image_rgb: np.ndarray, side: int = 256) -> np.ndarray:
+    """At least ``side`` pixels wide, so a small model's crop is not a postage stamp on the page."""
+    if image_rgb.shape[1] >= side:
+        return image_rgb
+    return cv2.resize(image_rgb, (side, round(side * image_rgb.shape[0] / image_rgb.shape[1])),
+                      interpolation=cv2.INTER_CUBIC)
+
+
+def thumbnail(cell: CellRecord) -> np.ndarray:
+    """The cell's crop at THUMB_PX with a two-line caption under it, so no layout can cut the caption off."""
+    crop = cv2.resize(cell.crop_rgb, (THUMB_PX, THUMB_PX), interpolation=cv2.INTER_AREA)
+    strip = np.full((34, THUMB_PX, 3), 255, np.uint8)
+    check = " check" if cell.confidence < LOW_CONFIDENCE and not cell.corrected else ""
+    lines = (f"#{cell.track_id} {name_of(cell.label_id)[:11]}",
+             f"{cell.confidence:.0%}{check}" + (" corrected" if cell.corrected else ""))
+    for row, text in enumerate(lines):
+        colour = (200, 0, 0) if row == 1 and (check or cell.corrected) else (30, 30, 30)
+        cv2.putText(strip, text, (3, 13 + 15 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.38, colour, 1, cv2.LINE_AA)
+    return np.vstack([crop, strip])
 
 
 def _check_upload(path: str | None, allowed: list[str], what: str) -> Path:
@@ -112,16 +148,23 @@ class SessionLimit:
             return session
 
 
-def build_app(classifier: Classifier, config: Config, *, autostart: bool = False) -> gr.Blocks:
-    """The Blocks app; ``launch_app`` starts it. ``autostart`` starts the virtual microscope on page load."""
+def build_app(classifier: Classifier, config: Config, *, autostart: bool = False, explainer: GradCam | None = None,
+              explainer_note: str = "no heat maps: no Keras model was given") -> gr.Blocks:
+    """The Blocks app; ``launch_app`` starts it. ``autostart`` starts the virtual microscope on page load.
+
+    ``explainer`` draws the Review page's heat maps (Grad-CAM of the Keras model behind ``classifier``);
+    without one the page shows the crop and ``explainer_note`` says why.
+    """
     policy = SourcePolicy(config)
     limit = SessionLimit(config.serve.max_live_sessions)
+    corrections = CorrectionStore(config.serve.corrections_dir) if config.serve.corrections_dir else None
 
     def start(kind, value, session):
         if session is not None:
             session.stop()
         try:
-            session = limit.admit(lambda: LiveSession(policy.open(kind, value or ""), classifier, config))
+            session = limit.admit(lambda: LiveSession(policy.open(kind, value or ""), classifier, config,
+                                                      corrections=corrections))
         except SourceError as exc:
             raise gr.Error(str(exc)) from exc
         return session, f"Running: {session.source.name}"
@@ -148,6 +191,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         read_fps = getattr(session.source, "read_fps", None)
         if read_fps:
             status += f" — source {read_fps:.0f} frames/s"
+        if session.status():
+            status += f" — {session.status()}"  # a skipped frame's reason, or the count against its target
         table = counts_table(session.counts())
         return (frame if frame is not None else gr.skip()), table, status
 
@@ -186,15 +231,55 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             gr.Warning("No white cell found in this image.")
         return annotated, None, pd.DataFrame(rows)
 
-    def review(session):
-        if session is None:
-            return [[] for _ in range(len(OUTPUT_NAMES) + 1)]
-        groups: list[list] = [[] for _ in range(len(OUTPUT_NAMES) + 1)]  # the four, other, unidentified
-        for cell in sorted(session.cells(), key=lambda c: c.confidence):
-            flag = " (check)" if cell.confidence < LOW_CONFIDENCE else ""
-            index = OTHER_ID + 1 if cell.label_id == UNIDENTIFIED_ID else cell.label_id
-            groups[index].append((cell.crop_rgb, f"#{cell.track_id} {cell.confidence:.0%}{flag}"))
-        return groups
+    def review(session, shown):
+        """The galleries, the track ids behind them and what they show; skipped when nothing changed."""
+        groups = review_groups(session.cells()) if session is not None else [[] for _ in REVIEW_GROUPS]
+        signature = [[c.track_id, c.label_id, round(c.confidence, 2), c.corrected] for g in groups for c in g]
+        if signature == shown:  # the timer asks every 2 s; resending unchanged pictures would make the page flicker
+            return [gr.skip()] * (len(REVIEW_GROUPS) + 2)
+        galleries = [[thumbnail(c) for c in g] for g in groups]  # the caption is drawn in: never cut off
+        return [*galleries, [[c.track_id for c in g] for g in groups], signature]
+
+    def explain(session, track_id):
+        """The selected cell's best crop with the heat map over it, and a line about it."""
+        cell = next((c for c in session.cells() if c.track_id == track_id), None) if session else None
+        if cell is None:
+            return None, "That cell is no longer in this session."
+        text = (f"**Cell #{cell.track_id}**: {name_of(cell.label_id)}, {cell.confidence:.0%} (mean of its votes)"
+                + (", corrected by you" if cell.corrected else ""))
+        if explainer is None:
+            return _enlarged(cell.crop_rgb), f"{text}. The crop it was classified from; {explainer_note}."
+        label = cell.label_id if 0 <= cell.label_id < len(OUTPUT_NAMES) else None
+        heat, probs = explainer.heat_map(cell.crop_rgb, label if label is not None else 0)
+        if label is None:  # unidentified: show the evidence for the Keras model's own best guess
+            label = int(np.argmax(probs))
+            heat, probs = explainer.heat_map(cell.crop_rgb, label)
+        return (_enlarged(overlay_heat_map(cell.crop_rgb, heat)),
+                f"{text}. Heat map: where {explainer.path.name} found evidence for *{OUTPUT_NAMES[label]}* "
+                f"(red strongest; it says {OUTPUT_NAMES[label]} {probs[label]:.0%}).")
+
+    def make_select(group: int):
+        def select(ids, session, evt: gr.SelectData):
+            track_id = ids[group][evt.index] if ids and evt.index < len(ids[group]) else None
+            picture, text = explain(session, track_id)
+            return track_id, picture, text
+        return select
+
+    def apply_correction(session, track_id, label_name):
+        if session is None or track_id is None:
+            gr.Warning("Click a cell in the galleries first.")
+            return gr.skip(), gr.skip()
+        if label_name not in OUTPUT_NAMES:
+            gr.Warning("Choose the cell's class first.")
+            return gr.skip(), gr.skip()
+        try:
+            saved = session.correct(track_id, OUTPUT_NAMES.index(label_name))
+        except KeyError:
+            gr.Warning(f"Cell #{track_id} is not in this session's count any more.")
+            return gr.skip(), gr.skip()
+        where = f"; its crop is saved in {saved.parent.parent.name}/{saved.parent.name}/" if saved else ""
+        gr.Info(f"Cell #{track_id} is now counted as {label_name}{where}.")
+        return counts_table(session.counts()), explain(session, track_id)[1]
 
     with gr.Blocks(title="HematoVision") as app:
         gr.Markdown("# HematoVision\nWhite blood cells found, classified and counted. "
@@ -219,7 +304,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                     live_counts = gr.Dataframe(counts_table({n: 0 for n in (*OUTPUT_NAMES, UNIDENTIFIED)}),
                                                label="Differential count", elem_id="live-counts")
                     # From 0, so that a class with one cell shows a bar.
-                    live_plot = gr.BarPlot(x="class", y="cells", label="Cells per class", y_lim=[0, None])
+                    live_plot = gr.BarPlot(x="class", y="cells", label="Cells per class", y_lim=[0, None],
+                                           elem_id="live-plot")
             with gr.Accordion("Browser webcam", open=False):
                 webcam = gr.Image(sources=["webcam"], streaming=True, label="Webcam", elem_id="webcam")
                 webcam_out = gr.Image(label="Annotated", elem_id="webcam-out")
@@ -252,17 +338,36 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             image_table = gr.Dataframe(label="Cells found", elem_id="image-table")
             image_btn.click(classify_upload, [image_in, mode], [image_out, image_probs, image_table])
         with gr.Tab("Review"):
-            gr.Markdown(f"Cells of the live session by class, least confident first; '(check)' marks "
-                        f"confidence under {LOW_CONFIDENCE:.0%}.")
-            refresh = gr.Button("Refresh")
-            galleries = [gr.Gallery(label=name, columns=8, height=220, elem_id=f"review-{name}")
-                         for name in (*OUTPUT_NAMES, UNIDENTIFIED)]
-            refresh.click(review, session, galleries)
+            gr.Markdown(f"The live session's counted cells by class, least confident first ('check': under "
+                        f"{LOW_CONFIDENCE:.0%}). Click a cell to see what the classifier looked at and to correct "
+                        "its class: the count follows, and the crop is kept for training.")
+            review_ids, review_shown, selected = gr.State(None), gr.State(None), gr.State(None)
+            with gr.Row():
+                with gr.Column(scale=3):
+                    # Thumbnails at their own size in 8 columns, even when a class has one or two cells
+                    # (Gradio's fit_columns would stretch those over the whole row).
+                    galleries = [gr.Gallery(label=name, columns=8, fit_columns=False, height=230,
+                                            object_fit="contain", allow_preview=False, format="png",
+                                            elem_id=f"review-{name}")
+                                 for name in REVIEW_GROUPS]
+                with gr.Column(scale=1):
+                    selected_image = gr.Image(label="What the classifier looked at", interactive=False, height=280,
+                                              elem_id="review-heat")
+                    selected_text = gr.Markdown("Click a cell.", elem_id="review-selected")
+                    new_label = gr.Radio(list(OUTPUT_NAMES), label="Correct class", elem_id="review-label")
+                    correct_btn = gr.Button("Apply correction", elem_id="review-apply")
+            review_timer = gr.Timer(2.0)
+            review_timer.tick(review, [session, review_shown], [*galleries, review_ids, review_shown],
+                              show_progress="hidden")
+            for group, gallery in enumerate(galleries):
+                gallery.select(make_select(group), [review_ids, session], [selected, selected_image, selected_text])
+            correct_btn.click(apply_correction, [session, selected, new_label], [live_counts, selected_text])
     return app
 
 
 def launch_app(classifier: Classifier, config: Config, *, port: int | None = None, block: bool = True,
-               autostart: bool = False) -> gr.Blocks:
+               autostart: bool = False, explainer: GradCam | None = None,
+               explainer_note: str = "no heat maps: no Keras model was given") -> gr.Blocks:
     """Start the app on ``serve.host``; a login is required when ``serve.username`` is set."""
     auth = None
     if config.serve.username:
@@ -273,7 +378,7 @@ def launch_app(classifier: Classifier, config: Config, *, port: int | None = Non
     if not auth and config.serve.host not in _LOOPBACK:
         log.warning("!!! serving on %s with no login: anyone who can reach this address can use the app. "
                     "Set serve.username and HV_PASSWORD, or serve.host = \"127.0.0.1\". !!!", config.serve.host)
-    app = build_app(classifier, config, autostart=autostart)
+    app = build_app(classifier, config, autostart=autostart, explainer=explainer, explainer_note=explainer_note)
     app.queue(default_concurrency_limit=4)
     app.launch(server_name=config.serve.host, server_port=port or config.serve.port, auth=auth,
                max_file_size=f"{config.serve.max_upload_mb}mb", prevent_thread_lock=not block,

@@ -75,6 +75,11 @@ class DifferentialCount:
         return counts
 
     @property
+    def corrected(self) -> int:
+        """Cells whose label a user set."""
+        return len(self._corrected)
+
+    @property
     def identified(self) -> int:
         """Cells in the differential: classified as one of the four classes."""
         return sum(1 for label in self._label_of_track.values() if 0 <= label < len(CLASS_NAMES))

@@ -2,15 +2,20 @@
 
 The thread runs ``run_stream`` over a source and keeps only the newest annotated frame,
 so the page, polling at its own pace, always shows the present and lag never grows.
-It also keeps one crop per tracked cell for the review gallery.
+It also keeps each counted cell's best crop (the most confident of its whole views) for
+the review page, and takes the user's corrections: the count changes on the pipeline's
+own thread, and the crop goes to the corrections data set.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import queue
 import shutil
 import tempfile
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,32 +24,44 @@ import numpy as np
 
 from hv.classifier import Classifier
 from hv.config import Config
-from hv.locator import crop_cell
+from hv.labels import OUTPUT_NAMES
+from stream.annotators import name_of
+from stream.corrections import CorrectionStore
 from stream.detections import Detections, Frame
 from stream.pipeline import StreamPipeline, run_stream
+from stream.sinks import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-GALLERY_LIMIT = 300
-GALLERY_CROP_PX = 96
+GALLERY_LIMIT = 300  # cells kept for review per session (their crops are classifier-sized)
 
 
 @dataclass(frozen=True)
 class CellRecord:
-    """One tracked cell for the review screen."""
+    """One counted cell for the review page.
+
+    ``crop_rgb`` is the crop the classifier was most confident on (``best_confidence``), from a
+    whole view; ``label_id`` and ``confidence`` are the cell's current label and mean vote.
+    """
 
     track_id: int
     crop_rgb: np.ndarray
     label_id: int
     confidence: float
+    best_confidence: float
+    corrected: bool = False
 
 
 class LiveSession:
     """Runs one source through the pipeline until it ends or ``stop()``; thread-safe snapshots."""
 
-    def __init__(self, source, classifier: Classifier, config: Config, out_dir: Path | None = None):
+    def __init__(self, source, classifier: Classifier, config: Config, out_dir: Path | None = None,
+                 corrections: CorrectionStore | None = None):
         self.source = source
         self.pipeline = StreamPipeline(classifier, config)
+        self.corrections = corrections
+        self.session_id = uuid.uuid4().hex[:8]
+        self._relabels: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # applied on the pipeline's thread
         self._own_out_dir = out_dir is None  # a temporary folder of its own, removed by close()
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="hv-live-"))
         self._config = config
@@ -53,6 +70,8 @@ class LiveSession:
         self._latest_rgb: np.ndarray | None = None
         self._cells: dict[int, CellRecord] = {}
         self._counts: dict[str, int] = self.pipeline.counter.counts()
+        self._status = ""
+        self._finished = False  # the pipeline thread has stopped touching the pipeline
         self.summary: dict | None = None
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="hv live session", daemon=True)
@@ -60,22 +79,73 @@ class LiveSession:
 
     def _on_frame(self, frame: Frame, scene_bgr: np.ndarray, detections: Detections) -> None:
         scene_rgb = cv2.cvtColor(scene_bgr, cv2.COLOR_BGR2RGB)
-        new = [i for i, t in enumerate(detections.track_id) if int(t) not in self._cells]
-        crops = {}
-        if new and len(self._cells) < GALLERY_LIMIT:
-            image_rgb = cv2.cvtColor(frame.image_bgr, cv2.COLOR_BGR2RGB)
-            crops = {i: crop_cell(image_rgb, detections.boxes_xyxy[i], self._config.locator, GALLERY_CROP_PX,
-                                  self.pipeline.diameter_px)
-                     for i in new}
+        counter = self.pipeline.counter
+        self._apply_relabels()
+        votes = self.pipeline.track_classifier.last_votes
         with self._lock:
             self._latest_rgb = scene_rgb
-            self._counts = self.pipeline.counter.counts()  # read here, on the pipeline's thread
+            self._counts = counter.counts()  # read here, on the pipeline's thread
+            self._status = self.pipeline.status
             for i, track in enumerate(detections.track_id):
                 track = int(track)
-                crop = crops.get(i, self._cells[track].crop_rgb if track in self._cells else None)
-                if crop is not None:
-                    self._cells[track] = CellRecord(track, crop, int(detections.label_id[i]),
-                                                    float(detections.confidence[i]))
+                label = counter.label_of(track)
+                if label is None:  # partial, or after the target: not in the count
+                    continue
+                old = self._cells.get(track)
+                if track in votes:
+                    crop, probs = votes[track]
+                    if old is None and len(self._cells) >= GALLERY_LIMIT:
+                        continue
+                    if old is None or float(probs.max()) > old.best_confidence:
+                        old = CellRecord(track, crop, label, 0.0, float(probs.max()), old.corrected if old else False)
+                if old is not None:
+                    self._cells[track] = dataclasses.replace(old, label_id=label,
+                                                             confidence=float(detections.confidence[i]))
+
+    def _apply_relabels(self) -> None:
+        while True:
+            try:
+                track, label = self._relabels.get_nowait()
+            except queue.Empty:
+                return
+            self.pipeline.counter.relabel(track, label)
+
+    def correct(self, track_id: int, label_id: int) -> Path | None:
+        """The user's label for a counted cell: the count follows, the crop joins the corrections data set.
+
+        Returns the saved crop's path (None without a corrections folder).
+
+        Raises:
+            KeyError: the cell is not one of this session's counted cells.
+        """
+        if not 0 <= label_id < len(OUTPUT_NAMES):
+            raise ValueError(f"label {label_id} is not one of {', '.join(OUTPUT_NAMES)}")
+        with self._lock:
+            record = self._cells.get(track_id)
+            if record is None:
+                raise KeyError(f"cell #{track_id} is not in this session's count")
+            self._cells[track_id] = dataclasses.replace(record, label_id=label_id, corrected=True)
+        saved = None
+        if self.corrections is not None:
+            saved = self.corrections.save(
+                record.crop_rgb, label_id, model_label=name_of(record.label_id), confidence=record.confidence,
+                track_id=track_id, session=self.session_id, source=self.source.name,
+                model_sha256=self.pipeline.model["sha256"])
+        with self._lock:
+            self._relabels.put((track_id, label_id))
+            finished = self._finished
+        if finished:  # no pipeline thread any more to apply it
+            self._after_end()
+        return saved
+
+    def _after_end(self) -> None:
+        """Apply corrections that came after the last frame, and say them in summary.json too."""
+        self._apply_relabels()
+        with self._lock:
+            self._counts = self.pipeline.counter.counts()
+            if self.summary is not None:
+                self.summary = {**self.summary, **self.pipeline.summary()}
+                write_json_atomic(self.out_dir / "summary.json", self.summary)
 
     def _run(self) -> None:
         try:
@@ -86,6 +156,9 @@ class LiveSession:
             log.exception("live session failed")
         finally:
             self.source.close()
+            with self._lock:
+                self._finished = True
+            self._after_end()
 
     @property
     def running(self) -> bool:
@@ -107,6 +180,11 @@ class LiveSession:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
+
+    def status(self) -> str:
+        """The pipeline's line: a skipped frame's reason, or the count against its target."""
+        with self._lock:
+            return self._status
 
     def stop(self, timeout_s: float = 1.0) -> None:
         """Stop within about ``timeout_s``, also when the source is stalled, and release its device."""

@@ -99,7 +99,8 @@ class StreamPipeline:
         intervals = counter.intervals()
         return {
             "model": self.model,
-            "cells": counter.total, "identified": counter.identified, "counts": counter.counts(),
+            "cells": counter.total, "identified": counter.identified, "corrected": counter.corrected,
+            "counts": counter.counts(),
             "percent": {k: round(v, 2) for k, v in counter.percentages().items()},
             "percent_ci95": {name: [round(lo, 2), round(hi, 2)] for name, (lo, hi) in intervals.items()},
             "target_count": counter.target or None, "differential_complete": counter.complete,

@@ -30,6 +30,7 @@ class TrackClassifier:
         self.recheck_every = recheck_every
         self.max_votes = max_votes
         self._sums: dict[int, np.ndarray] = {}
+        self.last_votes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # this frame's votes: track -> (crop, probs)
         self._votes: dict[int, int] = {}
         self._last_vote: dict[int, int] = {}
 
@@ -47,12 +48,14 @@ class TrackClassifier:
         """
         pending = [i for i, t in enumerate(detections.track_id)
                    if detections.whole[i] and self._needs_vote(int(t), frame_index)]
+        self.last_votes = {}
         if pending:
             size = self.classifier.image_size
             crops = np.stack([crop_cell(image_rgb, detections.boxes_xyxy[i], self.locator, size, diameter_px)
                               for i in pending])
-            for i, probs in zip(pending, self.classifier.predict(crops)):
+            for i, crop, probs in zip(pending, crops, self.classifier.predict(crops)):
                 track = int(detections.track_id[i])
+                self.last_votes[track] = (crop, probs)
                 self._sums[track] = self._sums.get(track, np.zeros(NUM_OUTPUTS, np.float32)) + probs
                 self._votes[track] = self._votes.get(track, 0) + 1
                 self._last_vote[track] = frame_index

@@ -32,11 +32,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def corrections_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("corrections")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, corrections_dir):
+    from hv.config import ModelConfig, ServeConfig
+    from hv.model import build_model
+    from hv.saliency import GradCam
     from stream.app import launch_app
 
+    keras_path = tmp_path_factory.mktemp("explain") / "tiny.keras"  # random weights: the heat map's plumbing
+    build_model(ModelConfig(weights="none", image_size=32)).save(keras_path)
+    config = Config(serve=ServeConfig(corrections_dir=str(corrections_dir)))
     port = free_port()
-    app = launch_app(FixedClassifier(image_size=32), Config(), port=port, block=False)
+    app = launch_app(FixedClassifier(image_size=32), config, port=port, block=False, explainer=GradCam(keras_path))
     yield f"http://127.0.0.1:{port}"
     app.close()
 
@@ -57,7 +68,7 @@ def page(app_url):
         browser.close()
 
 
-def test_live_stream_frames_reach_the_page(page, tmp_path):
+def test_live_stream_frames_reach_the_page(page, tmp_path, corrections_dir):
     page.get_by_role("tab", name="Live").click()
     page.get_by_role("button", name="Start").click()
     page.locator("#live-image img").first.wait_for(timeout=30_000)
@@ -71,11 +82,32 @@ def test_live_stream_frames_reach_the_page(page, tmp_path):
         assert time.monotonic() < deadline, page.locator("#live-counts").inner_text()
         page.wait_for_timeout(250)
     page.screenshot(path=str(Path(os.environ.get("HV_SCREENSHOT_DIR", tmp_path)) / "app.png"))
+    assert page.locator("#live-plot canvas, #live-plot svg").count() >= 1  # the bar chart is drawn
     page.get_by_role("tab", name="Review").click()
-    page.get_by_role("button", name="Refresh").click()
-    page.locator("#review-lymphocyte img").first.wait_for(timeout=15_000)  # the cells seen, by class
+    # No Refresh button: the page fills the galleries by itself.
+    thumb = page.locator("#review-lymphocyte img").first
+    thumb.wait_for(timeout=15_000)
     assert page.locator("#review-eosinophil img").count() == 0
+    # A fixed-size thumbnail (crop + caption drawn under it), not one crop stretched over the row.
+    gallery_width = page.locator("#review-lymphocyte").bounding_box()["width"]
+    assert thumb.bounding_box()["width"] <= gallery_width / 4
+    assert thumb.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [112, 146]
+    thumb.click()
+    page.wait_for_function("document.querySelector('#review-selected').innerText.includes('Heat map')",
+                           timeout=15_000)
+    page.screenshot(path=str(Path(os.environ.get("HV_SCREENSHOT_DIR", tmp_path)) / "review.png"))
+    page.locator("#review-label").get_by_text("neutrophil").click()
+    page.locator("#review-apply").click()
+    page.wait_for_function("document.querySelector('#review-selected').innerText.includes('corrected by you')",
+                           timeout=15_000)
     page.get_by_role("tab", name="Live").click()
+    # The count follows the correction, and the crop lands in the corrections data set.
+    deadline = time.monotonic() + 15
+    while not re.search(r"neutrophil\s+1\b", page.locator("#live-counts").inner_text()):
+        assert time.monotonic() < deadline, page.locator("#live-counts").inner_text()
+        page.wait_for_timeout(250)
+    assert len(list((corrections_dir / "neutrophil").glob("*.png"))) == 1
+    assert "neutrophil" in (corrections_dir / "corrections.csv").read_text()
     page.get_by_role("button", name="Stop").click()
     page.wait_for_function("document.querySelector('#live-status').innerText.includes('Stopped')")
 
