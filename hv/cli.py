@@ -116,15 +116,29 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from hv.classifier import load_classifier
+    from stream.batch_replay import expand_videos, replay_videos
     from stream.pipeline import StreamPipeline, run_stream
-    from stream.sources import VideoFileSource
+    from stream.sources import SourceError, VideoFileSource
 
     config = _load(args)
-    pipeline = StreamPipeline(load_classifier(args.model), config)
-    with VideoFileSource(args.video, stride=args.stride) as source:
-        summary = run_stream(source, pipeline, Path(args.out), video=args.annotated_video)
-    print(json.dumps(summary, indent=2))
-    return 0
+    videos = expand_videos(args.video)
+    if not videos:
+        raise SourceError(f"no video files in {', '.join(args.video)}")
+    if len(args.video) == 1 and len(videos) == 1 and Path(args.video[0]).is_file() and args.workers == 1 \
+            and args.address is None:  # one video: its outputs directly in --out, as always
+        pipeline = StreamPipeline(load_classifier(args.model), config)
+        with VideoFileSource(videos[0], stride=args.stride) as source:
+            summary = run_stream(source, pipeline, Path(args.out), video=args.annotated_video)
+        print(json.dumps(summary, indent=2))
+        return 0
+    if args.annotated_video:
+        raise SourceError("--annotated-video is for one video; a batch writes cells.csv and summary.json per video")
+    summary = replay_videos(videos, Path(args.out), args.model, config, workers=args.workers, address=args.address,
+                            stride=args.stride)
+    print(json.dumps({k: summary[k] for k in ("cells", "counts", "failed", "complete")}, indent=2))
+    print(f"{len(videos) - len(summary['failed'])} of {len(videos)} videos done; per video: {args.out}/<video>/, "
+          f"all together: {args.out}/summary.json and cells.csv")
+    return 0 if summary["complete"] else 1
 
 
 def _source_spec(args: argparse.Namespace) -> str:
@@ -232,9 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: export.qat_steps; 0 = off)")
     export.set_defaults(func=cmd_export)
 
-    replay = sub.add_parser("replay", help="process a recorded video as fast as possible")
-    replay.add_argument("video", help="video file")
+    replay = sub.add_parser("replay", help="process recorded videos as fast as possible")
+    replay.add_argument("video", nargs="+", help="video files, globs or folders (several: one folder each in --out, "
+                                                 "and a summary.json and cells.csv over them all)")
     replay.add_argument("--out", required=True, help="folder for cells.csv, summary.json (and annotated.webm)")
+    replay.add_argument("--workers", type=int, default=1, help="videos at once, on Ray (pip install -e '.[ray]')")
+    replay.add_argument("--address", help="an existing Ray cluster's address (default: a local Ray instance)")
     replay.add_argument("--model", default=str(DEFAULT_MODEL), help=_MODEL_HELP)
     replay.add_argument("--stride", type=int, default=1, help="process every Nth frame")
     replay.add_argument("--annotated-video", action="store_true", help="also write annotated.webm")
@@ -309,10 +326,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from mobile.package import PackageError
     from mobile.quantisation_aware import TuningError
     from mobile.verify import VerificationError
+    from stream.batch_replay import RayMissingError
     from stream.sources import SourceError
     from training.data import DataError
 
     return (ConfigError, ModelLoadError, WeightsError, ImageReadError, CheckpointError, PackageError, SourceError,
+            RayMissingError,
             DataError, ConversionError, TuningError, VerificationError, FileNotFoundError, IsADirectoryError,
             NotADirectoryError, PermissionError)
 
