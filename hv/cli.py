@@ -52,6 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "model.weights": args.weights if args.weights in (None, "imagenet", "none") else _abs(args.weights),
         "data.input": args.input,
         "train.batch_size": args.batch_size,
+        "train.strategy": args.strategy,
     }
     config = _load(args)
     name = (
@@ -208,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="parent folder for runs (default: train.out_dir)")
     train.add_argument("--name", help="run folder name (default: backbone, input, seed and time)")
     train.add_argument("--seed", type=int)
+    train.add_argument("--strategy", choices=["default", "mirrored", "multi_worker"],
+                       help="one device, all local GPUs, or several machines from TF_CONFIG (default: train.strategy)")
     train.add_argument("--backbone", choices=["efficientnet_b0", "efficientnet_lite0"])
     train.add_argument("--weights", help='"imagenet", "none" or a weights file')
     train.add_argument("--input", choices=["cell", "field"])
@@ -329,9 +332,10 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from stream.batch_replay import RayMissingError
     from stream.sources import SourceError
     from training.data import DataError
+    from training.distribute import DistributeError
 
     return (ConfigError, ModelLoadError, WeightsError, ImageReadError, CheckpointError, PackageError, SourceError,
-            RayMissingError,
+            RayMissingError, DistributeError,
             DataError, ConversionError, TuningError, VerificationError, FileNotFoundError, IsADirectoryError,
             NotADirectoryError, PermissionError)
 

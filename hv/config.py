@@ -108,6 +108,11 @@ class TrainConfig:
     # cached activations: the same model, several times faster on a CPU.
     cache_frozen_features: bool = True
     views_per_image: int = 2
+    # Where to train (training/distribute.py): "default" (one device), "mirrored" (all local GPUs) or
+    # "multi_worker" (several machines, from TF_CONFIG). batch_size is the global batch over replicas.
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    # float16 compute with float32 weights: "auto" = on an NVIDIA GPU of compute capability 7.0+.
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
     phase1: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=4, learning_rate=1e-3))
     phase2: PhaseConfig = field(
         default_factory=lambda: PhaseConfig(epochs=4, learning_rate=1e-4, unfreeze_layers=56)

@@ -150,6 +150,8 @@ def locate_cells(image_rgb: np.ndarray, config: LocatorConfig, diameter_px: floa
             break
         x, y, w, h = stats[i, :4]
         cx, cy = x + w / 2, y + h / 2
+        if any(b[0] < cx < b[2] and b[1] < cy < b[3] for b in boxes):
+            continue  # a lobe the closing did not join, inside a larger nucleus's cell: not a second cell
         # Cell extent from nucleus extent: a linear fit on every other annotated BCCD field.
         root_area = math.sqrt(area)
         half_w = _BOX_FIT[0] * diameter + _BOX_FIT[1] * w + _BOX_FIT[2] * root_area

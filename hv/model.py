@@ -88,7 +88,8 @@ def build_model(config: ModelConfig, cache_dir: Path = _DEFAULT_CACHE) -> keras.
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(config.dropout, name="top_dropout")(x)
     x = layers.Dense(config.dense_units, activation="relu", name="dense")(x)
-    outputs = layers.Dense(NUM_OUTPUTS, activation="softmax", name="pred")(x)
+    # float32 softmax even under mixed precision: float16 probabilities underflow.
+    outputs = layers.Dense(NUM_OUTPUTS, activation="softmax", name="pred", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"hv_{config.backbone}")
 
 

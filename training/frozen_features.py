@@ -68,13 +68,18 @@ def split_model(model: keras.Model, unfreeze_layers: int) -> tuple[keras.Model, 
 
 
 def compute_features(prefix: keras.Model, datasets: list[tf.data.Dataset]) -> tuple[np.ndarray, np.ndarray]:
-    """Run the prefix over each dataset (one per view); stack activations (float16) and labels."""
+    """Run the prefix over each dataset (one per view); stack activations (float16) and labels.
+
+    A plain compiled call, not ``predict``: under a distribution strategy ``predict`` would
+    run each batch once per replica, and every process needs all the activations anyway.
+    """
+    forward = tf.function(lambda x: prefix(x, training=False), reduce_retracing=True)
     feats, labels = [], []
     for view, ds in enumerate(datasets):
         log.info("computing frozen activations, view %d of %d", view + 1, len(datasets))
         progress = keras.utils.Progbar(int(ds.cardinality()) if ds.cardinality() > 0 else None)
         for x, y in ds:
-            feats.append(prefix.predict_on_batch(x).astype(np.float16))
+            feats.append(forward(x).numpy().astype(np.float16))
             labels.append(y.numpy())
             progress.add(1)
     return np.concatenate(feats), np.concatenate(labels)

@@ -13,16 +13,19 @@ import dataclasses
 import json
 import logging
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from hv.classifier import KerasClassifier
 from hv.config import Config, PhaseConfig
 from hv.model import build_model, unfreeze_top_layers
 from training.augment import build_augmenter
 from training.data import DataReport, Split, discover_sources, split_by_field
+from training.distribute import fit_multi_worker, is_multi_worker, place
 from training.evaluate import evaluate_split
 from training.frozen_features import compute_features, feature_dataset, split_model
 from training.pipeline import FieldLoader, balanced_batches, batch_crops, load_crops
@@ -73,9 +76,21 @@ def _fit_phases(model, trainer, train_ds, val_ds, run_dir: Path, config: Config)
         if unfreeze:
             opened = unfreeze_top_layers(model, unfreeze)
             log.info("phase %d: unfroze %d weighted layers: %s", number, len(opened), ", ".join(opened))
-        _compile(trainer, phase, config)
         starts.append(len(history.get("loss", [])))
         log.info("phase %d: %d epochs at learning rate %g", number, phase.epochs, phase.learning_rate)
+        strategy = tf.distribute.get_strategy()  # the one whose scope train() entered
+        if is_multi_worker(strategy):
+            if val_ds is not None:
+                log.info("several workers: validation is not watched during training")
+            phase_history = fit_multi_worker(strategy, trainer, train_ds, epochs=phase.epochs,
+                                             initial_epoch=starts[-1], learning_rate=phase.learning_rate,
+                                             label_smoothing=config.train.label_smoothing,
+                                             global_batch=config.train.batch_size)
+            _append_history_csv(run_dir / "history.csv", phase_history, starts[-1])
+            for key, values in phase_history.items():
+                history.setdefault(key, []).extend(values)
+            continue
+        _compile(trainer, phase, config)
         result = trainer.fit(
             train_ds,
             validation_data=val_ds,
@@ -88,6 +103,17 @@ def _fit_phases(model, trainer, train_ds, val_ds, run_dir: Path, config: Config)
         for key, values in result.history.items():
             history.setdefault(key, []).extend(values)
     return history, starts
+
+
+def _append_history_csv(path: Path, history: dict[str, list[float]], first_epoch: int) -> None:
+    """The rows CSVLogger writes (epoch, then the metrics in name order), for the multi-worker loop."""
+    keys = sorted(history)
+    new = not path.exists()
+    with path.open("a") as f:
+        if new:
+            f.write(",".join(["epoch", *keys]) + "\n")
+        for i in range(len(history[keys[0]])):
+            f.write(",".join([str(first_epoch + i), *(repr(history[k][i]) for k in keys)]) + "\n")
 
 
 def balance_groups(split: Split) -> list[str]:
@@ -110,6 +136,10 @@ def train(config: Config, run_dir: Path) -> Path:
     keras.utils.set_random_seed(config.train.seed)
     started = time.monotonic()
     data, reports = discover_sources(config.data.train_dirs)  # bad data stops the run before it writes anything
+    placement = place(config.train.strategy, config.train.mixed_precision)
+    final_dir = run_dir
+    if not placement.is_chief:  # every worker saves (a collective step); only the chief's folder is kept
+        run_dir = Path(tempfile.mkdtemp(prefix="hv-worker-")) / run_dir.name
     partial = run_dir.with_name(run_dir.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
@@ -127,32 +157,34 @@ def train(config: Config, run_dir: Path) -> Path:
         log.info("  source %s: %d training images", source, train_split.source_of().count(source))
     loader = FieldLoader(config)
     augmenter = build_augmenter(config.augment, config.train.seed)
-    model = build_model(config.model)
     batch = config.train.batch_size
+    # The model, its optimiser and its variables are made in the strategy's scope (Keras' distributed guide).
+    with placement.strategy.scope():
+        model = build_model(config.model)
 
-    if config.train.cache_frozen_features:
-        prefix, trainer = split_model(model, config.train.phase2.unfreeze_layers)
-        crops = load_crops(train_split, config, loader)  # decoded and cropped once, for every view
-        plain = batch_crops(crops, batch_size=batch)
-        augmented = batch_crops(crops, batch_size=batch, augmenter=augmenter)
-        views = [plain] + [augmented] * (config.train.views_per_image - 1)
-        x_train, y_train = compute_features(prefix, views)
-        groups = balance_groups(train_split) * len(views)  # the views are stacked in the split's order
-        train_ds = balanced_batches(feature_dataset(x_train, y_train), groups, batch, seed=config.train.seed)
-        val_ds = None
-        if len(val_split):
-            val_crops = batch_crops(load_crops(val_split, config, loader, cache=False), batch_size=batch)
-            val_ds = feature_dataset(*compute_features(prefix, [val_crops])).batch(batch)
-    else:
-        trainer = model
-        train_crops = load_crops(train_split, config, loader)
-        train_ds = balanced_batches(train_crops, balance_groups(train_split), batch, seed=config.train.seed,
-                                    augmenter=augmenter)
-        val_ds = batch_crops(load_crops(val_split, config, loader), batch_size=batch) if len(val_split) else None
+        if config.train.cache_frozen_features:
+            prefix, trainer = split_model(model, config.train.phase2.unfreeze_layers)
+            crops = load_crops(train_split, config, loader)  # decoded and cropped once, for every view
+            plain = batch_crops(crops, batch_size=batch)
+            augmented = batch_crops(crops, batch_size=batch, augmenter=augmenter)
+            views = [plain] + [augmented] * (config.train.views_per_image - 1)
+            x_train, y_train = compute_features(prefix, views)
+            groups = balance_groups(train_split) * len(views)  # the views are stacked in the split's order
+            train_ds = balanced_batches(feature_dataset(x_train, y_train), groups, batch, seed=config.train.seed)
+            val_ds = None
+            if len(val_split):
+                val_crops = batch_crops(load_crops(val_split, config, loader, cache=False), batch_size=batch)
+                val_ds = feature_dataset(*compute_features(prefix, [val_crops])).batch(batch)
+        else:
+            trainer = model
+            train_crops = load_crops(train_split, config, loader)
+            train_ds = balanced_batches(train_crops, balance_groups(train_split), batch, seed=config.train.seed,
+                                        augmenter=augmenter)
+            val_ds = batch_crops(load_crops(val_split, config, loader), batch_size=batch) if len(val_split) else None
 
-    history, starts = _fit_phases(model, trainer, train_ds, val_ds, partial, config)
+        history, starts = _fit_phases(model, trainer, train_ds, val_ds, partial, config)
     model.save(partial / "model.keras")
-    if holdout is not None and len(holdout):
+    if holdout is not None and len(holdout) and placement.is_chief:
         holdout_report = DataReport(root=f"{', '.join(config.data.train_dirs)} (held-out fields)")
         evaluate_split(KerasClassifier(partial / "model.keras"), holdout, holdout_report, config,
                        partial / "eval_holdout")
@@ -165,6 +197,9 @@ def train(config: Config, run_dir: Path) -> Path:
     elapsed = time.monotonic() - started
     (partial / "timing.json").write_text(json.dumps({"train_wall_s": round(elapsed, 1)}) + "\n")
     log.info("training took %.0f s", elapsed)
+    if not placement.is_chief:
+        shutil.rmtree(run_dir.parent, ignore_errors=True)
+        return final_dir
     if run_dir.exists():
         shutil.rmtree(run_dir)
     partial.rename(run_dir)
