@@ -134,7 +134,7 @@ class StreamConfig:
     max_remembered_cells: int = 20_000
     # A box closer to the frame edge than this share of the expected cell diameter may be a cut cell
     # (the locator's box can stop short of a cell's true edge): tracked, never classified.
-    edge_margin_frac: float = 0.15
+    edge_margin_frac: float = 0.2
     # The differential is complete at this many identified cells (no more are added); 0 = no target.
     target_count: int = 100
     # Stage motion (phase correlation of grey frames this wide): below min_response the motion is

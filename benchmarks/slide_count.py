@@ -1,0 +1,218 @@
+"""Counting benchmark: a slide tiled from BCCD fields, scanned at several speeds, counted by the stream.
+
+The slide: ``--cells`` BCCD fields that hold one labelled white cell each, every field cut to
+a ``--tile`` window around its cell, tiled in a square grid (the virtual microscope's
+mosaic). The scan (``serpentine_scan``): rows 0.4 frame heights apart, left to right and back,
+then back over the first row (cells already counted), with hand jitter; ``--defects`` of
+the frames are blurred, streaked by motion or dark. Every speed is run through the stream
+pipeline exactly as ``hv replay`` runs it (quality checks, stage motion, slide tracker,
+classifier, counter), with the target count off.
+
+An 80-px margin of plain background surrounds the slide, so the scan can show its rim cells whole.
+Truth: a cell is countable when its annotated box lies whole (but for 3 % of its side) in at least one
+frame that is not a defect frame, and its tile does not cut it (a cell cut in its BCCD field, or by
+the tile window); the others are "partial" in truth too. Each counted
+track is matched to the annotated cell it overlaps most (IoU >= 0.3) in the frame where it
+was first classified, which gives recounts (two tracks, one cell), misses, and cells
+classified while the annotated box was cut by the frame edge.
+
+Figures per speed: counted / countable cells and the error in percent; recounts; misses;
+counted from a cut view; the differential's distance from the truth (total variation, in
+points) and the counted labels' agreement with the annotated ones; replay frames/s and the
+quality and motion checks' cost in ms per frame; for cells classified from a cut view, how far
+their annotated box reached beyond the frame. Writes ``out/slide_count/slide_count.json``
+and a picture of the slide with each speed's counted cells (``slide_count.png``).
+
+The BCCD fields are the originals of blood-cells/TRAIN and TEST: the bundled model has seen
+copies of many of them, so the label agreement is optimistic about the classifier; the
+count figures do not depend on it.
+
+Usage: python benchmarks/slide_count.py [--model hv/bundled/hv_lite0_int8/model.tflite]
+       [--speeds 4 8 12 16 24] [--cells 100] [--bccd ../shared/data/bccd] [--out out/slide_count]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hv.annotations import iou_matrix, read_field_labels, read_voc_boxes
+from hv.bundled import DEFAULT_MODEL
+from hv.classifier import load_classifier
+from hv.config import load_config, override
+from hv.labels import CLASS_NAMES, PARTIAL_ID
+from stream.pipeline import StreamPipeline, run_stream
+from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
+
+REPO = Path(__file__).resolve().parent.parent
+BCCD = REPO.parent / "shared" / "data" / "bccd"
+FRAME = (640, 480)
+FIELD = (640, 480)  # BCCD's field size
+VISIBLE_SLACK = 0.03  # annotated boxes are a few pixels loose: 3 % outside the frame is still whole
+
+
+def choose_fields(bccd: Path, count: int, tile: tuple[int, int], seed: int) -> list[str]:
+    """BCCD fields with one labelled white cell, whole in its field, that fits its tile with 10 px to spare."""
+    labels = read_field_labels(bccd)
+    eligible = []
+    for name in sorted(labels):
+        xml = bccd / "Annotations" / f"{name}.xml"
+        if not xml.exists():
+            continue
+        boxes = read_voc_boxes(xml)
+        if len(boxes) != 1:
+            continue
+        x1, y1, x2, y2 = boxes[0]
+        in_field = x1 > 2 and y1 > 2 and x2 < FIELD[0] - 2 and y2 < FIELD[1] - 2  # not cut by the field's own edge
+        if in_field and x2 - x1 <= tile[0] - 20 and y2 - y1 <= tile[1] - 20:
+            eligible.append(name)
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(eligible, size=min(count, len(eligible)), replace=False).tolist())
+
+
+def defect_frames(n: int, share: float, seed: int) -> dict[int, str]:
+    rng = np.random.default_rng(seed)
+    frames = rng.choice(np.arange(10, n), size=int(share * n), replace=False)
+    return {int(i): str(rng.choice(["blur", "motion", "dark"])) for i in frames}
+
+
+def whole_in(box: np.ndarray, view_xy: np.ndarray) -> bool:
+    """The annotated box lies in the frame, but for VISIBLE_SLACK of its width or height (loose boxes)."""
+    x, y = view_xy
+    slack_x, slack_y = VISIBLE_SLACK * (box[2] - box[0]), VISIBLE_SLACK * (box[3] - box[1])
+    return (box[0] - x > -slack_x and box[1] - y > -slack_y
+            and box[2] - x < FRAME[0] + slack_x and box[3] - y < FRAME[1] + slack_y)
+
+
+def cut_by_tile(box: np.ndarray, tile: tuple[int, int], border: int) -> bool:
+    """The annotated box reaches its tile's edge: the cell is cut in the slide itself."""
+    x1, y1, x2, y2 = box - border
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    left, top = (cx // tile[0]) * tile[0], (cy // tile[1]) * tile[1]
+    return x1 <= left + 1 or y1 <= top + 1 or x2 >= left + tile[0] - 1 or y2 >= top + tile[1] - 1
+
+
+def overhang(box: np.ndarray, view_xy: np.ndarray) -> float:
+    """How far (pixels) the annotated box reaches beyond the frame beyond its VISIBLE_SLACK; 0 when whole."""
+    x, y = view_xy
+    slack_x, slack_y = VISIBLE_SLACK * (box[2] - box[0]), VISIBLE_SLACK * (box[3] - box[1])
+    return float(max(0.0, x - box[0] - slack_x, y - box[1] - slack_y,
+                     box[2] - x - FRAME[0] - slack_x, box[3] - y - FRAME[1] - slack_y))
+
+
+def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, tile: tuple[int, int]) -> dict:
+    truth = scope.all_cells
+    path = np.array([scope._viewport(i) for i in range(scope.frame_count)])
+    good = [i for i in range(len(path)) if i not in scope._defects]
+    countable = np.array([not cut_by_tile(box, tile, scope.border_px) and any(whole_in(box, path[i]) for i in good)
+                          for box in truth.boxes_xyxy])
+    first_seen: dict[int, tuple[int, np.ndarray, float]] = {}  # track -> (truth cell, box, truth's px outside then)
+
+    def on_frame(frame, _scene, detections):
+        view = path[frame.index]
+        for box, track, label in zip(detections.boxes_xyxy, detections.track_id, detections.label_id):
+            if int(label) != PARTIAL_ID and int(track) not in first_seen:
+                slide_box = box + np.array([*view, *view], np.float32)
+                ious = iou_matrix(slide_box[None], truth.boxes_xyxy)[0]
+                j = int(ious.argmax()) if len(ious) and ious.max() >= 0.3 else -1
+                first_seen[int(track)] = (j, slide_box, overhang(truth.boxes_xyxy[j], view) if j >= 0 else 0.0)
+
+    started = time.perf_counter()
+    summary = run_stream(scope, pipeline, out, progress=True, on_frame=on_frame)
+    wall = time.perf_counter() - started
+    counter = pipeline.counter
+    counted = [t for t in first_seen if counter.label_of(t) is not None]
+    matched = [first_seen[t][0] for t in counted if first_seen[t][0] >= 0]
+    recounts = len(matched) - len(set(matched))
+    truth_labels = truth.label_id[countable]
+    known = truth_labels[truth_labels >= 0]
+    truth_share = np.array([(known == k).mean() * 100 for k in range(len(CLASS_NAMES))])
+    counted_share = np.array([summary["percent"][name] for name in CLASS_NAMES])
+    agree = [counter.label_of(t) == truth.label_id[first_seen[t][0]] for t in counted
+             if first_seen[t][0] >= 0 and truth.label_id[first_seen[t][0]] >= 0]
+    n_countable = int(countable.sum())
+    return {
+        "frames": summary["frames"], "countable": n_countable, "partial_in_truth": int((~countable).sum()),
+        "counted": summary["cells"], "count_error_pct": round(100 * (summary["cells"] - n_countable) / n_countable, 2),
+        "recounts": recounts, "not_a_cell": sum(1 for t in counted if first_seen[t][0] < 0),
+        "missed": int(len(set(np.flatnonzero(countable)) - set(matched))),
+        "counted_from_cut_view": sum(1 for t in counted if first_seen[t][2] > 0),
+        "cut_view_overhang_px": sorted(round(first_seen[t][2], 1) for t in counted if first_seen[t][2] > 0),
+        "partial_counted_apart": summary["counts"]["partial"],
+        "differential_tv_points": round(0.5 * float(np.abs(truth_share - counted_share).sum()), 2),
+        "truth_percent": dict(zip(CLASS_NAMES, truth_share.round(2).tolist())), "percent": summary["percent"],
+        "label_agreement": round(float(np.mean(agree)), 4) if agree else None,
+        "frames_skipped": summary["frames_skipped"], "regions": summary["regions"],
+        "replay_fps": round(summary["frames"] / wall, 1), "ms_per_frame": summary["ms_per_frame"],
+        "counted_boxes": [first_seen[t][1].round(1).tolist() for t in counted],
+    }
+
+
+def draw(scope: VirtualMicroscope, results: dict, path: Path) -> None:
+    """The slide at 1/4 size: annotated cells in white, each speed's counted cells as coloured dots."""
+    scale = 0.25
+    image = cv2.resize(scope.mosaic, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    for box in scope.all_cells.boxes_xyxy * scale:
+        cv2.rectangle(image, tuple(int(v) for v in box[:2]), tuple(int(v) for v in box[2:]), (255, 255, 255), 1)
+    colours = [(0, 0, 255), (0, 160, 255), (0, 200, 0), (255, 120, 0), (200, 0, 200), (0, 0, 0)]
+    for k, (speed, result) in enumerate(results.items()):
+        for box in np.array(result["counted_boxes"]).reshape(-1, 4) * scale:
+            centre = (int((box[0] + box[2]) / 2) + 4 * k - 8, int((box[1] + box[3]) / 2))
+            cv2.circle(image, centre, 3, colours[k % len(colours)], -1)
+        cv2.putText(image, f"{speed} px/frame", (8, 18 + 16 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    colours[k % len(colours)], 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), image)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--config", default=str(REPO / "config.toml"))
+    parser.add_argument("--bccd", default=str(BCCD))
+    parser.add_argument("--speeds", type=float, nargs="+", default=[4, 8, 12, 16, 24])
+    parser.add_argument("--cells", type=int, default=100)
+    parser.add_argument("--tile", type=int, nargs=2, default=[320, 240])
+    parser.add_argument("--border", type=int, default=80, help="plain background around the slide, in pixels")
+    parser.add_argument("--defects", type=float, default=0.01, help="share of frames blurred, streaked or dark")
+    parser.add_argument("--row-step", type=float, default=0.4,
+                        help="rows this share of the frame height apart (every cell whole, with a margin, in a row)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(REPO / "out" / "slide_count"))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=NUMBER",
+                        help="config values to try, e.g. stream.edge_margin_frac=0.2")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = load_config(args.config)
+    tried = {key: float(value) for key, value in (item.split("=", 1) for item in args.set)}
+    config = override(config, **{"stream.target_count": 0, **tried})  # count the whole slide
+    fields = choose_fields(Path(args.bccd), args.cells, tuple(args.tile), args.seed)
+    classifier = load_classifier(args.model)
+    results, scope = {}, None
+    for speed in args.speeds:
+        base = VirtualMicroscope(args.bccd, fields=fields, tile_size=tuple(args.tile), num_frames=1,
+                                 border_px=args.border)
+        mosaic_size = (base.mosaic.shape[1], base.mosaic.shape[0])
+        path = serpentine_scan(mosaic_size, FRAME, speed, row_step_frac=args.row_step, jitter_px=2.0, seed=args.seed)
+        scope = VirtualMicroscope(args.bccd, fields=fields, tile_size=tuple(args.tile), path=path,
+                                  defects=defect_frames(len(path), args.defects, args.seed), seed=args.seed,
+                                  border_px=args.border)
+        result = run_speed(scope, StreamPipeline(classifier, config), out / f"speed_{speed:g}", tuple(args.tile))
+        print(json.dumps({k: v for k, v in result.items() if k != "counted_boxes"}), flush=True)
+        results[f"{speed:g}"] = result
+    report = {"model": str(args.model), "config_changes": tried, "fields": fields, "tile": args.tile,
+              "border": args.border, "defect_share": args.defects, "speeds_px_per_frame": results}
+    (out / "slide_count.json").write_text(json.dumps(report, indent=1) + "\n")
+    draw(scope, results, out / "slide_count.png")
+    print(f"wrote {out / 'slide_count.json'} and {out / 'slide_count.png'}")
+
+
+if __name__ == "__main__":
+    main()
