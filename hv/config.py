@@ -172,6 +172,8 @@ class ServeConfig:
     stream_urls: tuple[str, ...] = ()
     # Live sessions running at once, all visitors together; more are refused until one stops.
     max_live_sessions: int = 4
+    # A live session no page has polled for this long (a closed laptop, a lost network) is closed.
+    idle_session_s: float = 900.0
     # Cells a user relabels on the Review page: crops in class folders + corrections.csv, a data source
     # for hv train (stream/corrections.py). Empty: the count follows the correction, nothing is saved.
     corrections_dir: str = "hv-corrections"
@@ -211,7 +213,7 @@ _POSITIVE = {
     "locator.cell_diameter_frac", "locator.red_cell_ratio", "locator.work_width_px", "locator.crop_context",
     "model.image_size", "model.dense_units", "train.batch_size", "train.views_per_image",
     "train.phase1.learning_rate", "train.phase2.learning_rate", "stream.recheck_every", "stream.max_votes",
-    "serve.port", "serve.max_upload_mb", "serve.max_live_sessions", "export.calibration_images",
+    "serve.port", "serve.max_upload_mb", "serve.max_live_sessions", "serve.idle_session_s", "export.calibration_images",
     "export.qat_learning_rate",
     "export.qat_images", "stream.max_remembered_cells", "stream.motion_width_px", "stream.focus_window",
     "stream.motion_blur_anisotropy", "stream.colour_cast_max",

@@ -9,8 +9,10 @@ objects live in ``gr.State``, never in module globals.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import weakref
@@ -129,15 +131,30 @@ class SourcePolicy:
 
 
 class SessionLimit:
-    """At most ``limit`` live sessions running at once, over all visitors of one app."""
+    """At most ``limit`` live sessions running at once, over all visitors of one app.
 
-    def __init__(self, limit: int):
-        self.limit = limit
+    A session whose page has not asked for a frame for ``idle_s`` seconds (a closed laptop, a
+    lost network: the page's own close callback never came) is closed, so it frees its place,
+    its device and its temporary folder.
+    """
+
+    def __init__(self, limit: int, idle_s: float = 900.0):
+        self.limit, self.idle_s = limit, idle_s
         self._sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()
         self._lock = threading.Lock()
 
+    def close_idle(self) -> int:
+        """Close the sessions idle for longer than ``idle_s``; returns how many."""
+        with self._lock:
+            idle = [s for s in self._sessions if s.running and s.idle_s() > self.idle_s]
+        for session in idle:
+            log.info("closing live session %s: no page asked for it for %.0f s", session.source.name, session.idle_s())
+            session.close()
+        return len(idle)
+
     def admit(self, make_session):
         """``make_session()`` if a place is free, else SourceError; the session is counted while it runs."""
+        self.close_idle()
         with self._lock:
             running = sum(1 for s in self._sessions if s.running)
             if running >= self.limit:
@@ -148,6 +165,28 @@ class SessionLimit:
             return session
 
 
+class ReplayFolders:
+    """The Replay tab's output folders: the newest ``keep`` stay for download, older ones are removed."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self._folders: collections.deque[Path] = collections.deque()
+        self._lock = threading.Lock()
+
+    def new(self) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix="hv-replay-"))
+        with self._lock:
+            self._folders.append(folder)
+            while len(self._folders) > self.keep:
+                shutil.rmtree(self._folders.popleft(), ignore_errors=True)
+        return folder
+
+    def remove_all(self) -> None:
+        with self._lock:
+            while self._folders:
+                shutil.rmtree(self._folders.popleft(), ignore_errors=True)
+
+
 def build_app(classifier: Classifier, config: Config, *, autostart: bool = False, explainer: GradCam | None = None,
               explainer_note: str = "no heat maps: no Keras model was given") -> gr.Blocks:
     """The Blocks app; ``launch_app`` starts it. ``autostart`` starts the virtual microscope on page load.
@@ -156,7 +195,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
     without one the page shows the crop and ``explainer_note`` says why.
     """
     policy = SourcePolicy(config)
-    limit = SessionLimit(config.serve.max_live_sessions)
+    limit = SessionLimit(config.serve.max_live_sessions, config.serve.idle_session_s)
+    replays = ReplayFolders(keep=8)
     corrections = CorrectionStore(config.serve.corrections_dir) if config.serve.corrections_dir else None
 
     def start(kind, value, session):
@@ -175,9 +215,11 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         return None, "Stopped."
 
     def poll(session):
+        limit.close_idle()
         if session is None:
             # Re-say it: a tick that read the session before Stop can land after Stop's own update.
             return gr.skip(), gr.skip(), "Stopped."
+        session.touch()
         frame = session.latest_frame()
         # A tick already in flight when Stop is pressed lands after it: it must say "Stopped" too.
         if session.stopped:
@@ -206,7 +248,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
 
     def replay(path, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's way to ask for a bar
         video = _check_upload(path, VIDEO_TYPES, "video")
-        out_dir = Path(tempfile.mkdtemp(prefix="hv-replay-"))
+        out_dir = replays.new()
         try:
             with VideoFileSource(video) as source:
                 summary = run_stream(source, StreamPipeline(classifier, config), out_dir, video=True)
@@ -281,7 +323,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         gr.Info(f"Cell #{track_id} is now counted as {label_name}{where}.")
         return counts_table(session.counts()), explain(session, track_id)[1]
 
-    with gr.Blocks(title="HematoVision") as app:
+    # delete_cache: Gradio's copies of served files (replay outputs, crops) older than a day go, checked hourly.
+    with gr.Blocks(title="HematoVision", delete_cache=(3600, 86400)) as app:
         gr.Markdown("# HematoVision\nWhite blood cells found, classified and counted. "
                     "For research and teaching, not diagnosis.")
         # A closed page's session is stopped and its temporary folder removed.

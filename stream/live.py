@@ -15,6 +15,7 @@ import queue
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ class LiveSession:
         self._counts: dict[str, int] = self.pipeline.counter.counts()
         self._status = ""
         self._finished = False  # the pipeline thread has stopped touching the pipeline
+        self._last_asked = time.monotonic()  # when a page last asked for a frame (``touch``)
         self.summary: dict | None = None
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="hv live session", daemon=True)
@@ -180,6 +182,14 @@ class LiveSession:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
+
+    def touch(self) -> None:
+        """A page asked for this session: it is not idle."""
+        self._last_asked = time.monotonic()
+
+    def idle_s(self) -> float:
+        """Seconds since a page last asked for this session."""
+        return time.monotonic() - self._last_asked
 
     def status(self) -> str:
         """The pipeline's line: a skipped frame's reason, or the count against its target."""

@@ -1,5 +1,7 @@
 """What a page visitor may make the server open, and how many live sessions it runs: no browser needed."""
 
+import time
+
 import pytest
 
 import stream.app as app_module
@@ -60,6 +62,9 @@ def test_live_sessions_are_capped_over_all_visitors():
         def __init__(self):
             self.running = True
 
+        def idle_s(self):
+            return 0.0
+
     limit = SessionLimit(2)
     first, second = limit.admit(Session), limit.admit(Session)
     with pytest.raises(SourceError, match="already runs 2 live sessions"):
@@ -67,3 +72,31 @@ def test_live_sessions_are_capped_over_all_visitors():
     first.running = False  # a stopped or ended session frees its place
     third = limit.admit(Session)
     assert third.running and second.running
+
+
+def test_a_session_no_page_asks_for_is_closed_and_frees_its_place(tmp_path):
+    from stream.live import LiveSession
+    from stream.virtual_microscope import VirtualMicroscope
+    from tests.stream.fakes import FixedClassifier
+
+    limit = SessionLimit(1, idle_s=0.5)
+    session = limit.admit(lambda: LiveSession(VirtualMicroscope(num_frames=None, realtime=True), FixedClassifier(),
+                                              Config()))
+    out_dir = session.out_dir
+    session.touch()
+    assert limit.close_idle() == 0 and session.running  # asked for just now
+    time.sleep(0.7)
+    assert limit.close_idle() == 1  # no page asked for it: stopped, its folder removed ...
+    assert not session.running and not out_dir.exists()
+    other = limit.admit(lambda: LiveSession(VirtualMicroscope(num_frames=3), FixedClassifier(), Config()))
+    other.close()  # ... and its place is free again
+
+
+def test_replay_folders_keep_only_the_newest(tmp_path):
+    from stream.app import ReplayFolders
+
+    replays = ReplayFolders(keep=2)
+    folders = [replays.new() for _ in range(3)]
+    assert not folders[0].exists() and folders[1].exists() and folders[2].exists()
+    replays.remove_all()
+    assert not any(f.exists() for f in folders)
