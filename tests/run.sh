@@ -4,13 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Headless Chromium (Debian's) for the web app's browser tests; Playwright drives it.
-if ! command -v chromium >/dev/null; then
+# Debian's headless Chromium for the web app's browser tests (Playwright drives it), and ffmpeg,
+# which serves a real network stream on loopback for the reconnect test.
+missing=""
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v ffmpeg >/dev/null || missing="$missing ffmpeg"
+if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     else
-        echo "tests/run.sh: chromium is missing; install it (sudo apt-get install chromium) for the browser tests" >&2
+        echo "tests/run.sh: missing$missing; install (sudo apt-get install$missing) for the browser and stream tests" >&2
         exit 1
     fi
 fi
