@@ -155,7 +155,10 @@ def test_tflite_variants_agree_with_a_model_whose_answers_vary(tmp_path, learned
     crops = np.stack([field_to_model_input(read_image_rgb(str(p)), config)[0] for p in paths])
     keras_answers = load_classifier(model_path).predict(crops).argmax(1)
     assert len(set(keras_answers.tolist())) == 4  # the reference itself tells the classes apart
-    files = convert_keras(model_path, tmp_path, ("float32", "int8"), crops[::2], ())
+    # Calibrated on all the crops it is checked on: this tests the conversion, not int8's accuracy on
+    # unseen data (BENCHMARKS measures that), and a 20-crop calibration left it at the mercy of which
+    # crops set the activation ranges (0.8 agreement once in CI, 1.0 here).
+    files = convert_keras(model_path, tmp_path, ("float32", "int8"), crops, ())
     for variant, path in files.items():
         answers = LiteRTClassifier(path).predict(crops).argmax(1)
         assert np.mean(answers == keras_answers) >= 0.9, variant
