@@ -155,10 +155,10 @@ def test_tflite_variants_agree_with_a_model_whose_answers_vary(tmp_path, learned
     crops = np.stack([field_to_model_input(read_image_rgb(str(p)), config)[0] for p in paths])
     keras_answers = load_classifier(model_path).predict(crops).argmax(1)
     assert len(set(keras_answers.tolist())) == 4  # the reference itself tells the classes apart
-    # Calibrated on all the crops it is checked on: this tests the conversion, not int8's accuracy on
-    # unseen data (BENCHMARKS measures that), and a 20-crop calibration left it at the mercy of which
-    # crops set the activation ranges (0.8 agreement once in CI, 1.0 here).
     files = convert_keras(model_path, tmp_path, ("float32", "int8"), crops, ())
-    for variant, path in files.items():
-        answers = LiteRTClassifier(path).predict(crops).argmax(1)
-        assert np.mean(answers == keras_answers) >= 0.9, variant
+    # float32 must give the Keras answers. Plain int8 of this tiny model agrees on 0.8-1.0 of the
+    # crops, depending on the run's training (CPU training is not bit-reproducible); a conversion
+    # bug (colour order, scaling, a wrong input) gives about chance, 0.25.
+    for variant, least in (("float32", 0.97), ("int8", 0.75)):
+        answers = LiteRTClassifier(files[variant]).predict(crops).argmax(1)
+        assert np.mean(answers == keras_answers) >= least, variant
