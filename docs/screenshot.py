@@ -15,15 +15,16 @@ from playwright.sync_api import sync_playwright
 
 from hv.bundled import DEFAULT_MODEL
 from hv.classifier import load_classifier
-from hv.cli import DEFAULT_CONFIG, _explainer
+from hv.cli import DEFAULT_CONFIG
 from hv.config import load_config
+from hv.saliency import load_explainer
 from stream.app import launch_app
 
 PORT = 7899
 
 
 def main() -> None:
-    explainer, note = _explainer(str(DEFAULT_MODEL), None)
+    explainer, note = load_explainer(DEFAULT_MODEL)
     app = launch_app(load_classifier(DEFAULT_MODEL), load_config(DEFAULT_CONFIG), port=PORT, block=False,
                      autostart=True, explainer=explainer, explainer_note=note)
     try:

@@ -175,23 +175,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     args.overrides = {"serve.host": args.host, "serve.port": args.port, "serve.username": args.username}
     config = _load(args)
-    explainer, note = _explainer(args.model, args.explain_model)
+    from hv.saliency import load_explainer
+
+    explainer, note = load_explainer(args.model, args.explain_model)
     print(f"HematoVision on http://{config.serve.host}:{config.serve.port} (Ctrl-C to stop)")
     launch_app(load_classifier(args.model), config, autostart=args.command == "demo", explainer=explainer,
                explainer_note=note)
     return 0
 
-
-def _explainer(model: str, explain_model: str | None):
-    """The Review page's heat-map model: the one named, or the Keras model the served model came from."""
-    from hv.bundled import CHECKOUT_KERAS_MODEL
-    from hv.saliency import GradCam, find_source_model
-
-    path, note = find_source_model(model, [Path(explain_model)] if explain_model else [CHECKOUT_KERAS_MODEL])
-    if path is None:
-        log.warning("Review page: %s", note)
-        return None, note
-    return GradCam(path), note
 
 
 def build_parser() -> argparse.ArgumentParser:

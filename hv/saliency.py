@@ -97,3 +97,15 @@ def find_source_model(model_path: str | Path, candidates: list[Path]) -> tuple[P
             return candidate, f"Grad-CAM of {candidate.name}, the Keras model this package was exported from"
     return None, (f"no heat maps: the Keras model this package came from ({source['name']}, sha256 "
                   f"{source['sha256'][:12]}…) is not here; pass it with --explain-model")
+
+
+def load_explainer(model: str | Path, explain_model: str | Path | None = None) -> tuple[GradCam | None, str]:
+    """The Review page's heat-map model for ``model``: ``explain_model`` if given, else the checkout's
+    Keras model when it is the one ``model`` was exported from; and a line that says which, or why none."""
+    from hv.bundled import CHECKOUT_KERAS_MODEL
+
+    path, note = find_source_model(model, [Path(explain_model)] if explain_model else [CHECKOUT_KERAS_MODEL])
+    if path is None:
+        log.warning("Review page: %s", note)
+        return None, note
+    return GradCam(path), note
