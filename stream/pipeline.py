@@ -54,6 +54,8 @@ class StreamPipeline:
         self.report: QualityReport | None = None  # the latest frame's quality checks
         self.skipped = dict.fromkeys(REASONS, 0)  # frames not used, by reason
         self.timings_ms = {"quality": 0.0, "motion": 0.0, "cells": 0.0}  # summed, for the cost of each step
+        # How sure the motion estimate was: the last frames' phase-correlation responses (0-1).
+        self.motion_responses: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self.counter = DifferentialCount(stream.target_count)
         self.panel = CountPanelAnnotator(self.counter)
         self.annotators = (BoxAnnotator(), LabelAnnotator(), self.panel, StatusAnnotator(self))
@@ -70,6 +72,8 @@ class StreamPipeline:
         detections = Detections.empty()
         if self.report.ok:
             self.position = self.motion.update(grey, width)
+            if not self.position.new_region:
+                self.motion_responses.append(self.position.response)
             after_motion = time.perf_counter()
             self.timings_ms["motion"] += 1000 * (after_motion - after_quality)
             detections = self._cells(frame, (width, height))
@@ -106,6 +110,9 @@ class StreamPipeline:
             "target_count": counter.target or None, "differential_complete": counter.complete,
             "frames_skipped": dict(self.skipped),
             "regions": self.motion.region + 1,  # more than one: the stage motion was lost (region - 1) times
+            "motion_response": {  # phase-correlation peak, 0-1: how sure the stage-motion estimate was
+                "median": round(float(np.median(self.motion_responses)), 3),
+                "p05": round(float(np.percentile(self.motion_responses, 5)), 3)} if self.motion_responses else None,
         }
 
     @property
@@ -113,6 +120,8 @@ class StreamPipeline:
         """One line for the overlay and the page: why a frame was skipped, or how far the count is."""
         if self.report is not None and not self.report.ok:
             return f"frame skipped: {self.report.reason}"
+        if self.position is not None and self.position.new_region and self.position.region > 0:
+            return f"stage motion lost: new region {self.position.region + 1} (cells seen before may be counted again)"
         if self.counter.complete:
             return f"differential complete: {self.counter.identified} cells"
         if self.counter.target:

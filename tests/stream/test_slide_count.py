@@ -70,7 +70,8 @@ def run(tmp_path, path, edits=None, **stream_changes):
 
 def test_panning_back_over_the_slide_does_not_count_its_cells_again(tmp_path):
     summary, rows = run(tmp_path, there_and_back())
-    assert summary["regions"] == 1  # the motion was never lost
+    assert summary["regions"] == 1  # the motion was never lost ...
+    assert summary["motion_response"]["median"] > 0.3  # ... and was sure of itself
     assert summary["cells"] == CELLS  # five cells, although each was seen twice, going and coming back
     # The way back, 40 px lower (so each cell is elsewhere in the frame), shows the same track ids.
     half = len(there_and_back()) // 2
@@ -129,3 +130,15 @@ def test_quality_names_the_reason():
     assert quality.check(soft, small_grey(soft, 320)).reason == OUT_OF_FOCUS
     cast = np.clip(slide * np.array([0.4, 1.0, 1.0]), 0, 255).astype(np.uint8)  # blue channel cut: yellow light
     assert quality.check(cast, small_grey(cast, 320)).reason == "colour cast"
+
+
+def test_a_jump_starts_a_new_region_and_the_overlay_says_so():
+    pipeline = StreamPipeline(FixedClassifier(image_size=32), Config())
+    slide = make_slide()
+    for index, x in enumerate(range(0, 40, 8)):
+        pipeline.process(Frame(slide[:FRAME_H, x : x + FRAME_W].copy(), index, index / 30, time.monotonic()))
+    assert pipeline.position.region == 0
+    texture = np.random.default_rng(9).normal(150, 40, (FRAME_H, FRAME_W, 3)).clip(0, 255).astype(np.uint8)
+    pipeline.process(Frame(cv2.GaussianBlur(texture, (0, 0), 1), 5, 5 / 30, time.monotonic()))  # sharp: not skipped
+    assert pipeline.position.new_region and "stage motion lost" in pipeline.status
+    assert pipeline.summary()["regions"] == 2
