@@ -9,6 +9,7 @@ objects live in ``gr.State``, never in module globals.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import logging
 import os
@@ -142,6 +143,21 @@ class SessionLimit:
         self.limit, self.idle_s = limit, idle_s
         self._sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()
         self._lock = threading.Lock()
+        # At exit, stop the sessions still running: a pipeline thread killed mid-inference aborts the
+        # interpreter ("terminate called without an active exception") instead of letting it exit.
+        atexit.register(SessionLimit._close_all_at_exit, weakref.ref(self))
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.close()
+
+    @staticmethod
+    def _close_all_at_exit(ref: weakref.ref) -> None:
+        limit = ref()
+        if limit is not None:
+            limit.close_all()
 
     def close_idle(self) -> int:
         """Close the sessions idle for longer than ``idle_s``; returns how many."""

@@ -65,6 +65,9 @@ def test_live_sessions_are_capped_over_all_visitors():
         def idle_s(self):
             return 0.0
 
+        def close(self):
+            self.running = False
+
     limit = SessionLimit(2)
     first, second = limit.admit(Session), limit.admit(Session)
     with pytest.raises(SourceError, match="already runs 2 live sessions"):
