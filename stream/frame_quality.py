@@ -84,7 +84,7 @@ def _colour_cast(image_bgr: np.ndarray) -> float:
     """How far the bright background is from neutral: largest / smallest channel mean of its pixels.
 
     The brightest half of a smear is plasma and glass, which a balanced camera shows near grey;
-    stains tint it only a little (blood-cells/, BCCD and PBC backgrounds: BENCHMARKS.md).
+    stains tint it only a little (BCCD 1.02, PBC 1.26: ``benchmarks/frame_checks.py``).
     """
     sample = image_bgr[::8, ::8].reshape(-1, 3).astype(np.float32)
     luminance = sample.sum(axis=1)
