@@ -20,8 +20,10 @@ Figures per speed: counted / countable cells and the error in percent; recounts;
 counted from a cut view; the differential's distance from the truth (total variation, in
 points) and the counted labels' agreement with the annotated ones; replay frames/s and the
 quality and motion checks' cost in ms per frame; for cells classified from a cut view, how far
-their annotated box reached beyond the frame. Writes ``out/slide_count/slide_count.json``
-and a picture of the slide with each speed's counted cells (``slide_count.png``).
+their annotated box reached beyond the frame. Writes ``out/slide_count/slide_count.json``,
+a picture of the slide with each speed's counted cells (``slide_count.png``) and, for each
+cell classified while its annotated box reached beyond the frame, that frame with both boxes
+(``speed_<n>/cut_view_frame<i>_track<t>.jpg``).
 
 The BCCD fields are the originals of blood-cells/TRAIN and TEST: the bundled model has seen
 copies of many of them, so the label agreement is optimistic about the classifier; the
@@ -106,6 +108,16 @@ def overhang(box: np.ndarray, view_xy: np.ndarray) -> float:
                      box[2] - x - FRAME[0] - slack_x, box[3] - y - FRAME[1] - slack_y))
 
 
+def save_cut_view(image_bgr: np.ndarray, located: np.ndarray, annotated: np.ndarray, path: Path) -> None:
+    """The frame a cell was first classified in while its annotated box reached beyond it, for a look:
+    the locator's box green, the annotation white. Is the cell cut, or only its annotation?"""
+    image = image_bgr.copy()
+    for box, colour in ((annotated, (255, 255, 255)), (located, (0, 200, 0))):
+        cv2.rectangle(image, tuple(int(round(v)) for v in box[:2]), tuple(int(round(v)) for v in box[2:]), colour, 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), image)
+
+
 def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, tile: tuple[int, int]) -> dict:
     truth = scope.all_cells
     path = np.array([scope._viewport(i) for i in range(scope.frame_count)])
@@ -122,6 +134,9 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
                 ious = iou_matrix(slide_box[None], truth.boxes_xyxy)[0]
                 j = int(ious.argmax()) if len(ious) and ious.max() >= 0.3 else -1
                 first_seen[int(track)] = (j, slide_box, overhang(truth.boxes_xyxy[j], view) if j >= 0 else 0.0)
+                if first_seen[int(track)][2] > 0:
+                    save_cut_view(frame.image_bgr, box, truth.boxes_xyxy[j] - np.array([*view, *view]),
+                                  out / f"cut_view_frame{frame.index}_track{int(track)}.jpg")
 
     started = time.perf_counter()
     summary = run_stream(scope, pipeline, out, progress=True, on_frame=on_frame)
