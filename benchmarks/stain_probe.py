@@ -168,13 +168,16 @@ def main() -> None:
                         help="the other lab's TRAIN: validation, never a TEST set")
     parser.add_argument("--per-class", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--treatments", nargs="+", default=sorted(COLOUR_NORMALISERS))
+    parser.add_argument("--treatments", nargs="+", choices=sorted(COLOUR_NORMALISERS),
+                        default=sorted(COLOUR_NORMALISERS))
     parser.add_argument("--jitter", type=float, nargs="+", default=[1.0, 2.0],
                         help="stain-jitter strengths tried, as factors of the config's augment.stain_*")
     parser.add_argument("--target-zoom", type=float, default=1.0,
                         help="diagnostic: crop the target lab's cells this much tighter (its crop_context / zoom)")
     parser.add_argument("--out", default=str(ROOT / "out/stain_probe"))
     args = parser.parse_args()
+    if args.target_zoom <= 0 or args.per_class < 2:
+        parser.error("--target-zoom must be above 0 and --per-class at least 2")
 
     config = load_config(ROOT / "config.toml")
     started = time.perf_counter()
@@ -211,7 +214,7 @@ def main() -> None:
         results[name] = row
         cells = ", ".join(f"{key} {value['top1']:.3f}" for key, value in row.items() if key != "same_lab_check")
         best = max((key for key in row if key != "same_lab_check"), key=lambda key: row[key]["top1"])
-        print(f"{name:>18}: pbc/TRAIN {cells}; best's recall "
+        print(f"{name:>18}: target {cells}; best's recall "
               f"{' / '.join(f'{v:.2f}' for v in row[best]['recall'].values())}; "
               f"same lab {row['same_lab_check']['top1']:.3f}  [{time.perf_counter() - started:.0f} s]", flush=True)
 
