@@ -23,7 +23,7 @@ quality and motion checks' cost in ms per frame; for cells classified from a cut
 their annotated box reached beyond the frame. Writes ``out/slide_count/slide_count.json``,
 a picture of the slide with each speed's counted cells (``slide_count.png``) and, for each
 cell classified while its annotated box reached beyond the frame, that frame with both boxes
-(``speed_<n>/cut_view_frame<i>_track<t>.jpg``).
+(``speed_<n>/cut_view_frame<i>_track<t>_cell<j>.jpg``, j: the annotated cell's index).
 
 The BCCD fields are the originals of blood-cells/TRAIN and TEST: the bundled model has seen
 copies of many of them, so the label agreement is optimistic about the classifier; the
@@ -136,7 +136,7 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
                 first_seen[int(track)] = (j, slide_box, overhang(truth.boxes_xyxy[j], view) if j >= 0 else 0.0)
                 if first_seen[int(track)][2] > 0:
                     save_cut_view(frame.image_bgr, box, truth.boxes_xyxy[j] - np.array([*view, *view]),
-                                  out / f"cut_view_frame{frame.index}_track{int(track)}.jpg")
+                                  out / f"cut_view_frame{frame.index}_track{int(track)}_cell{j}.jpg")
 
     started = time.perf_counter()
     summary = run_stream(scope, pipeline, out, progress=True, on_frame=on_frame)
