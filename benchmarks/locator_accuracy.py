@@ -7,6 +7,10 @@ Fields where the locator and the annotation disagree are listed for a look by ey
 several are annotation errors (a white cell left unannotated), which are reported here,
 not tuned to.
 
+Also: for whole cells, how far the annotated box reaches beyond the located one, in
+expected cell diameters, against the stream's ``edge_margin_frac`` (a cell reaching further
+than the margin could be classified while the frame edge cuts it).
+
 Usage: python benchmarks/locator_accuracy.py [--bccd ../shared/data/bccd] [--out out/locator]
 """
 
@@ -22,11 +26,21 @@ import numpy as np
 
 from hv.annotations import iou_matrix, match_boxes, read_voc_boxes
 from hv.classify import draw_cells
-from hv.config import LocatorConfig
-from hv.locator import locate_cells
+from hv.config import load_config
+from hv.locator import cell_diameter_px, locate_cells
 from hv.preprocess import read_image_rgb
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def touches_edge(box: np.ndarray, shape: tuple[int, ...]) -> bool:
+    return bool(box[0] <= 1 or box[1] <= 1 or box[2] >= shape[1] - 1 or box[3] >= shape[0] - 1)
+
+
+def overhang(located: np.ndarray, annotated: np.ndarray) -> float:
+    """How far the annotated box reaches beyond the located one on its worst side, in pixels (< 0: inside)."""
+    return float(max(located[0] - annotated[0], located[1] - annotated[1],
+                     annotated[2] - located[2], annotated[3] - located[3]))
 
 
 def score(rows: list[dict]) -> dict:
@@ -48,7 +62,8 @@ def main() -> None:
     parser.add_argument("--bccd", default=str(REPO.parent / "shared" / "data" / "bccd"))
     parser.add_argument("--out", default=str(REPO / "out" / "locator"))
     args = parser.parse_args()
-    config = LocatorConfig()
+    settings = load_config(REPO / "config.toml")  # the shipped locator settings and the stream's edge margin
+    config = settings.locator
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     xmls = sorted(Path(args.bccd, "Annotations").glob("*.xml"))
@@ -71,17 +86,24 @@ def main() -> None:
         rows.append(row)
         if len(truth) and len(boxes):  # how well each found box fits its annotated cell
             ious = iou_matrix(boxes, truth)
-            for j, (x1, y1, x2, y2) in enumerate(truth):
+            diameter = cell_diameter_px(image, config)
+            for j, annotated in enumerate(truth):
                 i = int(ious[:, j].argmax())
                 if ious[i, j] >= 0.3:
-                    width_ratio = (boxes[i, 2] - boxes[i, 0]) / (x2 - x1)
-                    at_edge = x1 <= 1 or y1 <= 1 or x2 >= image.shape[1] - 1 or y2 >= image.shape[0] - 1
-                    fits.append((float(ious[i, j]), float(width_ratio), bool(at_edge)))
+                    width_ratio = (boxes[i, 2] - boxes[i, 0]) / (annotated[2] - annotated[0])
+                    cut = touches_edge(annotated, image.shape)
+                    fits.append((float(ious[i, j]), float(width_ratio), cut,
+                                 cut or touches_edge(boxes[i], image.shape), overhang(boxes[i], annotated) / diameter))
         if row["iou50"][1] or row["iou50"][2]:
             canvas = draw_cells(image, boxes, np.tile([[1.0, 0, 0, 0]], (len(boxes), 1)))
             for x1, y1, x2, y2 in truth.astype(int):
                 cv2.rectangle(canvas, (x1, y1), (x2, y2), (0, 255, 0), 1)
             cv2.imwrite(str(out / f"{xml.stem}.disagree.png"), canvas)
+    # The stream classifies a cell only while its located box keeps edge_margin_frac diameters
+    # from the frame edge; a cell whose outline reaches further beyond its box than that could
+    # be cut while its box looks whole. How often is that?
+    margin = settings.stream.edge_margin_frac
+    whole_overhangs = np.array([f[4] for f in fits if not f[3]])
     result = {
         "all": score(rows),
         "held_out_half": score([r for r in rows if r["held_out"]]),
@@ -91,6 +113,12 @@ def main() -> None:
             "width_ratio_p10_p50_p90": [round(float(v), 3) for v in np.percentile([f[1] for f in fits], [10, 50, 90])],
             "matched_boxes_under_iou_0.7": sum(f[0] < 0.7 for f in fits),
             "of_which_cut_by_the_frame_edge": sum(f[0] < 0.7 and f[2] for f in fits),
+        },
+        "edge_margin_check": {  # whole cells only: a cell the field cuts has no true outline to reach
+            "cells": len(whole_overhangs),
+            "overhang_in_diameters_p50_p95_max": [round(float(v), 3) for v in
+                                                  np.percentile(whole_overhangs, [50, 95, 100])],
+            f"share_beyond_edge_margin_{margin:g}": round(float(np.mean(whole_overhangs > margin)), 4),
         },
         "disagreements": [
             {k: r[k] for k in ("field", "truth", "found")} | {"matched@0.5": r["iou50"][0]}

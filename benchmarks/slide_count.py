@@ -29,8 +29,13 @@ The BCCD fields are the originals of blood-cells/TRAIN and TEST: the bundled mod
 copies of many of them, so the label agreement is optimistic about the classifier; the
 count figures do not depend on it.
 
+``--margin-geometry 0.2 0.3 0.4`` runs no stream: for each edge margin (in cell diameters) it
+counts the countable cells that no good frame shows that far clear of every edge, the cost a
+wider ``stream.edge_margin_frac`` has on this scan (``margin_geometry.json``).
+
 Usage: python benchmarks/slide_count.py [--model hv/bundled/hv_lite0_int8/model.tflite]
        [--speeds 4 8 12 16 24] [--cells 100] [--bccd ../shared/data/bccd] [--out out/slide_count]
+       [--margin-geometry FRACTION ...]
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from hv.bundled import DEFAULT_MODEL
 from hv.classifier import load_classifier
 from hv.config import load_config, override
 from hv.labels import CLASS_NAMES, PARTIAL_ID
+from hv.locator import cell_diameter_px
 from stream.pipeline import StreamPipeline, run_stream
 from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
 
@@ -106,6 +112,35 @@ def overhang(box: np.ndarray, view_xy: np.ndarray) -> float:
     slack_x, slack_y = VISIBLE_SLACK * (box[2] - box[0]), VISIBLE_SLACK * (box[3] - box[1])
     return float(max(0.0, x - box[0] - slack_x, y - box[1] - slack_y,
                      box[2] - x - FRAME[0] - slack_x, box[3] - y - FRAME[1] - slack_y))
+
+
+def never_clear(boxes: np.ndarray, path: np.ndarray, good: list[int], margin_px: float) -> np.ndarray:
+    """Per annotated box: True when no good frame of the scan holds it ``margin_px`` clear of every edge.
+
+    Such a cell can only be counted when its located box is smaller than its annotated one: a
+    wider edge margin needs scan rows that overlap more.
+    """
+    views = path[good]
+    return np.array([not ((box[0] - views[:, 0] > margin_px) & (box[1] - views[:, 1] > margin_px)
+                          & (box[2] - views[:, 0] < FRAME[0] - margin_px)
+                          & (box[3] - views[:, 1] < FRAME[1] - margin_px)).any() for box in boxes])
+
+
+def margin_geometry(scope: VirtualMicroscope, tile: tuple[int, int], fractions: list[float], config) -> dict:
+    """For each edge-margin fraction, how many countable cells the scan never shows that far clear of the edges.
+
+    The cell diameter is the stream's own estimate, the median over every 100th good frame.
+    """
+    path = np.array([scope._viewport(i) for i in range(scope.frame_count)])
+    good = [i for i in range(len(path)) if i not in scope._defects]
+    diameter = float(np.median([cell_diameter_px(cv2.cvtColor(scope.render(i), cv2.COLOR_BGR2RGB), config.locator)
+                                for i in good[::100]]))
+    boxes = scope.all_cells.boxes_xyxy
+    countable = [not cut_by_tile(box, tile, scope.border_px) and any(whole_in(box, path[i]) for i in good)
+                 for box in boxes]
+    return {"diameter_px": round(diameter, 1), "countable": int(np.sum(countable)),
+            "never_clear": {f"{fraction:g}": int(never_clear(boxes[countable], path, good, fraction * diameter).sum())
+                            for fraction in fractions}}
 
 
 def save_cut_view(image_bgr: np.ndarray, located: np.ndarray, annotated: np.ndarray, path: Path) -> None:
@@ -201,7 +236,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "out" / "slide_count"))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=NUMBER",
                         help="config values to try, e.g. stream.edge_margin_frac=0.2")
+    parser.add_argument("--margin-geometry", type=float, nargs="+", metavar="FRACTION",
+                        help="only count, for these edge margins (cell diameters), the countable cells the scan "
+                             "never shows that far clear of the frame edges (no stream run; seconds)")
     args = parser.parse_args()
+    if args.margin_geometry and min(args.margin_geometry) < 0:
+        parser.error("--margin-geometry fractions must be 0 or more")
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +249,7 @@ def main() -> None:
     tried = {key: float(value) for key, value in (item.split("=", 1) for item in args.set)}
     config = override(config, **{"stream.target_count": 0, **tried})  # count the whole slide
     fields = choose_fields(Path(args.bccd), args.cells, tuple(args.tile), args.seed)
-    classifier = load_classifier(args.model)
+    classifier = None if args.margin_geometry else load_classifier(args.model)
     results, scope = {}, None
     for speed in args.speeds:
         base = VirtualMicroscope(args.bccd, fields=fields, tile_size=tuple(args.tile), num_frames=1,
@@ -219,9 +259,17 @@ def main() -> None:
         scope = VirtualMicroscope(args.bccd, fields=fields, tile_size=tuple(args.tile), path=path,
                                   defects=defect_frames(len(path), args.defects, args.seed), seed=args.seed,
                                   border_px=args.border)
+        if args.margin_geometry:
+            results[f"{speed:g}"] = margin_geometry(scope, tuple(args.tile), args.margin_geometry, config)
+            print(json.dumps({f"{speed:g} px/frame": results[f"{speed:g}"]}), flush=True)
+            continue
         result = run_speed(scope, StreamPipeline(classifier, config), out / f"speed_{speed:g}", tuple(args.tile))
         print(json.dumps({k: v for k, v in result.items() if k != "counted_boxes"}), flush=True)
         results[f"{speed:g}"] = result
+    if args.margin_geometry:
+        (out / "margin_geometry.json").write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {out / 'margin_geometry.json'}")
+        return
     report = {"model": str(args.model), "config_changes": tried, "fields": fields, "tile": args.tile,
               "border": args.border, "defect_share": args.defects, "speeds_px_per_frame": results}
     (out / "slide_count.json").write_text(json.dumps(report, indent=1) + "\n")
