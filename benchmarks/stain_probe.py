@@ -10,6 +10,9 @@ other lab's crops cut tighter (or wider) than the measured scale says.
 
     python benchmarks/stain_probe.py --per-class 200 --jitter 1 2 --out out/stain_probe
 
+``--grey-copies`` also tries random-greyscale augmentation: a grey copy of every training crop
+added, the other lab's crops left in colour.
+
 Writes ``probe.json`` (accuracy, macro-F1 and per-class recall per treatment) and prints a table.
 """
 
@@ -174,6 +177,9 @@ def main() -> None:
                         help="stain-jitter strengths tried, as factors of the config's augment.stain_*")
     parser.add_argument("--target-zoom", type=float, default=1.0,
                         help="diagnostic: crop the target lab's cells this much tighter (its crop_context / zoom)")
+    parser.add_argument("--grey-copies", action="store_true",
+                        help="also fit with a grey copy of every training crop added (random-greyscale augmentation; "
+                             "the other lab's crops stay in colour)")
     parser.add_argument("--out", default=str(ROOT / "out/stain_probe"))
     args = parser.parse_args()
     if args.target_zoom <= 0 or args.per_class < 2:
@@ -201,6 +207,11 @@ def main() -> None:
         target_n = np.stack([normalise(c) for c in target_crops])
         source_f, target_f = features(extractor, source_n), features(extractor, target_n)
         row = {"plain": fit_and_score(source_f, source_y, target_f, target_y, args.seed)}
+        grey_f = features(extractor, np.stack([grey(normalise(c)) for c in source_crops])) if args.grey_copies else None
+        if args.grey_copies:
+            row["plain+grey_copies"] = fit_and_score(np.concatenate([source_f, grey_f]),
+                                                     np.concatenate([source_y, source_y]), target_f, target_y,
+                                                     args.seed)
         for factor, jitter in jitters.items():
             # One jittered copy of each crop: the raw crop jittered (as another lab's stain would be), then normalised.
             jittered = np.asarray(jitter(source_crops.astype(np.float32), training=True)).round().astype(np.uint8)
@@ -208,6 +219,10 @@ def main() -> None:
             row[f"jitter_x{factor:g}"] = fit_and_score(np.concatenate([source_f, jitter_f]),
                                                        np.concatenate([source_y, source_y]), target_f, target_y,
                                                        args.seed)
+            if args.grey_copies:
+                row[f"jitter_x{factor:g}+grey_copies"] = fit_and_score(
+                    np.concatenate([source_f, jitter_f, grey_f]), np.concatenate([source_y, source_y, source_y]),
+                    target_f, target_y, args.seed)
         # Within the source lab, halves of the sample: copies of one field can fall on both sides, so
         # this reads high; it only shows whether a treatment throws away what tells the classes apart.
         row["same_lab_check"] = fit_and_score(source_f[::2], source_y[::2], source_f[1::2], source_y[1::2], args.seed)
@@ -222,6 +237,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "probe.json").write_text(json.dumps({"per_class": args.per_class, "target_zoom": args.target_zoom,
                                                 "jitter": args.jitter, "seed": args.seed,
+                                                "grey_copies": args.grey_copies,
                                                 "source": args.source, "target": args.target,
                                                 "results": results}, indent=2))
 
