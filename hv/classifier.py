@@ -64,6 +64,11 @@ class KerasClassifier:
         self.path = path
         self._batch_size = batch_size
 
+    @property
+    def model(self):
+        """The loaded ``keras.Model`` (for commands that change it, like ``hv adapt``)."""
+        return self._model
+
     def predict(self, crops_rgb: np.ndarray) -> np.ndarray:
         batch = to_model_batch(crops_rgb)
         if len(batch) == 0:

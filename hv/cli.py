@@ -115,6 +115,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from training.lab_adaptation import adapt
+
+    config = _load(args)
+    report = adapt(Path(args.model), args.data, config, Path(args.out), layers=args.layers, max_cells=args.max_cells)
+    skipped = f", {len(report.unreadable)} unreadable images skipped" if report.unreadable else ""
+    print(f"{args.out}: {', '.join(report.layers)} re-estimated on {report.cells} cells from {report.images} "
+          f"images{skipped} (report: {Path(args.out).with_suffix('.adapt.json')})")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from hv.classifier import load_classifier
     from stream.batch_replay import expand_videos, replay_videos
@@ -239,6 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="quantisation-aware fine-tuning steps per int8 variant, about 1 s each on 2 CPU cores "
                              "(default: export.qat_steps; 0 = off)")
     export.set_defaults(func=cmd_export)
+
+    adapt = sub.add_parser("adapt", help="adapt a .keras model to your lab from unlabelled images (no labels needed)")
+    adapt.add_argument("data", nargs="+", metavar="FOLDER",
+                       help="folders of images from the lab to adapt to (fields or one-cell images, any layout)")
+    adapt.add_argument("--model", default=str(BUNDLED_KERAS), help="the .keras model to adapt (default: the "
+                       "checkout's models/hv_lite0.keras)")
+    adapt.add_argument("--out", required=True, help="the adapted model to write (.keras)")
+    adapt.add_argument("--layers", nargs="+", default=["top_bn"], metavar="NAME",
+                       help="BatchNormalization layers to re-estimate (default: top_bn, the last)")
+    adapt.add_argument("--max-cells", type=int, default=1000, help="use at most this many located cells")
+    adapt.set_defaults(func=cmd_adapt)
 
     replay = sub.add_parser("replay", help="process recorded videos as fast as possible")
     replay.add_argument("video", nargs="+", help="video files, globs or folders (several: one folder each in --out, "

@@ -1,0 +1,182 @@
+"""Adapt a trained model to another lab from unlabelled images: re-estimate BatchNorm statistics.
+
+A model trained on one lab's smears meets another lab's stain, camera and lamp as a shift in
+the statistics of its features. Batch normalisation layers store the mean and variance of
+their inputs over the training lab; recomputing them on the new lab's cells (AdaBN, Li et
+al. 2016) re-centres the features the classifier head reads, with no label needed: a user
+points the microscope at a few smears, and the located cells are enough.
+
+Only the layers named are re-estimated. On the cross-lab validation set (trained on
+blood-cells/TRAIN, adapted on one half of pbc/TRAIN, scored on the other half) the last
+normalisation layer alone, ``top_bn``, helped most; every layer at once did worse than no
+adaptation (BENCHMARKS.md, "Adapting to a lab without labels").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from hv.classifier import KerasClassifier, ModelLoadError, file_sha256
+from hv.config import Config
+from hv.locator import cell_diameter_px, crop_cell, locate_cells
+from hv.preprocess import ImageReadError, read_image_rgb, to_model_batch
+from training.data import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+# The last normalisation layer of both backbones (Keras EfficientNet and our Lite0).
+DEFAULT_LAYERS = ("top_bn",)
+# Fewer cells than this give per-channel statistics too noisy to trust (1,280 channels).
+MIN_CELLS = 32
+
+
+@dataclass(frozen=True)
+class AdaptationReport:
+    """What adapted the model, saved beside it as ``<model>.adapt.json``."""
+
+    source_model: str
+    source_sha256: str
+    images: int
+    unreadable: list[str]
+    without_whole_cell: int
+    cells: int
+    layers: list[str]
+    date: str
+
+
+def image_files(folders: Sequence[str | Path]) -> list[Path]:
+    """Every image file under the folders (recursively, sorted); a missing folder is an error that names it."""
+    files: list[Path] = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: not a folder; pass folders of images from the lab to adapt to")
+        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return files
+
+
+def whole_cell_crops(image_rgb: np.ndarray, config: Config) -> list[np.ndarray]:
+    """The crops of the located white cells whose box does not touch the image border.
+
+    These are the crops the classifier sees: the same locator, scale and crop as training
+    and the stream; a cell cut by the border is left out, as the stream leaves it out.
+    """
+    height, width = image_rgb.shape[:2]
+    diameter = cell_diameter_px(image_rgb, config.locator)
+    boxes = locate_cells(image_rgb, config.locator, diameter)
+    inside = (boxes[:, 0] > 1) & (boxes[:, 1] > 1) & (boxes[:, 2] < width - 1) & (boxes[:, 3] < height - 1)
+    return [crop_cell(image_rgb, box, config.locator, config.model.image_size, diameter) for box in boxes[inside]]
+
+
+def collect_crops(files: Sequence[Path], config: Config, max_cells: int) -> tuple[np.ndarray, list[str], int]:
+    """Crops of up to ``max_cells`` whole cells, files in a seeded random order.
+
+    Returns (crops, unreadable files, images without a whole cell).
+    """
+    order = np.random.default_rng(0).permutation(len(files))
+    crops: list[np.ndarray] = []
+    unreadable: list[str] = []
+    empty = 0
+    for done, index in enumerate(order, 1):
+        try:
+            image = read_image_rgb(str(files[index]))
+        except ImageReadError as exc:
+            log.warning("skipped %s", exc)
+            unreadable.append(str(files[index]))
+            continue
+        found = whole_cell_crops(image, config)
+        empty += not found
+        crops += found
+        if done % 100 == 0:
+            log.info("%d images read, %d cells", done, len(crops))
+        if len(crops) >= max_cells:
+            break
+    return np.stack(crops[:max_cells]) if crops else np.zeros((0, 1, 1, 3), np.uint8), unreadable, empty
+
+
+def _normalisation_layers(model: keras.Model, names: Sequence[str]) -> list[tuple[keras.Model, keras.layers.Layer]]:
+    """Each named BatchNormalization layer with the model (the model itself or a nested one) that holds it."""
+    found: dict[str, tuple[keras.Model, keras.layers.Layer]] = {}
+
+    def walk(container: keras.Model) -> None:
+        for layer in container.layers:
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.name in names:
+                found[layer.name] = (container, layer)
+            elif isinstance(layer, keras.Model):
+                walk(layer)
+
+    walk(model)
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise ModelLoadError(f"the model has no BatchNormalization layer named {', '.join(missing)}")
+    return [found[name] for name in names]
+
+
+def _batches(crops_rgb: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(crops_rgb), size):
+        yield to_model_batch(crops_rgb[start:start + size])
+
+
+def reestimate_statistics(model: keras.Model, crops: np.ndarray, layers: Sequence[str] = DEFAULT_LAYERS,
+                          batch_size: int = 64) -> None:
+    """Set each named layer's moving mean and variance to those of its inputs over ``crops``, in place.
+
+    Exact statistics over all crops and positions (not a running average), layer after
+    layer in the order given, so a later layer sees the earlier ones already adapted. The
+    nested model holding a layer must take the model's own input (true of our classifiers,
+    whose backbone reads the image).
+    """
+    for container, layer in _normalisation_layers(model, layers):
+        if container is not model and container.inputs[0].shape[1:] != model.inputs[0].shape[1:]:
+            raise ModelLoadError(f"{layer.name}: its nested model does not read the classifier's input")
+        probe = keras.Model(container.inputs[0], layer.input)
+        total = total_sq = None
+        count = 0
+        for batch in _batches(crops, batch_size):
+            values = np.asarray(probe(batch, training=False), np.float64)
+            values = values.reshape(-1, values.shape[-1])  # every position of every crop, per channel
+            total = values.sum(0) if total is None else total + values.sum(0)
+            total_sq = (values ** 2).sum(0) if total_sq is None else total_sq + (values ** 2).sum(0)
+            count += len(values)
+        mean = total / count
+        variance = np.maximum(total_sq / count - mean ** 2, 0.0)
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(variance.astype(np.float32))
+
+
+def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_path: Path, *,
+          layers: Sequence[str] = DEFAULT_LAYERS, max_cells: int = 1000, min_cells: int = MIN_CELLS
+          ) -> AdaptationReport:
+    """Write ``out_path`` (.keras): the model with ``layers`` re-estimated on the folders' located cells."""
+    if out_path.suffix != ".keras":
+        raise DataError(f"{out_path}: the adapted model is written as a .keras file; give a name ending in .keras")
+    if model_path.suffix != ".keras":
+        raise DataError(f"{model_path}: adapting needs the .keras model (an app package is adapted by exporting "
+                        "the adapted .keras model again)")
+    if out_path.resolve() == model_path.resolve():
+        raise DataError(f"{out_path}: would overwrite the model being adapted; choose another name")
+    files = image_files(folders)
+    if not files:
+        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
+    crops, unreadable, empty = collect_crops(files, config, max_cells)
+    if len(crops) < min_cells:
+        raise DataError(f"{len(crops)} whole white cells found in {len(files)} images under "
+                        f"{', '.join(map(str, folders))}; adapting needs at least {min_cells}: add more fields")
+    model = KerasClassifier(model_path).model
+    reestimate_statistics(model, crops, layers)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out_path)
+    report = AdaptationReport(
+        source_model=str(model_path), source_sha256=file_sha256(model_path),
+        images=len(files), unreadable=unreadable, without_whole_cell=empty, cells=len(crops), layers=list(layers),
+        date=datetime.now(UTC).isoformat(timespec="seconds"))
+    out_path.with_suffix(".adapt.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    return report
