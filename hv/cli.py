@@ -121,8 +121,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     config = _load(args)
     report = adapt(Path(args.model), args.data, config, Path(args.out), layers=args.layers, max_cells=args.max_cells)
     skipped = f", {len(report.unreadable)} unreadable images skipped" if report.unreadable else ""
-    print(f"{args.out}: {', '.join(report.layers)} re-estimated on {report.cells} cells from {report.images} "
-          f"images{skipped} (report: {Path(args.out).with_suffix('.adapt.json')})")
+    print(f"{args.out}: {', '.join(report.layers)} re-estimated on {report.cells} cells from {report.images_read} "
+          f"of {report.images_found} images{skipped} (report: {Path(args.out).with_suffix('.adapt.json')})")
     return 0
 
 

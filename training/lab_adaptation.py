@@ -45,7 +45,8 @@ class AdaptationReport:
 
     source_model: str
     source_sha256: str
-    images: int
+    images_found: int
+    images_read: int  # files are read in a seeded random order until max_cells cells are found
     unreadable: list[str]
     without_whole_cell: int
     cells: int
@@ -76,15 +77,15 @@ def whole_cell_crops(image_rgb: np.ndarray, config: Config) -> list[np.ndarray]:
     return [crop_cell(image_rgb, box, config.locator, config.model.image_size, diameter) for box in boxes[inside]]
 
 
-def collect_crops(files: Sequence[Path], config: Config, max_cells: int) -> tuple[np.ndarray, list[str], int]:
+def collect_crops(files: Sequence[Path], config: Config, max_cells: int) -> tuple[np.ndarray, list[str], int, int]:
     """Crops of up to ``max_cells`` whole cells, files in a seeded random order.
 
-    Returns (crops, unreadable files, images without a whole cell).
+    Returns (crops, unreadable files, images without a whole cell, images read).
     """
     order = np.random.default_rng(0).permutation(len(files))
     crops: list[np.ndarray] = []
     unreadable: list[str] = []
-    empty = 0
+    empty = done = 0
     for done, index in enumerate(order, 1):
         try:
             image = read_image_rgb(str(files[index]))
@@ -99,7 +100,8 @@ def collect_crops(files: Sequence[Path], config: Config, max_cells: int) -> tupl
             log.info("%d images read, %d cells", done, len(crops))
         if len(crops) >= max_cells:
             break
-    return np.stack(crops[:max_cells]) if crops else np.zeros((0, 1, 1, 3), np.uint8), unreadable, empty
+    stacked = np.stack(crops[:max_cells]) if crops else np.zeros((0, 1, 1, 3), np.uint8)
+    return stacked, unreadable, empty, done
 
 
 def _normalisation_layers(model: keras.Model, names: Sequence[str]) -> list[tuple[keras.Model, keras.layers.Layer]]:
@@ -166,7 +168,7 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
     files = image_files(folders)
     if not files:
         raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
-    crops, unreadable, empty = collect_crops(files, config, max_cells)
+    crops, unreadable, empty, read = collect_crops(files, config, max_cells)
     if len(crops) < min_cells:
         raise DataError(f"{len(crops)} whole white cells found in {len(files)} images under "
                         f"{', '.join(map(str, folders))}; adapting needs at least {min_cells}: add more fields")
@@ -176,7 +178,8 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
     model.save(out_path)
     report = AdaptationReport(
         source_model=str(model_path), source_sha256=file_sha256(model_path),
-        images=len(files), unreadable=unreadable, without_whole_cell=empty, cells=len(crops), layers=list(layers),
+        images_found=len(files), images_read=read, unreadable=unreadable, without_whole_cell=empty,
+        cells=len(crops), layers=list(layers),
         date=datetime.now(UTC).isoformat(timespec="seconds"))
     out_path.with_suffix(".adapt.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report

@@ -45,7 +45,7 @@ def test_other_layers_keep_their_statistics(tiny_model_path):
 def test_adapt_writes_a_model_and_its_report(tmp_path, tiny_model_path, tiny_dataset_dir, config):
     out = tmp_path / "adapted.keras"
     report = adapt(tiny_model_path, [tiny_dataset_dir], config, out, min_cells=1)
-    assert report.images == 12 and report.cells >= 1 and report.layers == ["top_bn"]
+    assert report.images_found == report.images_read == 12 and report.cells >= 1 and report.layers == ["top_bn"]
     written = json.loads(out.with_suffix(".adapt.json").read_text())
     assert written["cells"] == report.cells and len(written["source_sha256"]) == 64
     adapted = KerasClassifier(out)
@@ -107,5 +107,5 @@ def test_adapt_command_on_a_folder_of_fields(tmp_path, tiny_model_path, capsys):
     assert cli.main(["--config", str(config), "adapt", str(tmp_path / "my_smears"), "--model", str(tiny_model_path),
                      "--out", str(out)]) == 0
     report = json.loads(out.with_suffix(".adapt.json").read_text())
-    assert report["images"] == 40 and report["cells"] >= 32
-    assert f"top_bn re-estimated on {report['cells']} cells from 40 images" in capsys.readouterr().out
+    assert report["images_found"] == report["images_read"] == 40 and report["cells"] >= 32
+    assert f"top_bn re-estimated on {report['cells']} cells from 40 of 40 images" in capsys.readouterr().out
