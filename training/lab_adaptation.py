@@ -165,6 +165,8 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
                         "the adapted .keras model again)")
     if out_path.resolve() == model_path.resolve():
         raise DataError(f"{out_path}: would overwrite the model being adapted; choose another name")
+    if max_cells < min_cells:
+        raise DataError(f"--max-cells {max_cells} is below the {min_cells} cells adapting needs")
     files = image_files(folders)
     if not files:
         raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
@@ -175,7 +177,9 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
     model = KerasClassifier(model_path).model
     reestimate_statistics(model, crops, layers)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out_path)
+    partial = out_path.with_name(out_path.stem + ".partial.keras")  # never a half-written model under the name
+    model.save(partial)
+    partial.replace(out_path)
     report = AdaptationReport(
         source_model=str(model_path), source_sha256=file_sha256(model_path),
         images_found=len(files), images_read=read, unreadable=unreadable, without_whole_cell=empty,

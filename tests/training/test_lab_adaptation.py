@@ -65,7 +65,12 @@ def test_a_cell_cut_by_the_border_is_not_used(config):
 def test_too_few_cells_is_a_clear_error(tmp_path, tiny_model_path, tiny_dataset_dir, config):
     with pytest.raises(DataError, match="adapting needs at least 1000: add more fields"):
         adapt(tiny_model_path, [tiny_dataset_dir], config, tmp_path / "a.keras", min_cells=1000)
-    assert not (tmp_path / "a.keras").exists()
+    assert not list(tmp_path.glob("a*.keras"))
+
+
+def test_max_cells_below_the_minimum_is_refused(tmp_path, tiny_model_path, tiny_dataset_dir, config):
+    with pytest.raises(DataError, match="--max-cells 10 is below the 32 cells"):
+        adapt(tiny_model_path, [tiny_dataset_dir], config, tmp_path / "a.keras", max_cells=10)
 
 
 def test_unknown_layer_is_named(tmp_path, tiny_model_path, tiny_dataset_dir, config):
