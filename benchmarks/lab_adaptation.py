@@ -26,27 +26,10 @@ from hv.config import load_config
 from hv.labels import CLASS_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
 from training.data import discover
-from training.lab_adaptation import reestimate_statistics, whole_cell_crops
+from training.lab_adaptation import normalisation_layer_names, reestimate_statistics, whole_cell_crops
 from training.metrics import classification_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def all_normalisation_layers(model) -> list[str]:
-    """Every BatchNormalization layer's name, input side first."""
-    import keras
-
-    names: list[str] = []
-
-    def walk(container) -> None:
-        for layer in container.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                names.append(layer.name)
-            elif isinstance(layer, keras.Model):
-                walk(layer)
-
-    walk(model)
-    return names
 
 
 def main() -> None:
@@ -86,7 +69,7 @@ def main() -> None:
         results[model_path] = {}
         for layer_set in args.layers:
             classifier = KerasClassifier(model_path)  # a fresh copy for each set
-            names = {"none": [], "all": all_normalisation_layers(classifier.model)}.get(layer_set,
+            names = {"none": [], "all": normalisation_layer_names(classifier.model)}.get(layer_set,
                                                                                          layer_set.split(","))
             if names:
                 reestimate_statistics(classifier.model, adapt_crops, names)

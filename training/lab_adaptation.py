@@ -104,18 +104,23 @@ def collect_crops(files: Sequence[Path], config: Config, max_cells: int) -> tupl
     return stacked, unreadable, empty, done
 
 
+def _all_normalisation_layers(model: keras.Model) -> Iterator[tuple[keras.Model, keras.layers.Layer]]:
+    """Every BatchNormalization layer, input side first, with the model (itself or a nested one) that holds it."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            yield model, layer
+        elif isinstance(layer, keras.Model):
+            yield from _all_normalisation_layers(layer)
+
+
+def normalisation_layer_names(model: keras.Model) -> list[str]:
+    """The names of every BatchNormalization layer, input side first."""
+    return [layer.name for _, layer in _all_normalisation_layers(model)]
+
+
 def _normalisation_layers(model: keras.Model, names: Sequence[str]) -> list[tuple[keras.Model, keras.layers.Layer]]:
     """Each named BatchNormalization layer with the model (the model itself or a nested one) that holds it."""
-    found: dict[str, tuple[keras.Model, keras.layers.Layer]] = {}
-
-    def walk(container: keras.Model) -> None:
-        for layer in container.layers:
-            if isinstance(layer, keras.layers.BatchNormalization) and layer.name in names:
-                found[layer.name] = (container, layer)
-            elif isinstance(layer, keras.Model):
-                walk(layer)
-
-    walk(model)
+    found = {layer.name: (container, layer) for container, layer in _all_normalisation_layers(model)}
     missing = [name for name in names if name not in found]
     if missing:
         raise ModelLoadError(f"the model has no BatchNormalization layer named {', '.join(missing)}")

@@ -9,7 +9,7 @@ from hv import cli
 from hv.classifier import KerasClassifier, ModelLoadError
 from tests.conftest import draw_field
 from training.data import DataError
-from training.lab_adaptation import adapt, reestimate_statistics, whole_cell_crops
+from training.lab_adaptation import adapt, normalisation_layer_names, reestimate_statistics, whole_cell_crops
 
 
 def _top_bn(model: keras.Model):
@@ -33,6 +33,8 @@ def test_reestimated_statistics_normalise_the_new_labs_features(tiny_model_path)
 
 def test_other_layers_keep_their_statistics(tiny_model_path):
     model = KerasClassifier(tiny_model_path).model
+    names = normalisation_layer_names(model)
+    assert names[0] == "stem_bn" and names[-1] == "top_bn" and len(names) == len(set(names)) > 2
     stem = model.get_layer("backbone").get_layer("stem_bn")
     _, top = _top_bn(model)
     before = np.array(stem.moving_variance)
