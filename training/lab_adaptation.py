@@ -119,12 +119,12 @@ def normalisation_layer_names(model: keras.Model) -> list[str]:
 
 
 def _normalisation_layers(model: keras.Model, names: Sequence[str]) -> list[tuple[keras.Model, keras.layers.Layer]]:
-    """Each named BatchNormalization layer with the model (the model itself or a nested one) that holds it."""
-    found = {layer.name: (container, layer) for container, layer in _all_normalisation_layers(model)}
-    missing = [name for name in names if name not in found]
+    """Each named BatchNormalization layer, input side first, with the model (itself or a nested one) holding it."""
+    every = list(_all_normalisation_layers(model))
+    missing = sorted(set(names) - {layer.name for _, layer in every})
     if missing:
         raise ModelLoadError(f"the model has no BatchNormalization layer named {', '.join(missing)}")
-    return [found[name] for name in names]
+    return [(container, layer) for container, layer in every if layer.name in names]
 
 
 def _batches(crops_rgb: np.ndarray, size: int) -> Iterator[np.ndarray]:
@@ -137,7 +137,7 @@ def reestimate_statistics(model: keras.Model, crops: np.ndarray, layers: Sequenc
     """Set each named layer's moving mean and variance to those of its inputs over ``crops``, in place.
 
     Exact statistics over all crops and positions (not a running average), layer after
-    layer in the order given, so a later layer sees the earlier ones already adapted. The
+    layer from the input side, so a later layer sees the earlier ones already adapted. The
     nested model holding a layer must take the model's own input (true of our classifiers,
     whose backbone reads the image).
     """

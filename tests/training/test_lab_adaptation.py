@@ -116,3 +116,13 @@ def test_adapt_command_on_a_folder_of_fields(tmp_path, tiny_model_path, capsys):
     report = json.loads(out.with_suffix(".adapt.json").read_text())
     assert report["images_found"] == report["images_read"] == 40 and report["cells"] >= 32
     assert f"top_bn re-estimated on {report['cells']} cells from 40 of 40 images" in capsys.readouterr().out
+
+
+def test_layers_are_adapted_from_the_input_side_whatever_the_order_given(tiny_model_path):
+    crops = np.random.default_rng(2).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    variances = []
+    for order in (["stem_bn", "top_bn"], ["top_bn", "stem_bn"]):
+        model = KerasClassifier(tiny_model_path).model
+        reestimate_statistics(model, crops, order)
+        variances.append(np.array(_top_bn(model)[1].moving_variance))
+    np.testing.assert_allclose(variances[0], variances[1], rtol=1e-5)
