@@ -68,7 +68,8 @@ def whole_cell_crops(image_rgb: np.ndarray, config: Config) -> list[np.ndarray]:
     """The crops of the located white cells whose box does not touch the image border.
 
     These are the crops the classifier sees: the same locator, scale and crop as training
-    and the stream; a cell cut by the border is left out, as the stream leaves it out.
+    and the stream; a cell whose box touches the border is left out, since its crop would be
+    part of a cell padded by the fill (the stream also keeps an ``edge_margin_frac`` margin).
     """
     height, width = image_rgb.shape[:2]
     diameter = cell_diameter_px(image_rgb, config.locator)
