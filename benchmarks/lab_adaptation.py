@@ -9,6 +9,12 @@ layers is made here; TEST is scored afterwards with ``hv adapt`` and ``hv evalua
     python benchmarks/lab_adaptation.py --models runs/bc_only_seed1/model.keras \\
         --folder ../shared/data/pbc/TRAIN --layers none top_bn stem_bn stem_bn,top_bn
 
+A layer set written ``rebased:top_bn`` first rebases the layers on the training lab's cells
+(``--source-folder``: ``rebase_statistics``, which changes nothing the model computes) and
+then re-estimates them on the other lab: the other lab's features get the training lab's
+mean and variance instead of zero and one. ``--adapt-mix`` draws the adapting half with a
+given class mix (a real smear is mostly neutrophils), to check that adapting survives it.
+
 Writes ``lab_adaptation.json`` (top-1, macro-F1 and recall per model and layer set) and prints a table.
 """
 
@@ -26,10 +32,44 @@ from hv.config import load_config
 from hv.labels import CLASS_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
 from training.data import discover
-from training.lab_adaptation import normalisation_layer_names, reestimate_statistics, whole_cell_crops
+from training.lab_adaptation import (
+    normalisation_layer_names,
+    rebase_statistics,
+    reestimate_statistics,
+    whole_cell_crops,
+)
 from training.metrics import classification_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def with_class_mix(indices: np.ndarray, labels: np.ndarray, mix: str) -> np.ndarray:
+    """The largest subset of ``indices`` (order kept) whose labels follow ``mix`` ("name=share,...")."""
+    shares = {CLASS_NAMES.index(name.strip()): float(share) for name, share in
+              (item.split("=") for item in mix.split(","))}
+    available = {k: int((labels[indices] == k).sum()) for k in shares}
+    total = min(available[k] / share for k, share in shares.items() if share > 0)
+    keep = {k: int(round(total * share)) for k, share in shares.items()}
+    chosen, taken = [], dict.fromkeys(shares, 0)
+    for i in indices:
+        k = int(labels[i])
+        if k in keep and taken[k] < keep[k]:
+            chosen.append(i)
+            taken[k] += 1
+    return np.array(chosen)
+
+
+def source_training_crops(folder: str, count: int, seed: int, config) -> np.ndarray:
+    """Crops of ``count`` images of the training lab, the same number per class (its batches were balanced)."""
+    if not folder:
+        raise SystemExit("layer sets written rebased:NAMES need --source-folder (the training lab's TRAIN folder)")
+    split, _ = discover(folder)
+    labels = np.array(split.labels)
+    rng = np.random.default_rng(seed)
+    per_class = count // len(CLASS_NAMES)
+    picked = [i for k in range(len(CLASS_NAMES))
+              for i in rng.permutation(np.flatnonzero(labels == k))[:per_class]]
+    return np.stack([field_to_model_input(read_image_rgb(str(split.paths[i])), config)[0] for i in picked])
 
 
 def main() -> None:
@@ -42,6 +82,13 @@ def main() -> None:
                              "pass per layer, slow)")
     parser.add_argument("--adapt-images", type=int, default=0, help="adapt on only this many images of the half")
     parser.add_argument("--score-images", type=int, default=0, help="score only this many images of the other half")
+    parser.add_argument("--source-folder", default="",
+                        help="the training lab's TRAIN folder (class folders), for layer sets written rebased:NAMES")
+    parser.add_argument("--source-images", type=int, default=1000,
+                        help="images of the source folder to rebase on, the same number per class")
+    parser.add_argument("--adapt-mix", default="",
+                        help="class shares of the adapting cells, e.g. neutrophil=0.6,lymphocyte=0.3,monocyte=0.06,"
+                             "eosinophil=0.04: the most images of the half that keep this mix")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "out/lab_adaptation"))
     args = parser.parse_args()
@@ -52,6 +99,8 @@ def main() -> None:
     paths, labels = np.array([str(p) for p in split.paths]), np.array(split.labels)
     order = np.random.default_rng(args.seed).permutation(len(paths))
     adapt_half, score_half = order[: len(order) // 2], order[len(order) // 2:]
+    if args.adapt_mix:
+        adapt_half = with_class_mix(adapt_half, labels, args.adapt_mix)
     if args.adapt_images:
         adapt_half = adapt_half[: args.adapt_images]
     if args.score_images:
@@ -59,6 +108,8 @@ def main() -> None:
     adapt_crops = np.stack([crop for i in adapt_half for crop in whole_cell_crops(read_image_rgb(paths[i]), config)])
     score_crops = np.stack([field_to_model_input(read_image_rgb(paths[i]), config)[0] for i in score_half])
     score_labels = labels[score_half]
+    source_crops = source_training_crops(args.source_folder, args.source_images, args.seed, config) \
+        if any(layer_set.startswith("rebased:") for layer_set in args.layers) else None
     print(f"{len(adapt_crops)} cells to adapt on ({len(adapt_half)} images), {len(score_crops)} to score "
           f"[{time.perf_counter() - started:.0f} s]", flush=True)
 
@@ -69,8 +120,11 @@ def main() -> None:
         results[model_path] = {}
         for layer_set in args.layers:
             classifier = KerasClassifier(model_path)  # a fresh copy for each set
-            names = {"none": [], "all": normalisation_layer_names(classifier.model)}.get(layer_set,
-                                                                                         layer_set.split(","))
+            rebased = layer_set.startswith("rebased:")
+            spec = layer_set.removeprefix("rebased:")
+            names = {"none": [], "all": normalisation_layer_names(classifier.model)}.get(spec, spec.split(","))
+            if rebased:
+                rebase_statistics(classifier.model, source_crops, names)
             if names:
                 reestimate_statistics(classifier.model, adapt_crops, names)
             predicted = classifier.predict(score_crops).argmax(1)
@@ -79,12 +133,15 @@ def main() -> None:
                    "recall": {name: metrics["per_class"][name]["recall"] for name in CLASS_NAMES},
                    "layers": len(names)}
             results[model_path][layer_set] = row
-            print(f"{model_path}  {layer_set:>16}: top-1 {row['top1']:.3f}, macro-F1 {row['macro_f1']:.3f}, recall "
+            print(f"{model_path}  {layer_set:>20}: top-1 {row['top1']:.3f}, macro-F1 {row['macro_f1']:.3f}, recall "
                   f"{' / '.join(f'{v:.2f}' for v in row['recall'].values())}  [{time.perf_counter() - started:.0f} s]",
                   flush=True)
             # Written after every row: a long run stopped early keeps what it measured.
             (out / "lab_adaptation.json").write_text(json.dumps({
-                "folder": args.folder, "seed": args.seed, "adapt_images": len(adapt_half),
+                "folder": args.folder, "seed": args.seed, "adapt_mix": args.adapt_mix,
+                "adapt_labels": {name: int((labels[adapt_half] == k).sum()) for k, name in enumerate(CLASS_NAMES)},
+                "source_folder": args.source_folder, "source_crops": 0 if source_crops is None else len(source_crops),
+                "adapt_images": len(adapt_half),
                 "adapt_cells": len(adapt_crops), "scored": len(score_crops), "results": results}, indent=2) + "\n")
 
 

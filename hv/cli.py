@@ -119,10 +119,12 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from training.lab_adaptation import adapt
 
     config = _load(args)
-    report = adapt(Path(args.model), args.data, config, Path(args.out), layers=args.layers, max_cells=args.max_cells)
+    report = adapt(Path(args.model), args.data, config, Path(args.out), layers=args.layers, max_cells=args.max_cells,
+                   training_data=args.training_data)
     skipped = f", {len(report.unreadable)} unreadable images skipped" if report.unreadable else ""
+    rebased = f", after rebasing on {report.training_cells} training cells" if report.training_cells else ""
     print(f"{args.out}: {', '.join(report.layers)} re-estimated on {report.cells} cells from {report.images_read} "
-          f"of {report.images_found} images{skipped} (report: {Path(args.out).with_suffix('.adapt.json')})")
+          f"of {report.images_found} images{skipped}{rebased} (report: {Path(args.out).with_suffix('.adapt.json')})")
     return 0
 
 
@@ -260,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--layers", nargs="+", default=["top_bn"], metavar="NAME",
                        help="BatchNormalization layers to re-estimate (default: top_bn, the last)")
     adapt.add_argument("--max-cells", type=int, default=1000, help="use at most this many located cells")
+    adapt.add_argument("--training-data", nargs="+", default=[], metavar="FOLDER",
+                       help="the class folders the model was trained on: rebase on them first, for a model trained "
+                            "before hv train stored its training lab's statistics (2026-12-04)")
     adapt.set_defaults(func=cmd_adapt)
 
     replay = sub.add_parser("replay", help="process recorded videos as fast as possible")

@@ -69,6 +69,10 @@ class Split:
         """The source name of every image ("" for a split made without sources)."""
         return self.sources or ("",) * len(self.paths)
 
+    def groups(self) -> list[str]:
+        """Each image's (source, class) group: training batches draw every group at its share."""
+        return [f"{source}|{label}" for source, label in zip(self.source_of(), self.labels)]
+
     def select(self, keep) -> Split:
         """The images where the boolean sequence ``keep`` is true."""
         keep = list(keep)

@@ -27,8 +27,8 @@ import numpy as np
 from hv.classifier import KerasClassifier, ModelLoadError, file_sha256
 from hv.config import Config
 from hv.locator import cell_diameter_px, crop_cell, locate_cells
-from hv.preprocess import ImageReadError, read_image_rgb, to_model_batch
-from training.data import DataError
+from hv.preprocess import ImageReadError, field_to_model_input, read_image_rgb, to_model_batch
+from training.data import DataError, Split, discover_sources
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ class AdaptationReport:
     without_whole_cell: int
     cells: int
     layers: list[str]
+    # The training lab's folders the layers were first rebased on (``--training-data``); empty: the
+    # model already carried its training lab's statistics (``hv train`` stores them) or was not rebased.
+    rebased_on: list[str]
+    training_cells: int
     date: str
 
 
@@ -105,6 +109,29 @@ def collect_crops(files: Sequence[Path], config: Config, max_cells: int) -> tupl
     return stacked, unreadable, empty, done
 
 
+def training_lab_crops(split: Split, config: Config, max_cells: int = 1000, seed: int = 0) -> np.ndarray:
+    """The crops the model was trained on, un-augmented: at most ``max_cells``, the same number per group.
+
+    Training batches drew every (source, class) group at the same rate, so the statistics of
+    the training lab are those of a balanced draw, not of the folders' own class mix. Each
+    image gives the crop training used (``field_to_model_input``); unreadable files are skipped.
+    """
+    groups = np.array(split.groups())
+    names = sorted(set(groups))
+    rng = np.random.default_rng(seed)
+    per_group = max(1, max_cells // len(names))
+    picked = sorted(i for name in names for i in rng.permutation(np.flatnonzero(groups == name))[:per_group])
+    crops = []
+    for index in picked:
+        try:
+            crops.append(field_to_model_input(read_image_rgb(split.paths[index]), config)[0])
+        except ImageReadError as exc:
+            log.warning("skipped %s", exc)
+    if not crops:
+        raise DataError("no readable image in the training data to take its statistics from")
+    return np.stack(crops)
+
+
 def _all_normalisation_layers(model: keras.Model) -> Iterator[tuple[keras.Model, keras.layers.Layer]]:
     """Every BatchNormalization layer, input side first, with the model (itself or a nested one) that holds it."""
     for layer in model.layers:
@@ -133,6 +160,24 @@ def _batches(crops_rgb: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield to_model_batch(crops_rgb[start:start + size])
 
 
+def _input_moments(model: keras.Model, container: keras.Model, layer: keras.layers.Layer, crops: np.ndarray,
+                   batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance of ``layer``'s input over every position of every crop (exact, float64)."""
+    if container is not model and container.inputs[0].shape[1:] != model.inputs[0].shape[1:]:
+        raise ModelLoadError(f"{layer.name}: its nested model does not read the classifier's input")
+    probe = keras.Model(container.inputs[0], layer.input)
+    total = total_sq = None
+    count = 0
+    for batch in _batches(crops, batch_size):
+        values = np.asarray(probe(batch, training=False), np.float64)
+        values = values.reshape(-1, values.shape[-1])  # every position of every crop, per channel
+        total = values.sum(0) if total is None else total + values.sum(0)
+        total_sq = (values ** 2).sum(0) if total_sq is None else total_sq + (values ** 2).sum(0)
+        count += len(values)
+    mean = total / count
+    return mean, np.maximum(total_sq / count - mean ** 2, 0.0)
+
+
 def reestimate_statistics(model: keras.Model, crops: np.ndarray, layers: Sequence[str] = DEFAULT_LAYERS,
                           batch_size: int = 64) -> None:
     """Set each named layer's moving mean and variance to those of its inputs over ``crops``, in place.
@@ -143,27 +188,50 @@ def reestimate_statistics(model: keras.Model, crops: np.ndarray, layers: Sequenc
     whose backbone reads the image).
     """
     for container, layer in _normalisation_layers(model, layers):
-        if container is not model and container.inputs[0].shape[1:] != model.inputs[0].shape[1:]:
-            raise ModelLoadError(f"{layer.name}: its nested model does not read the classifier's input")
-        probe = keras.Model(container.inputs[0], layer.input)
-        total = total_sq = None
-        count = 0
-        for batch in _batches(crops, batch_size):
-            values = np.asarray(probe(batch, training=False), np.float64)
-            values = values.reshape(-1, values.shape[-1])  # every position of every crop, per channel
-            total = values.sum(0) if total is None else total + values.sum(0)
-            total_sq = (values ** 2).sum(0) if total_sq is None else total_sq + (values ** 2).sum(0)
-            count += len(values)
-        mean = total / count
-        variance = np.maximum(total_sq / count - mean ** 2, 0.0)
+        mean, variance = _input_moments(model, container, layer, crops, batch_size)
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(variance.astype(np.float32))
+
+
+def rebase_statistics(model: keras.Model, crops: np.ndarray, layers: Sequence[str] = DEFAULT_LAYERS,
+                      batch_size: int = 64) -> None:
+    """Store the training lab's statistics in each named layer without changing what the model computes.
+
+    Our backbones' BatchNorm layers keep ImageNet statistics through training, so the head
+    learned features normalised by ImageNet's mean and variance, not standardised ones.
+    Re-estimating such a layer on another lab would standardise that lab's features while the
+    training lab's never were. Here the moving mean and variance become those of ``crops``
+    (the training lab's cells) and the scale and offset are changed to compensate, exactly:
+
+        gamma' = gamma * sqrt(var_s + eps) / sqrt(var_0 + eps)
+        beta'  = beta + gamma * (mean_s - mean_0) / sqrt(var_0 + eps)
+
+    so that gamma' (x - mean_s) / sqrt(var_s + eps) + beta' = gamma (x - mean_0) / sqrt(var_0 + eps) + beta.
+    After this, ``reestimate_statistics`` on another lab gives that lab's features the mean
+    and variance the training lab's features had (moment matching), not zero and one.
+    """
+    for container, layer in _normalisation_layers(model, layers):
+        if layer.gamma is None or layer.beta is None:
+            raise ModelLoadError(f"{layer.name}: a BatchNormalization layer without scale and offset cannot be rebased")
+        mean, variance = _input_moments(model, container, layer, crops, batch_size)
+        old_mean = np.asarray(layer.moving_mean, np.float64)
+        old_std = np.sqrt(np.asarray(layer.moving_variance, np.float64) + layer.epsilon)
+        gamma = np.asarray(layer.gamma, np.float64)
+        layer.beta.assign((np.asarray(layer.beta, np.float64) + gamma * (mean - old_mean) / old_std).astype(np.float32))
+        layer.gamma.assign((gamma * np.sqrt(variance + layer.epsilon) / old_std).astype(np.float32))
         layer.moving_mean.assign(mean.astype(np.float32))
         layer.moving_variance.assign(variance.astype(np.float32))
 
 
 def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_path: Path, *,
-          layers: Sequence[str] = DEFAULT_LAYERS, max_cells: int = 1000, min_cells: int = MIN_CELLS
-          ) -> AdaptationReport:
-    """Write ``out_path`` (.keras): the model with ``layers`` re-estimated on the folders' located cells."""
+          layers: Sequence[str] = DEFAULT_LAYERS, max_cells: int = 1000, min_cells: int = MIN_CELLS,
+          training_data: Sequence[str] = ()) -> AdaptationReport:
+    """Write ``out_path`` (.keras): the model with ``layers`` re-estimated on the folders' located cells.
+
+    With ``training_data`` (the class folders the model was trained on) the layers are first
+    rebased on them (``rebase_statistics``), for a model that does not carry its training
+    lab's statistics yet: one trained before ``hv train`` stored them.
+    """
     if out_path.suffix != ".keras":
         raise DataError(f"{out_path}: the adapted model is written as a .keras file; give a name ending in .keras")
     if model_path.suffix != ".keras":
@@ -176,11 +244,17 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
     files = image_files(folders)
     if not files:
         raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
+    training_split = discover_sources(list(training_data))[0] if training_data else None  # bad folders stop here
     crops, unreadable, empty, read = collect_crops(files, config, max_cells)
     if len(crops) < min_cells:
         raise DataError(f"{len(crops)} whole white cells found in {len(files)} images under "
                         f"{', '.join(map(str, folders))}; adapting needs at least {min_cells}: add more fields")
     model = KerasClassifier(model_path).model
+    training_cells = 0
+    if training_split is not None:
+        training_crops = training_lab_crops(training_split, config, max_cells)
+        rebase_statistics(model, training_crops, layers)
+        training_cells = len(training_crops)
     reestimate_statistics(model, crops, layers)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.stem + ".partial.keras")  # never a half-written model under the name
@@ -189,7 +263,7 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
     report = AdaptationReport(
         source_model=str(model_path), source_sha256=file_sha256(model_path),
         images_found=len(files), images_read=read, unreadable=unreadable, without_whole_cell=empty,
-        cells=len(crops), layers=list(layers),
+        cells=len(crops), layers=list(layers), rebased_on=list(training_data), training_cells=training_cells,
         date=datetime.now(UTC).isoformat(timespec="seconds"))
     out_path.with_suffix(".adapt.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report

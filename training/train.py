@@ -28,6 +28,7 @@ from training.data import DataReport, Split, discover_sources, split_by_field
 from training.distribute import fit_multi_worker, is_multi_worker, place
 from training.evaluate import evaluate_split
 from training.frozen_features import compute_features, feature_dataset, split_model
+from training.lab_adaptation import DEFAULT_LAYERS, rebase_statistics, training_lab_crops
 from training.pipeline import FieldLoader, balanced_batches, batch_crops, load_crops
 from training.plots import plot_history
 
@@ -116,9 +117,20 @@ def _append_history_csv(path: Path, history: dict[str, list[float]], first_epoch
             f.write(",".join([str(first_epoch + i), *(repr(history[k][i]) for k in keys)]) + "\n")
 
 
-def balance_groups(split: Split) -> list[str]:
-    """Each image's (source, class) group: batches draw every group at its share (``balanced_batches``)."""
-    return [f"{source}|{label}" for source, label in zip(split.source_of(), split.labels)]
+def _store_training_statistics(model: keras.Model, best_val: Path, split: Split, config: Config) -> None:
+    """Rebase the last BatchNorm layer on the training crops, in both saved models; their answers do not change.
+
+    The backbone's BatchNorm layers keep ImageNet statistics while training. Storing the
+    training lab's own statistics in ``top_bn`` lets ``hv adapt`` later give another lab's
+    features the mean and variance this lab's had (``training.lab_adaptation``).
+    """
+    crops = training_lab_crops(split, config, seed=config.train.seed)
+    rebase_statistics(model, crops, DEFAULT_LAYERS)
+    if best_val.exists():
+        checkpoint = KerasClassifier(best_val).model
+        rebase_statistics(checkpoint, crops, DEFAULT_LAYERS)
+        checkpoint.save(best_val)
+    log.info("top_bn rebased on %d training crops: the training lab's statistics, for hv adapt", len(crops))
 
 
 def train(config: Config, run_dir: Path) -> Path:
@@ -169,7 +181,7 @@ def train(config: Config, run_dir: Path) -> Path:
             augmented = batch_crops(crops, batch_size=batch, augmenter=augmenter)
             views = [plain] + [augmented] * (config.train.views_per_image - 1)
             x_train, y_train = compute_features(prefix, views)
-            groups = balance_groups(train_split) * len(views)  # the views are stacked in the split's order
+            groups = train_split.groups() * len(views)  # the views are stacked in the split's order
             train_ds = balanced_batches(feature_dataset(x_train, y_train), groups, batch, seed=config.train.seed)
             val_ds = None
             if len(val_split):
@@ -178,11 +190,12 @@ def train(config: Config, run_dir: Path) -> Path:
         else:
             trainer = model
             train_crops = load_crops(train_split, config, loader)
-            train_ds = balanced_batches(train_crops, balance_groups(train_split), batch, seed=config.train.seed,
+            train_ds = balanced_batches(train_crops, train_split.groups(), batch, seed=config.train.seed,
                                         augmenter=augmenter)
             val_ds = batch_crops(load_crops(val_split, config, loader), batch_size=batch) if len(val_split) else None
 
         history, starts = _fit_phases(model, trainer, train_ds, val_ds, partial, config)
+    _store_training_statistics(model, partial / "best_val.keras", train_split, config)
     model.save(partial / "model.keras")
     if holdout is not None and len(holdout) and placement.is_chief:
         holdout_report = DataReport(root=f"{', '.join(config.data.train_dirs)} (held-out fields)")

@@ -8,8 +8,15 @@ import pytest
 from hv import cli
 from hv.classifier import KerasClassifier, ModelLoadError
 from tests.conftest import draw_field
-from training.data import DataError
-from training.lab_adaptation import adapt, normalisation_layer_names, reestimate_statistics, whole_cell_crops
+from training.data import DataError, discover_sources
+from training.lab_adaptation import (
+    adapt,
+    normalisation_layer_names,
+    rebase_statistics,
+    reestimate_statistics,
+    training_lab_crops,
+    whole_cell_crops,
+)
 
 
 def _top_bn(model: keras.Model):
@@ -17,18 +24,96 @@ def _top_bn(model: keras.Model):
     return backbone, backbone.get_layer("top_bn")
 
 
-def test_reestimated_statistics_normalise_the_new_labs_features(tiny_model_path):
+def test_reestimated_statistics_normalise_the_new_labs_features(learned_model):
     """After adapting, top_bn's inputs over the new lab's crops have its stored mean and variance."""
-    model = KerasClassifier(tiny_model_path).model
+    model = KerasClassifier(learned_model[0]).model  # ImageNet weights: a random model's top features are ~1e-13
     backbone, layer = _top_bn(model)
-    crops = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    crops = np.random.default_rng(0).integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
     before = np.array(layer.moving_variance)
     reestimate_statistics(model, crops, ["top_bn"], batch_size=16)  # several batches: the sums must add up
     inputs = np.asarray(keras.Model(backbone.inputs[0], layer.input)(crops.astype(np.float32)), np.float64)
     inputs = inputs.reshape(-1, inputs.shape[-1])
     np.testing.assert_allclose(np.array(layer.moving_mean), inputs.mean(0), rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(np.array(layer.moving_variance), inputs.var(0), rtol=1e-3, atol=1e-4)
-    assert not np.allclose(before, np.array(layer.moving_variance))  # a fresh model's are 1: they did change
+    assert inputs.std() > 1e-2  # features that carry a signal, so the comparisons above can fail
+    assert not np.allclose(before, np.array(layer.moving_variance))  # ImageNet's: they did change
+
+
+def test_rebasing_changes_nothing_the_model_computes(learned_model):
+    model = KerasClassifier(learned_model[0]).model
+    _, layer = _top_bn(model)
+    before_mean = np.array(layer.moving_mean)
+    crops = np.random.default_rng(5).integers(0, 256, (24, 64, 64, 3), dtype=np.uint8)
+    before = np.asarray(model(crops.astype(np.float32), training=False))
+    rebase_statistics(model, np.random.default_rng(6).integers(0, 256, (20, 64, 64, 3), dtype=np.uint8), ["top_bn"])
+    assert not np.allclose(np.array(layer.moving_mean), before_mean, atol=1e-2)  # the statistics moved ...
+    np.testing.assert_allclose(np.asarray(model(crops.astype(np.float32), training=False)), before,
+                               rtol=1e-4, atol=1e-5)  # ... and the answers did not
+
+
+def test_rebased_then_adapted_gives_the_new_lab_the_training_labs_moments(learned_model):
+    """top_bn's outputs over the new lab's crops get the mean and variance they had over the training lab's."""
+    model = KerasClassifier(learned_model[0]).model
+    backbone, layer = _top_bn(model)
+    rng = np.random.default_rng(8)
+    training_lab = rng.integers(0, 256, (48, 64, 64, 3), dtype=np.uint8)
+    new_lab = np.clip(training_lab * 0.6 + (90, 20, 60), 0, 255).astype(np.uint8)  # another stain and lamp
+    outputs = keras.Model(backbone.inputs[0], layer.output)
+
+    def moments(crops):
+        values = np.asarray(outputs(crops.astype(np.float32), training=False), np.float64)
+        values = values.reshape(-1, values.shape[-1])
+        return values.mean(0), values.var(0)
+
+    mean_training, var_training = moments(training_lab)
+    assert not np.allclose(moments(new_lab)[0], mean_training, atol=1e-2)  # the shift to undo
+    rebase_statistics(model, training_lab, ["top_bn"], batch_size=16)
+    reestimate_statistics(model, new_lab, ["top_bn"], batch_size=16)
+    mean_new, var_new = moments(new_lab)
+    np.testing.assert_allclose(mean_new, mean_training, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(var_new, var_training, rtol=1e-2, atol=1e-3)
+
+
+def test_training_stores_the_training_labs_statistics(learned_model):
+    """hv train leaves top_bn holding its training crops' statistics (ImageNet's before), answers unchanged."""
+    model_path, config, _ = learned_model
+    model = KerasClassifier(model_path).model
+    backbone, layer = _top_bn(model)
+    crops = training_lab_crops(discover_sources(config.data.train_dirs)[0], config, seed=config.train.seed)
+    assert len(crops) == 80  # 20 fields of each class, all under the 1,000 cap
+    inputs = np.asarray(keras.Model(backbone.inputs[0], layer.input)(crops.astype(np.float32)), np.float64)
+    inputs = inputs.reshape(-1, inputs.shape[-1])
+    np.testing.assert_allclose(np.array(layer.moving_mean), inputs.mean(0), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(np.array(layer.moving_variance), inputs.var(0), rtol=1e-3, atol=1e-4)
+
+
+def test_training_crops_are_drawn_evenly_from_each_source_and_class(tmp_path, config):
+    rng = np.random.default_rng(12)
+    for lab, counts in (("lab_a", (30, 2, 5, 9)), ("lab_b", (4, 4, 4, 4))):
+        for name, count in zip(("eosinophil", "lymphocyte", "monocyte", "neutrophil"), counts):
+            folder = tmp_path / lab / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(draw_field(rng, i % 4), cv2.COLOR_RGB2BGR))
+    split = discover_sources([str(tmp_path / "lab_a"), str(tmp_path / "lab_b")])[0]
+    # 8 groups, 3 each at most: lab_a's two lymphocytes give 2, every other group 3.
+    assert len(training_lab_crops(split, config, max_cells=24)) == 23
+
+
+def test_adapt_rebases_on_the_training_data_first(tmp_path, learned_model):
+    """--training-data: the adapted model matches its top_bn moments to the training lab's, and says so."""
+    model_path, config, test_folder = learned_model
+    out = tmp_path / "adapted.keras"
+    report = adapt(model_path, [test_folder], config, out, min_cells=1, training_data=config.data.train_dirs)
+    assert report.rebased_on == list(config.data.train_dirs) and report.training_cells == 80
+    assert json.loads(out.with_suffix(".adapt.json").read_text())["training_cells"] == 80
+    plain = adapt(model_path, [test_folder], config, tmp_path / "plain.keras", min_cells=1)
+    assert plain.rebased_on == [] and plain.training_cells == 0
+    # The model was trained by hv train, which stored the same statistics: rebasing again changes nothing.
+    crops = np.random.default_rng(9).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    rebased_twice = KerasClassifier(out).predict(crops)
+    np.testing.assert_allclose(rebased_twice, KerasClassifier(tmp_path / "plain.keras").predict(crops),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_other_layers_keep_their_statistics(tiny_model_path):
@@ -85,10 +170,14 @@ def test_unknown_layer_is_named(tmp_path, tiny_model_path, tiny_dataset_dir, con
     ("tflite model", "needs the .keras model"),
     ("overwrite", "would overwrite the model"),
     ("not keras out", "ending in .keras"),
+    ("missing training data", "elsewhere"),
 ])
 def test_adapt_command_bad_input_is_one_line(tmp_path, tiny_model_path, tiny_dataset_dir, capsys, case, message):
     folder, model, out = str(tiny_dataset_dir), str(tiny_model_path), str(tmp_path / "a.keras")
-    if case == "missing folder":
+    extra = []
+    if case == "missing training data":
+        extra = ["--training-data", str(tmp_path / "elsewhere")]
+    elif case == "missing folder":
         folder = str(tmp_path / "nowhere")
     elif case == "tflite model":
         model = str(tmp_path / "m.tflite")
@@ -96,7 +185,7 @@ def test_adapt_command_bad_input_is_one_line(tmp_path, tiny_model_path, tiny_dat
         out = model
     else:
         out = str(tmp_path / "a.h5")
-    assert cli.main(["adapt", folder, "--model", model, "--out", out]) == 1
+    assert cli.main(["adapt", folder, "--model", model, "--out", out, *extra]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("hv adapt: error:") and message in err and "\n" not in err
 
