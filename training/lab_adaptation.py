@@ -2,9 +2,15 @@
 
 A model trained on one lab's smears meets another lab's stain, camera and lamp as a shift in
 the statistics of its features. Batch normalisation layers store the mean and variance of
-their inputs over the training lab; recomputing them on the new lab's cells (AdaBN, Li et
-al. 2016) re-centres the features the classifier head reads, with no label needed: a user
-points the microscope at a few smears, and the located cells are enough.
+their inputs; recomputing them on the new lab's cells (AdaBN, Li et al. 2016) re-centres the
+features the classifier head reads, with no label needed: a user points the microscope at a
+few smears, and the located cells are enough.
+
+Our backbones keep ImageNet's statistics in every BatchNorm layer while training, so the
+head learned features that were never standardised. ``hv train`` therefore stores the
+training lab's statistics in the layer before saving (``rebase_statistics``: same answers),
+and adapting then gives the new lab's features the training lab's mean and variance. A model
+trained before that is rebased on its training folders first (``--training-data``).
 
 Only the layers named are re-estimated. On the cross-lab validation set (trained on
 blood-cells/TRAIN, adapted on one half of pbc/TRAIN, scored on the other half) the last
