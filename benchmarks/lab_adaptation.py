@@ -31,11 +31,12 @@ from hv.classifier import KerasClassifier
 from hv.config import load_config
 from hv.labels import CLASS_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
-from training.data import discover
+from training.data import discover, discover_sources
 from training.lab_adaptation import (
     normalisation_layer_names,
     rebase_statistics,
     reestimate_statistics,
+    training_lab_crops,
     whole_cell_crops,
 )
 from training.metrics import classification_metrics
@@ -59,19 +60,6 @@ def with_class_mix(indices: np.ndarray, labels: np.ndarray, mix: str) -> np.ndar
     return np.array(chosen)
 
 
-def source_training_crops(folder: str, count: int, seed: int, config) -> np.ndarray:
-    """Crops of ``count`` images of the training lab, the same number per class (its batches were balanced)."""
-    if not folder:
-        raise SystemExit("layer sets written rebased:NAMES need --source-folder (the training lab's TRAIN folder)")
-    split, _ = discover(folder)
-    labels = np.array(split.labels)
-    rng = np.random.default_rng(seed)
-    per_class = count // len(CLASS_NAMES)
-    picked = [i for k in range(len(CLASS_NAMES))
-              for i in rng.permutation(np.flatnonzero(labels == k))[:per_class]]
-    return np.stack([field_to_model_input(read_image_rgb(str(split.paths[i])), config)[0] for i in picked])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", required=True, help=".keras models trained on the other lab")
@@ -85,7 +73,7 @@ def main() -> None:
     parser.add_argument("--source-folder", default="",
                         help="the training lab's TRAIN folder (class folders), for layer sets written rebased:NAMES")
     parser.add_argument("--source-images", type=int, default=1000,
-                        help="images of the source folder to rebase on, the same number per class")
+                        help="images of the source folder to rebase on, the same number per class (training_lab_crops)")
     parser.add_argument("--adapt-mix", default="",
                         help="class shares of the adapting cells, e.g. neutrophil=0.6,lymphocyte=0.3,monocyte=0.06,"
                              "eosinophil=0.04: the most images of the half that keep this mix")
@@ -108,8 +96,12 @@ def main() -> None:
     adapt_crops = np.stack([crop for i in adapt_half for crop in whole_cell_crops(read_image_rgb(paths[i]), config)])
     score_crops = np.stack([field_to_model_input(read_image_rgb(paths[i]), config)[0] for i in score_half])
     score_labels = labels[score_half]
-    source_crops = source_training_crops(args.source_folder, args.source_images, args.seed, config) \
-        if any(layer_set.startswith("rebased:") for layer_set in args.layers) else None
+    source_crops = None
+    if any(layer_set.startswith("rebased:") for layer_set in args.layers):
+        if not args.source_folder:
+            raise SystemExit("layer sets written rebased:NAMES need --source-folder (the training lab's TRAIN folder)")
+        source_crops = training_lab_crops(discover_sources([args.source_folder])[0], config, args.source_images,
+                                          args.seed)
     print(f"{len(adapt_crops)} cells to adapt on ({len(adapt_half)} images), {len(score_crops)} to score "
           f"[{time.perf_counter() - started:.0f} s]", flush=True)
 
