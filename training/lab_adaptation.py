@@ -7,15 +7,18 @@ features the classifier head reads, with no label needed: a user points the micr
 few smears, and the located cells are enough.
 
 Our backbones keep ImageNet's statistics in every BatchNorm layer while training, so the
-head learned features that were never standardised. ``hv train`` therefore stores the
-training lab's statistics in the layer before saving (``rebase_statistics``: same answers),
-and adapting then gives the new lab's features the training lab's mean and variance. A model
-trained before that is rebased on its training folders first (``--training-data``).
+network learned from features that were never standardised. ``hv train`` therefore stores
+the training lab's statistics in the adapted layers before saving (``rebase_statistics``:
+same answers), and adapting then gives the new lab's features the training lab's mean and
+variance. A model trained before that is rebased on its training folders first
+(``--training-data``).
 
 Only the layers named are re-estimated. On the cross-lab validation set (trained on
-blood-cells/TRAIN, adapted on one half of pbc/TRAIN, scored on the other half) the last
-normalisation layer alone, ``top_bn``, helped most; every layer at once did worse than no
-adaptation (BENCHMARKS.md, "Adapting to a lab without labels").
+blood-cells/TRAIN, adapted on one half of pbc/TRAIN, scored on the other half) the first
+and the last normalisation layers, rebased, helped most: ``stem_bn`` (the colour of the
+pixels, in effect) and ``top_bn`` (the features the head reads). Adding the first block's
+layers or the last block's did not help (BENCHMARKS.md, "Adapting: the new lab's features
+given the training lab's statistics").
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from training.data import DataError, Split, discover_sources
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-# The last normalisation layer of both backbones (Keras EfficientNet and our Lite0).
-DEFAULT_LAYERS = ("top_bn",)
+# The first and the last normalisation layers of both backbones (Keras EfficientNet and our Lite0).
+DEFAULT_LAYERS = ("stem_bn", "top_bn")
 # Fewer cells than this give per-channel statistics too noisy to trust (1,280 channels).
 MIN_CELLS = 32
 

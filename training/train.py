@@ -118,11 +118,11 @@ def _append_history_csv(path: Path, history: dict[str, list[float]], first_epoch
 
 
 def _store_training_statistics(model: keras.Model, best_val: Path, split: Split, config: Config) -> None:
-    """Rebase the last BatchNorm layer on the training crops, in both saved models; their answers do not change.
+    """Rebase the BatchNorm layers hv adapt re-estimates on the training crops, in both saved models.
 
-    The backbone's BatchNorm layers keep ImageNet statistics while training. Storing the
-    training lab's own statistics in ``top_bn`` lets ``hv adapt`` later give another lab's
-    features the mean and variance this lab's had (``training.lab_adaptation``).
+    Their answers do not change. The backbone's BatchNorm layers keep ImageNet statistics
+    while training; storing the training lab's own statistics in them lets ``hv adapt`` later
+    give another lab's features the mean and variance this lab's had (``training.lab_adaptation``).
     """
     crops = training_lab_crops(split, config, seed=config.train.seed)
     rebase_statistics(model, crops, DEFAULT_LAYERS)
@@ -130,7 +130,8 @@ def _store_training_statistics(model: keras.Model, best_val: Path, split: Split,
         checkpoint = KerasClassifier(best_val).model
         rebase_statistics(checkpoint, crops, DEFAULT_LAYERS)
         checkpoint.save(best_val)
-    log.info("top_bn rebased on %d training crops: the training lab's statistics, for hv adapt", len(crops))
+    log.info("%s rebased on %d training crops: the training lab's statistics, for hv adapt",
+             ", ".join(DEFAULT_LAYERS), len(crops))
 
 
 def train(config: Config, run_dir: Path) -> Path:

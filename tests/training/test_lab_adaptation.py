@@ -10,6 +10,7 @@ from hv.classifier import KerasClassifier, ModelLoadError
 from tests.conftest import draw_field
 from training.data import DataError, discover_sources
 from training.lab_adaptation import (
+    DEFAULT_LAYERS,
     adapt,
     normalisation_layer_names,
     rebase_statistics,
@@ -74,11 +75,13 @@ def test_rebased_then_adapted_gives_the_new_lab_the_training_labs_moments(learne
     np.testing.assert_allclose(var_new, var_training, rtol=1e-2, atol=1e-3)
 
 
-def test_training_stores_the_training_labs_statistics(learned_model):
-    """hv train leaves top_bn holding its training crops' statistics (ImageNet's before), answers unchanged."""
+@pytest.mark.parametrize("name", DEFAULT_LAYERS)
+def test_training_stores_the_training_labs_statistics(learned_model, name):
+    """hv train leaves the layers hv adapt re-estimates holding its training crops' statistics (ImageNet's before)."""
     model_path, config, _ = learned_model
     model = KerasClassifier(model_path).model
-    backbone, layer = _top_bn(model)
+    backbone = model.get_layer("backbone")
+    layer = backbone.get_layer(name)
     crops = training_lab_crops(discover_sources(config.data.train_dirs)[0], config, seed=config.train.seed)
     assert len(crops) == 80  # 20 fields of each class, all under the 1,000 cap
     inputs = np.asarray(keras.Model(backbone.inputs[0], layer.input)(crops.astype(np.float32)), np.float64)
@@ -132,7 +135,8 @@ def test_other_layers_keep_their_statistics(tiny_model_path):
 def test_adapt_writes_a_model_and_its_report(tmp_path, tiny_model_path, tiny_dataset_dir, config):
     out = tmp_path / "adapted.keras"
     report = adapt(tiny_model_path, [tiny_dataset_dir], config, out, min_cells=1)
-    assert report.images_found == report.images_read == 12 and report.cells >= 1 and report.layers == ["top_bn"]
+    assert report.images_found == report.images_read == 12 and report.cells >= 1
+    assert report.layers == ["stem_bn", "top_bn"]
     written = json.loads(out.with_suffix(".adapt.json").read_text())
     assert written["cells"] == report.cells and len(written["source_sha256"]) == 64
     adapted = KerasClassifier(out)
@@ -204,7 +208,7 @@ def test_adapt_command_on_a_folder_of_fields(tmp_path, tiny_model_path, capsys):
                      "--out", str(out)]) == 0
     report = json.loads(out.with_suffix(".adapt.json").read_text())
     assert report["images_found"] == report["images_read"] == 40 and report["cells"] >= 32
-    assert f"top_bn re-estimated on {report['cells']} cells from 40 of 40 images" in capsys.readouterr().out
+    assert f"stem_bn, top_bn re-estimated on {report['cells']} cells from 40 of 40 images" in capsys.readouterr().out
 
 
 def test_layers_are_adapted_from_the_input_side_whatever_the_order_given(tiny_model_path):
