@@ -120,8 +120,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     config = _load(args)
     report = adapt(Path(args.model), args.data, config, Path(args.out), layers=args.layers or DEFAULT_LAYERS,
-                   max_cells=args.max_cells,
-                   training_data=args.training_data)
+                   max_cells=args.max_cells, training_data=args.training_data)
     skipped = f", {len(report.unreadable)} unreadable images skipped" if report.unreadable else ""
     rebased = f", after rebasing on {report.training_cells} training cells" if report.training_cells else ""
     print(f"{args.out}: {', '.join(report.layers)} re-estimated on {report.cells} cells from {report.images_read} "
@@ -262,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--out", required=True, help="the adapted model to write (.keras)")
     adapt.add_argument("--layers", nargs="+", default=None, metavar="NAME",
                        help="BatchNormalization layers to re-estimate (default: stem_bn and top_bn, the first and "
-                            "the last; others need --training-data)")
+                            "the last, which hv train rebases; for others add --training-data)")
     adapt.add_argument("--max-cells", type=int, default=1000, help="use at most this many located cells")
     adapt.add_argument("--training-data", nargs="+", default=[], metavar="FOLDER",
                        help="the class folders the model was trained on: rebase on them first, for a model trained "
