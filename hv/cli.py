@@ -122,7 +122,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     report = adapt(Path(args.model), args.data, config, Path(args.out), layers=args.layers or DEFAULT_LAYERS,
                    max_cells=args.max_cells, training_data=args.training_data)
     skipped = f", {len(report.unreadable)} unreadable images skipped" if report.unreadable else ""
-    rebased = f", after rebasing on {report.training_cells} training cells" if report.training_cells else ""
+    rebased = (f", after rebasing on {report.training_cells} training cells" if report.training_cells else
+               "; the model was taken to hold its training lab's statistics (hv train since 2026-12-04 and the "
+               "bundled model do): for an older one, add --training-data")
     print(f"{args.out}: {', '.join(report.layers)} re-estimated on {report.cells} cells from {report.images_read} "
           f"of {report.images_found} images{skipped}{rebased} (report: {Path(args.out).with_suffix('.adapt.json')})")
     return 0

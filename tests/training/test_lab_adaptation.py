@@ -208,7 +208,9 @@ def test_adapt_command_on_a_folder_of_fields(tmp_path, tiny_model_path, capsys):
                      "--out", str(out)]) == 0
     report = json.loads(out.with_suffix(".adapt.json").read_text())
     assert report["images_found"] == report["images_read"] == 40 and report["cells"] >= 32
-    assert f"stem_bn, top_bn re-estimated on {report['cells']} cells from 40 of 40 images" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"stem_bn, top_bn re-estimated on {report['cells']} cells from 40 of 40 images" in printed
+    assert "for an older one, add --training-data" in printed  # no --training-data: the assumption is said
 
 
 def test_layers_are_adapted_from_the_input_side_whatever_the_order_given(tiny_model_path):
