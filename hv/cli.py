@@ -109,6 +109,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         calibration_images=args.calibration_images,
         verify_images=args.verify_images,
         verify_data=_abs(args.data),
+        lab_data=args.lab_data or (),
     )
     print((Path(args.out) / "verification.md").read_text())
     print(f"app package ({report['shipped']}) written to {Path(args.out) / 'package'}")
@@ -250,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-images", type=int,
                         help="int8 calibration images from TRAIN (default: export.calibration_images)")
     export.add_argument("--verify-images", type=int, help="verify on a class-balanced sample of this many images")
+    export.add_argument("--lab-data", nargs="+", metavar="FOLDER",
+                        help="for a model adapted to a new lab (hv adapt): folders of that lab's unlabelled images; "
+                             "the int8 model is calibrated, fine-tuned and chosen on its cells (a quarter of the "
+                             "images held out to verify agreement with the Keras model), and only --data is scored")
     export.add_argument("--qat-steps", type=int,
                         help="quantisation-aware fine-tuning steps per int8 variant, about 1 s each on 2 CPU cores "
                              "(default: export.qat_steps; 0 = off)")

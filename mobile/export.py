@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -16,18 +16,21 @@ from hv.config import Config
 from hv.labels import NUM_OUTPUTS
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import VARIANTS, convert_keras
-from mobile.model_card import render_model_card
+from mobile.model_card import percent, render_model_card
 from mobile.package import describe, write_package
 from mobile.quantisation_aware import fine_tune_for_int8
 from mobile.verify import verify_litert
-from training.data import Split, discover, discover_sources, source_name, split_by_field
+from training.data import DataError, Split, discover, discover_sources, source_name, split_by_field
 from training.evaluate import crop_fields
+from training.lab_adaptation import collect_crops, image_files
 
 log = logging.getLogger(__name__)
 
 # What a shipped quantised model may lose against its float Keras source.
 MAX_ACCURACY_DROP = 0.01
 MIN_AGREEMENT = 0.99
+# Cells of a new lab's held-out images that verify each variant (unless --verify-images says).
+LAB_VERIFY_CELLS = 500
 
 
 def sample_split(split: Split, count: int, seed: int) -> Split:
@@ -66,7 +69,7 @@ def int8_preparation(model_path: Path, config: Config, calibration: np.ndarray,
         if settings.bias_correction:
             correct_rounding_bias(model, calibration, keep_float=keep_float)
         if settings.qat_steps:
-            log.info("quantisation-aware fine-tuning (keeping %s float): %d steps on %d TRAIN crops",
+            log.info("quantisation-aware fine-tuning (keeping %s float): %d steps on %d crops",
                      ", ".join(keep_float) or "nothing", settings.qat_steps, len(tuning))
             fine_tune_for_int8(model, keras.saving.load_model(model_path, compile=False), tuning, calibration,
                                keep_float=keep_float, steps=settings.qat_steps,
@@ -84,6 +87,11 @@ def choose_variant(results: dict[str, dict], requested: str) -> tuple[str, str]:
         r = results.get(variant)
         if r is None:
             continue
+        if r["accuracy"] is None:  # unlabelled verification crops (a new lab): agreement alone
+            if r["top1_agreement"] >= MIN_AGREEMENT:
+                return variant, (f"{variant} agrees with the Keras model on {r['top1_agreement']:.1%} of the "
+                                 "verification cells (unlabelled: no accuracy)")
+            continue
         drop = r["reference_accuracy"] - r["accuracy"]
         if r["top1_agreement"] >= MIN_AGREEMENT and drop <= MAX_ACCURACY_DROP:
             return variant, (f"{variant} agrees with the Keras model on {r['top1_agreement']:.1%} of the "
@@ -91,20 +99,21 @@ def choose_variant(results: dict[str, dict], requested: str) -> tuple[str, str]:
     return "float32", "no quantised variant held the accuracy bound"
 
 
-def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[str, ...] = VARIANTS,
-           ship: str = "auto", calibration_images: int | None = None, verify_images: int | None = None,
-           verify_data: str | None = None) -> dict:
-    """Convert ``model_path``, choose a variant on validation crops, score it on TEST, write the app package.
+@dataclasses.dataclass(frozen=True)
+class Int8Data:
+    """The crops an export works with: int8 calibration, fine-tuning, and verification (the variant is chosen there)."""
 
-    The variant is chosen on the validation split of the training sources (the fields
-    ``hv train`` held out with the same seed), never on a test set; each test source
-    (``verify_data`` or ``data.test_dirs``) is then scored once, for the shipped variant.
-    Writes ``out_dir/variants/*.tflite``, ``out_dir/verification.{json,md}`` and the package
-    in ``out_dir/package``. Returns the verification report.
-    """
-    reference = KerasClassifier(model_path)
-    size = dataclasses.replace(config.model, image_size=reference.image_size)
-    config = dataclasses.replace(config, model=size)
+    calibration: np.ndarray
+    tuning: np.ndarray
+    verification: np.ndarray
+    labels: np.ndarray | None  # the verification crops' classes; None: unlabelled, agreement with Keras only
+    chosen_on: str
+    training: dict  # model.json's "training"
+
+
+def training_lab_data(config: Config, variants: tuple[str, ...], calibration_images: int | None,
+                      verify_images: int | None) -> Int8Data:
+    """Crops of the config's labelled training sources; verification on the validation split ``hv train`` held out."""
     train_split, train_reports = discover_sources(config.data.train_dirs)
     train_split, validation = split_by_field(train_split, config.data.val_fraction, config.train.seed)
     chosen_on = "the validation split of the training sources"
@@ -114,24 +123,83 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     if verify_images:
         validation = sample_split(validation, verify_images, seed=1)
     val_crops, _ = crop_fields(list(validation.paths), config)
-    labels = np.array(validation.labels)
-
     tuning = np.zeros((0,), np.uint8)
     if config.export.qat_steps and {"int8", "int8_mixed"} & set(variants):
         # A draw of its own (seed + 1), the same share per class as the calibration crops.
         picked = sample_split(train_split, config.export.qat_images, config.train.seed + 1)
         tuning, _ = crop_fields(list(picked.paths), config)
-    prepare = int8_preparation(model_path, config, calibration, tuning)
-    files = convert_keras(model_path, out_dir / "variants", variants, calibration, config.export.int8_float_layers,
-                          prepare)
-    reference_probs = reference.predict(val_crops)
+    training = {"data": ", ".join(source_name(s) for s in config.data.train_dirs),
+                "counts": {source_name(r.root): r.counts for r in train_reports}, "input": config.data.input}
+    return Int8Data(calibration, tuning, val_crops, np.array(validation.labels), chosen_on, training)
+
+
+def new_lab_data(folders: Sequence[str], config: Config, variants: tuple[str, ...], calibration_images: int | None,
+                 verify_images: int | None) -> Int8Data:
+    """Crops of a new lab's unlabelled images, for a model adapted to it (``hv adapt``).
+
+    The int8 ranges and the fine-tuning (which matches the float model's outputs, so needs no
+    labels) then see the activations the app will meet in that lab. A quarter of the images,
+    never used for calibration or fine-tuning, verify each variant by its agreement with the
+    Keras model. Crops come from the locator, as in ``hv adapt`` and the stream.
+    """
+    files = image_files(folders)
+    if len(files) < 4:
+        raise DataError(f"{len(files)} image files under {', '.join(map(str, folders))}; an export for a new lab "
+                        "needs at least 4 (a quarter of them verify the int8 model): add more fields")
+    order = np.random.default_rng(config.train.seed).permutation(len(files))
+    held_out = set(order[: len(files) // 4].tolist())
+    converting = [f for i, f in enumerate(files) if i not in held_out]
+    verifying = [f for i, f in enumerate(files) if i in held_out]
+    calibration_count = calibration_images or config.export.calibration_images
+    tuning_count = config.export.qat_images if config.export.qat_steps and {"int8", "int8_mixed"} & set(variants) else 0
+    crops, unreadable, _, _ = collect_crops(converting, config, calibration_count + tuning_count)
+    verification, unreadable_too, _, _ = collect_crops(verifying, config, verify_images or LAB_VERIFY_CELLS)
+    if not len(crops) or not len(verification):
+        raise DataError(f"no whole white cell located in the images under {', '.join(map(str, folders))} "
+                        f"({len(unreadable) + len(unreadable_too)} unreadable); check the folder holds smear fields")
+    calibration, tuning = crops[:calibration_count], crops[calibration_count:]
+    if tuning_count and not len(tuning):  # few cells: the calibration cells serve again, as a labelled draw may
+        tuning = crops
+    lab = ", ".join(source_name(f) for f in folders)
+    training = {"data": ", ".join(source_name(s) for s in config.data.train_dirs), "counts": {},
+                "input": config.data.input, "adapted_to": lab}
+    return Int8Data(calibration, tuning, verification, None,
+                    f"unlabelled cells of {lab} (images held out from calibration)", training)
+
+
+def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[str, ...] = VARIANTS,
+           ship: str = "auto", calibration_images: int | None = None, verify_images: int | None = None,
+           verify_data: str | None = None, lab_data: Sequence[str] = ()) -> dict:
+    """Convert ``model_path``, choose a variant on validation crops, score it on TEST, write the app package.
+
+    The variant is chosen on the validation split of the training sources (the fields
+    ``hv train`` held out with the same seed), never on a test set; each test source
+    (``verify_data`` or ``data.test_dirs``) is then scored once, for the shipped variant.
+    With ``lab_data`` (folders of a new lab's unlabelled images, for a model ``hv adapt`` made)
+    the int8 model is calibrated, fine-tuned and chosen on that lab's cells instead
+    (``new_lab_data``), and only ``verify_data`` is scored.
+    Writes ``out_dir/variants/*.tflite``, ``out_dir/verification.{json,md}`` and the package
+    in ``out_dir/package``. Returns the verification report.
+    """
+    reference = KerasClassifier(model_path)
+    size = dataclasses.replace(config.model, image_size=reference.image_size)
+    config = dataclasses.replace(config, model=size)
+    if lab_data:
+        data = new_lab_data(lab_data, config, variants, calibration_images, verify_images)
+    else:
+        data = training_lab_data(config, variants, calibration_images, verify_images)
+    prepare = int8_preparation(model_path, config, data.calibration, data.tuning)
+    files = convert_keras(model_path, out_dir / "variants", variants, data.calibration,
+                          config.export.int8_float_layers, prepare)
+    reference_probs = reference.predict(data.verification)
     results = {}
     for variant, path in files.items():
-        log.info("verifying %s with LiteRT on %d validation images", variant, len(labels))
-        results[variant] = verify_litert(path, reference_probs, val_crops, labels)
+        log.info("verifying %s with LiteRT on %d crops of %s", variant, len(data.verification), data.chosen_on)
+        results[variant] = verify_litert(path, reference_probs, data.verification, data.labels)
     shipped, reason = choose_variant(results, ship)
 
-    test_sources = [verify_data] if verify_data else list(config.data.test_dirs)
+    # The config's test sets are the training labs': for a model adapted to another lab, only --data.
+    test_sources = [verify_data] if verify_data else [] if lab_data else list(config.data.test_dirs)
     tests = {}
     for source in test_sources:
         split, _ = discover(source, any_other=True, require_all=False)
@@ -141,8 +209,8 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
         log.info("scoring the shipped %s on %s (%d images)", shipped, source_name(source), len(split))
         tests[source_name(source)] = verify_litert(files[shipped], reference.predict(crops), crops,
                                                    np.array(split.labels))
-    report = {"model": str(model_path), "chosen_on": chosen_on, "n_images": int(len(labels)),
-              "calibration_images": int(len(calibration)), "variants": results, "shipped": shipped,
+    report = {"model": str(model_path), "chosen_on": data.chosen_on, "n_images": int(len(data.verification)),
+              "calibration_images": int(len(data.calibration)), "variants": results, "shipped": shipped,
               "reason": reason, "verified_on": ", ".join(tests), "test": tests}
     (out_dir / "verification.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "verification.md").write_text(verification_table(report))
@@ -157,13 +225,14 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
                "per_source": {name: {"n_images": int(np.sum(t["confusion_matrix"])),
                                      **{k: t[k] for k in ("accuracy", "reference_accuracy", "top1_agreement")}}
                               for name, t in tests.items()}}
-    training = {"data": ", ".join(source_name(s) for s in config.data.train_dirs),
-                "counts": {source_name(r.root): r.counts for r in train_reports}, "input": config.data.input}
     int8_tuning = None
-    if len(tuning):
+    if len(data.tuning):
         int8_tuning = {"steps": config.export.qat_steps, "learning_rate": config.export.qat_learning_rate,
-                       "train_images": int(len(tuning))}
-    description = describe(files[shipped], shipped, config, metrics, training, int8_tuning, source_model=model_path)
+                       "train_images": int(len(data.tuning))}
+        if lab_data:  # the crops are the new lab's cells, not training images
+            int8_tuning["images_from"] = data.training["adapted_to"]
+    description = describe(files[shipped], shipped, config, metrics, data.training, int8_tuning,
+                           source_model=model_path)
     write_package(files[shipped], out_dir / "package", description, render_model_card(description, report))
     return report
 
@@ -179,7 +248,7 @@ def verification_table(report: dict) -> str:
     rows = ["| variant | size (MB) | accuracy | Keras accuracy | top-1 agreement | max prob diff "
             "| ms/image 1 thread | ms/image 2 threads |", "|---|---|---|---|---|---|---|---|"]
     for variant, r in report["variants"].items():
-        rows.append(f"| {variant} | {r['size_mb']} | {r['accuracy']:.2%} | {r['reference_accuracy']:.2%} | "
+        rows.append(f"| {variant} | {r['size_mb']} | {percent(r['accuracy'])} | {percent(r['reference_accuracy'])} | "
                     f"{r['top1_agreement']:.2%} | {r['max_abs_prob_diff']:.3f} | {r['latency_ms_1_thread']} | "
                     f"{r['latency_ms_2_threads']} |")
     tests = ["| test set | images | accuracy (other: share flagged) | Keras | top-1 agreement |",
@@ -187,7 +256,9 @@ def verification_table(report: dict) -> str:
     for name, r in report.get("test", {}).items():
         tests.append(f"| {name} | {int(np.sum(r['confusion_matrix']))} | {r['accuracy']:.2%} | "
                      f"{r['reference_accuracy']:.2%} | {r['top1_agreement']:.2%} |")
-    return (f"Variants verified with LiteRT on {report['n_images']} images of {report['chosen_on']}; the variant "
+    scored = ("The shipped variant, scored once on each test set:\n\n" + "\n".join(tests) if report.get("test")
+              else "No labelled test set was given (--data): the shipped variant's accuracy is not measured.")
+    return (f"Variants verified with LiteRT on {report['n_images']} crops from {report['chosen_on']}; the variant "
             f"is chosen there.\n\n" + "\n".join(rows)
             + f"\n\nShipped: **{report['shipped']}**: {report['reason']}.\n\n"
-            + "The shipped variant, scored once on each test set:\n\n" + "\n".join(tests) + "\n")
+            + scored + "\n")

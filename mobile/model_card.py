@@ -10,6 +10,11 @@ def _counts_by_source(counts: dict) -> dict[str, dict[str, int]]:
     return counts
 
 
+def percent(value: float | None) -> str:
+    """A share as a percentage; "n/a" where there were no labels to score against."""
+    return "n/a" if value is None else f"{value:.2%}"
+
+
 def per_class_recall(matrix: list[list[int]], class_names: list[str]) -> str:
     """'eosinophil 0.84 (of 623), …' from a confusion matrix (rows are true classes)."""
     return ", ".join(f"{name} {row[i] / sum(row):.2f} (of {sum(row)})" if sum(row) else f"{name} n/a (none)"
@@ -47,11 +52,15 @@ def render_model_card(description: dict, report: dict) -> str:
     if qat:
         float_text += (f"\n- Quantisation-aware fine-tuning: before conversion, a copy of the Keras model was trained"
                        f" for {qat['steps']} steps (Adam, learning rate {qat['learning_rate']:g}) through a simulation"
-                       f" of int8 rounding, to reproduce the float model's outputs on crops of {qat['train_images']}"
-                       " TRAIN images. The metrics below compare the int8 model with the untouched float model.")
+                       f" of int8 rounding, to reproduce the float model's outputs on {qat['train_images']} crops"
+                       f" of {qat.get('images_from', 'TRAIN')} images. The metrics below compare the int8 model with"
+                       " the untouched float model.")
     output = description["output"]
     if metrics.get("per_source"):  # scored once on each test set, the Keras model beside it
         metrics_text = f"Through LiteRT, each test set scored once for the shipped {description['variant']}:"
+    elif metrics.get("accuracy") is None:  # adapted to a lab whose cells have no labels, and no test set given
+        metrics_text = ("Not scored on labelled cells: no test set was given. The shipped variant's agreement "
+                        "with the Keras model it came from is below.")
     else:
         metrics_text = (f"On {metrics['n_images']} images of {metrics['verified_on']} through LiteRT: accuracy "
                         f"{metrics['accuracy']:.2%} (the Keras model it came from: "
@@ -69,10 +78,14 @@ def render_model_card(description: dict, report: dict) -> str:
                   if "other" in description["class_names"] else
                   "Basophils, blasts and other cell types are outside the four classes and will be given "
                   "one of them.")
+    training = description["training"]
+    adapted = (f" Then adapted without labels to the cells of {training['adapted_to']} (`hv adapt`): the int8 model "
+               "was calibrated, fine-tuned and chosen on that lab's unlabelled cells." if training.get("adapted_to")
+               else "")
     counts = "; ".join(f"{source}: " + ", ".join(f"{name} {n}" for name, n in per_class.items() if n)
                        for source, per_class in _counts_by_source(description["training"]["counts"]).items())
     rows = "\n".join(
-        f"| {v} | {r['size_mb']} | {r['accuracy']:.2%} | {r['top1_agreement']:.2%} | {r['latency_ms_1_thread']} |"
+        f"| {v} | {r['size_mb']} | {percent(r['accuracy'])} | {r['top1_agreement']:.2%} | {r['latency_ms_1_thread']} |"
         for v, r in report["variants"].items()
     )
     return f"""# HematoVision white-cell classifier ({description['variant']} TFLite)
@@ -93,15 +106,15 @@ diagnosis**: a differential count from it must be checked by a qualified person.
   (see `model.json` → `crop`).
 
 ## Data
-Trained on {description['training']['data']} (images per class: {counts}), input mode
-"{description['training']['input']}". blood-cells/ holds augmented copies of a few hundred
+Trained on {training['data']}{f" (images per class: {counts})" if counts else ""}, input mode
+"{training['input']}".{adapted} blood-cells/ holds augmented copies of a few hundred
 original fields; pbc/ is the PBC data set (Acevedo et al., 2020, CC BY 4.0). Backbone:
 {description['backbone']}, ImageNet-pretrained.
 
 ## Metrics
 {metrics_text}{per_source_text}{recall_text}
 
-The variants, on {report.get('chosen_on', 'the verification images')} ({report['n_images']} images),
+The variants, on {report.get('chosen_on', 'the verification images')} ({report['n_images']} crops),
 where the variant was chosen:
 
 | variant | size (MB) | accuracy | agreement with Keras | ms/image, 1 thread |
@@ -113,7 +126,7 @@ Shipped variant: **{report['shipped']}** because {report['reason']}.
 ## Known failure modes
 {confusion_text}- Eosinophil vs neutrophil is a hard pair: both are granulocytes with lobed nuclei.
 - {other_text}
-- Trained on {len(_counts_by_source(description['training']['counts']))} data source(s); a lab with
+- Trained on {training['data']}; a lab with
   another stain, magnification or white balance can still lower accuracy. With "auto" the
   crop scale comes from the frame's red cells; a frame without them uses the fallback share.
 - Smudged or broken cells and two touching cells may be located as one cell.

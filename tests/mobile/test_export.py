@@ -1,19 +1,22 @@
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+import mobile.export
 from hv.classifier import KerasClassifier, LiteRTClassifier, ModelLoadError, load_classifier
 from hv.labels import OUTPUT_NAMES
 from mobile.app_check import app_predict
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import ConversionError, convert_keras
-from mobile.export import choose_variant, export, int8_preparation
+from mobile.export import choose_variant, export, int8_preparation, new_lab_data
 from mobile.model_card import frequent_confusions, per_class_recall
 from mobile.package import PackageError, check_package
 from mobile.verify import VerificationError, verify_litert
-from tests.conftest import replace
+from tests.conftest import draw_field, replace
+from training.data import DataError
 
 
 @pytest.fixture
@@ -72,6 +75,15 @@ def test_choose_variant_prefers_int8_only_when_it_holds():
     assert choose_variant({"int8": bad, "dynamic": ok}, "auto")[0] == "dynamic"
     assert choose_variant({"int8": bad}, "int8")[0] == "int8"
     assert choose_variant({"int8": bad, "int8_mixed": ok, "dynamic": ok}, "auto")[0] == "int8_mixed"
+
+
+def test_unlabelled_verification_chooses_on_agreement_alone():
+    close = {"top1_agreement": 0.995, "accuracy": None, "reference_accuracy": None}
+    apart = {"top1_agreement": 0.97, "accuracy": None, "reference_accuracy": None}
+    variant, reason = choose_variant({"int8": close, "dynamic": close}, "auto")
+    assert variant == "int8" and "unlabelled" in reason
+    assert choose_variant({"int8": apart, "int8_mixed": close}, "auto")[0] == "int8_mixed"
+    assert choose_variant({"int8": apart}, "auto")[0] == "float32"
 
 
 def test_int8_preparation_follows_the_config(tiny_model_path, config, crops):
@@ -162,3 +174,53 @@ def test_tflite_variants_agree_with_a_model_whose_answers_vary(tmp_path, learned
     for variant, least in (("float32", 0.97), ("int8", 0.75)):
         answers = LiteRTClassifier(files[variant]).predict(crops).argmax(1)
         assert np.mean(answers == keras_answers) >= least, variant
+
+
+def _lab(folder: Path, count: int, cast=(1.0, 0.75, 0.8)) -> Path:
+    """Unlabelled fields of a "new lab" with a colour cast, in one flat folder (no classes)."""
+    rng = np.random.default_rng(7)
+    folder.mkdir(parents=True)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"field{i}.png"), cv2.cvtColor(draw_field(rng, i % 4, cast=cast), cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def test_new_lab_crops_calibrate_and_verify_on_separate_images(tmp_path, config):
+    lab = _lab(tmp_path / "my_lab", 16)
+    config = replace(config, export=replace(config.export, qat_steps=3, qat_images=6))
+    data = new_lab_data([str(lab)], config, ("int8",), calibration_images=5, verify_images=None)
+    assert len(data.calibration) == 5 and len(data.tuning) == 6  # 12 images of one cell each: 5 + 6 of them
+    assert len(data.verification) == 4 and data.labels is None  # the quarter held out: 4 images, 4 cells
+    used = np.concatenate([data.calibration, data.tuning])
+    assert not any(np.array_equal(v, u) for v in data.verification for u in used)
+    assert data.training["adapted_to"].endswith("my_lab") and data.training["counts"] == {}
+    with pytest.raises(DataError, match="needs at least 4"):
+        new_lab_data([str(_lab(tmp_path / "small", 3))], config, ("int8",), None, None)
+
+
+def test_export_for_a_new_lab_needs_no_labelled_data(tmp_path, tiny_model_path, config, monkeypatch):
+    lab = _lab(tmp_path / "my_lab", 16)
+    gone = str(tmp_path / "training data on another machine")
+    config = replace(config, data=replace(config.data, train_dirs=(gone,), test_dirs=(gone,)),
+                     export=replace(config.export, qat_steps=2, qat_images=4))
+    seen = {}
+    convert = mobile.export.convert_keras
+
+    def spy(model_path, out_dir, variants, calibration, *args):
+        seen["calibration"] = calibration
+        return convert(model_path, out_dir, variants, calibration, *args)
+
+    monkeypatch.setattr(mobile.export, "convert_keras", spy)
+    report = export(tiny_model_path, config, tmp_path / "export", variants=("float32", "int8"), ship="int8",
+                    calibration_images=6, lab_data=[str(lab)])
+    # Calibrated on the new lab's cells: their colour cast, not the training lab's.
+    red, green = seen["calibration"][..., 0].mean(), seen["calibration"][..., 1].mean()
+    assert len(seen["calibration"]) == 6 and green < 0.85 * red
+    assert report["test"] == {} and report["n_images"] == 4 and "my_lab" in report["chosen_on"]
+    assert report["variants"]["int8"]["accuracy"] is None and report["variants"]["int8"]["top1_agreement"] >= 0
+    assert "accuracy is not measured" in (tmp_path / "export" / "verification.md").read_text()
+    description = check_package(tmp_path / "export" / "package")
+    assert description["variant"] == report["shipped"] and description["metrics"]["accuracy"] is None
+    assert description["quantisation_aware_training"]["images_from"].endswith("my_lab")  # fine-tuned on its cells
+    card = (tmp_path / "export" / "package" / "MODEL_CARD.md").read_text()
+    assert "adapted without labels to the cells of" in card and "Not scored on labelled cells" in card
