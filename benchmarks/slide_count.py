@@ -17,8 +17,10 @@ was first classified, which gives recounts (two tracks, one cell), misses, and c
 classified while the annotated box was cut by the frame edge.
 
 Figures per speed: counted / countable cells and the error in percent; recounts; misses;
-counted from a cut view; the differential's distance from the truth (total variation, in
-points) and the counted labels' agreement with the annotated ones; replay frames/s and the
+counted from a cut view, and those whose final label still rests on a view that cut the
+annotated box (views clear of the edge outvote the first: ``TrackClassifier``); the
+differential's distance from the truth (total variation, in points) and the counted labels'
+agreement with the annotated ones; replay frames/s and the
 quality and motion checks' cost in ms per frame; for cells classified from a cut view, how far
 their annotated box reached beyond the frame. Writes ``out/slide_count/slide_count.json``,
 a picture of the slide with each speed's counted cells (``slide_count.png``) and, for each
@@ -160,6 +162,9 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
     countable = np.array([not cut_by_tile(box, tile, scope.border_px) and any(whole_in(box, path[i]) for i in good)
                           for box in truth.boxes_xyxy])
     first_seen: dict[int, tuple[int, np.ndarray, float]] = {}  # track -> (truth cell, box, truth's px outside then)
+    # track -> whether a view its label rests on (TrackClassifier.voted_frames) cut its annotated box
+    rests_on_cut_view: dict[int, bool] = {}
+    votes = pipeline.track_classifier
 
     def on_frame(frame, _scene, detections):
         view = path[frame.index]
@@ -172,6 +177,11 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
                 if first_seen[int(track)][2] > 0:
                     save_cut_view(frame.image_bgr, box, truth.boxes_xyxy[j] - np.array([*view, *view]),
                                   out / f"cut_view_frame{frame.index}_track{int(track)}_cell{j}.jpg")
+        for track in votes.last_votes:  # the kept views change only when a track votes
+            j = first_seen.get(track, (-1,))[0]
+            if j >= 0:
+                rests_on_cut_view[track] = any(overhang(truth.boxes_xyxy[j], path[f]) > 0
+                                               for f in votes.voted_frames(track))
 
     started = time.perf_counter()
     summary = run_stream(scope, pipeline, out, progress=True, on_frame=on_frame)
@@ -194,6 +204,8 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
         "missed": int(len(set(np.flatnonzero(countable)) - set(matched))),
         "counted_from_cut_view": sum(1 for t in counted if first_seen[t][2] > 0),
         "cut_view_overhang_px": sorted(round(first_seen[t][2], 1) for t in counted if first_seen[t][2] > 0),
+        # Since clearer views outvote the first: cells whose final label still rests on such a view.
+        "label_from_cut_view": sum(1 for t in counted if rests_on_cut_view.get(t, False)),
         "partial_counted_apart": summary["counts"]["partial"],
         "differential_tv_points": round(0.5 * float(np.abs(truth_share - counted_share).sum()), 2),
         "truth_percent": dict(zip(CLASS_NAMES, truth_share.round(2).tolist())), "percent": summary["percent"],

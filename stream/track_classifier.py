@@ -6,13 +6,13 @@ import numpy as np
 
 from hv.classifier import Classifier
 from hv.config import LocatorConfig
-from hv.labels import NUM_OUTPUTS, PARTIAL_ID, UNIDENTIFIED_ID
-from hv.locator import crop_cell
+from hv.labels import PARTIAL_ID, UNIDENTIFIED_ID
+from hv.locator import cell_diameter_px, crop_cell
 from stream.detections import Detections
 
 
 class TrackClassifier:
-    """Keeps a running mean of class probabilities per track id.
+    """Keeps each track's votes (class probabilities from one view) and labels it with their mean.
 
     A track is classified on its first frame where it is whole (``Detections.whole``), then
     every ``recheck_every`` frames until it has ``max_votes`` votes: the mean over several
@@ -20,25 +20,53 @@ class TrackClassifier:
     yet is labelled partial (-2). All crops of a frame that need a vote go to the model in
     one batch. A track whose mean top probability is under ``min_confidence`` is labelled
     unidentified (-1).
+
+    Views clear of the frame edge outvote views near it. The locator's box can miss part of a
+    cell (an eosinophil's pale cytoplasm), so a view that only just keeps the edge margin may
+    still show a cut cell. When a track is seen ``clearer_by`` cell diameters further from the
+    edge than in its clearest view so far, it votes again, and its views that are that much
+    less clear than the new one are dropped; re-checks vote only from views within
+    ``clearer_by`` of the clearest. So a cell first classified as it entered the view is
+    relabelled from the middle of the frame once the stage brings it there, and views near
+    the edge as it leaves do not vote.
     """
 
     def __init__(self, classifier: Classifier, locator: LocatorConfig, *, min_confidence: float = 0.5,
-                 recheck_every: int = 15, max_votes: int = 3):
+                 recheck_every: int = 15, max_votes: int = 3, clearer_by: float = 0.25):
         self.classifier = classifier
         self.locator = locator
         self.min_confidence = min_confidence
         self.recheck_every = recheck_every
         self.max_votes = max_votes
-        self._sums: dict[int, np.ndarray] = {}
+        self.clearer_by = clearer_by
+        # track -> its kept votes, clearest view first: (clearance in px, frame index, probabilities)
+        self._views: dict[int, list[tuple[float, int, np.ndarray]]] = {}
         self.last_votes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # this frame's votes: track -> (crop, probs)
-        self._votes: dict[int, int] = {}
         self._last_vote: dict[int, int] = {}
 
-    def _needs_vote(self, track_id: int, frame_index: int) -> bool:
-        votes = self._votes.get(track_id, 0)
-        if votes == 0:
+    def _needs_vote(self, track_id: int, frame_index: int, clearance_px: float, tolerance_px: float) -> bool:
+        views = self._views.get(track_id)
+        if not views:
             return True
-        return votes < self.max_votes and frame_index - self._last_vote[track_id] >= self.recheck_every
+        clearest = views[0][0]
+        if clearance_px >= clearest + tolerance_px:
+            return True
+        return (len(views) < self.max_votes and frame_index - self._last_vote[track_id] >= self.recheck_every
+                and clearance_px >= clearest - tolerance_px)
+
+    def _vote(self, track_id: int, clearance_px: float, frame_index: int, probs: np.ndarray,
+              tolerance_px: float) -> None:
+        views = self._views.setdefault(track_id, [])
+        views.append((clearance_px, frame_index, probs))
+        views.sort(key=lambda view: -view[0])
+        clearest = views[0][0]
+        # Views much nearer the edge than the clearest give way; then the clearest max_votes remain.
+        views[:] = [view for view in views if view[0] >= clearest - tolerance_px][:self.max_votes]
+        self._last_vote[track_id] = frame_index
+
+    def voted_frames(self, track_id: int) -> list[int]:
+        """The frames of the views a track's label now rests on (for benchmarks and review)."""
+        return [frame for _, frame, _ in self._views.get(track_id, [])]
 
     def update(self, detections: Detections, image_rgb: np.ndarray, frame_index: int,
                diameter_px: float | None = None) -> Detections:
@@ -46,8 +74,16 @@ class TrackClassifier:
 
         ``diameter_px`` is the frame's expected cell diameter (``hv.locator``); None measures it.
         """
+        if diameter_px is None and len(detections):
+            diameter_px = cell_diameter_px(image_rgb, self.locator)
+        height, width = image_rgb.shape[:2]
+        boxes = detections.boxes_xyxy
+        # How far each box keeps from the nearest frame edge, in pixels.
+        clearance = np.minimum(np.minimum(boxes[:, 0], boxes[:, 1]),
+                               np.minimum(width - boxes[:, 2], height - boxes[:, 3]))
+        tolerance = self.clearer_by * diameter_px if len(detections) else 0.0
         pending = [i for i, t in enumerate(detections.track_id)
-                   if detections.whole[i] and self._needs_vote(int(t), frame_index)]
+                   if detections.whole[i] and self._needs_vote(int(t), frame_index, float(clearance[i]), tolerance)]
         self.last_votes = {}
         if pending:
             size = self.classifier.image_size
@@ -56,16 +92,15 @@ class TrackClassifier:
             for i, crop, probs in zip(pending, crops, self.classifier.predict(crops)):
                 track = int(detections.track_id[i])
                 self.last_votes[track] = (crop, probs)
-                self._sums[track] = self._sums.get(track, np.zeros(NUM_OUTPUTS, np.float32)) + probs
-                self._votes[track] = self._votes.get(track, 0) + 1
-                self._last_vote[track] = frame_index
+                self._vote(track, float(clearance[i]), frame_index, probs, tolerance)
         labels = np.full(len(detections), UNIDENTIFIED_ID, np.int64)
         confidence = np.zeros(len(detections), np.float32)
         for i, track in enumerate(detections.track_id):
-            if int(track) not in self._votes:
+            views = self._views.get(int(track))
+            if not views:
                 labels[i] = PARTIAL_ID
                 continue
-            mean = self._sums[int(track)] / self._votes[int(track)]
+            mean = np.mean([probs for _, _, probs in views], axis=0)
             confidence[i] = mean.max()
             if confidence[i] >= self.min_confidence:
                 labels[i] = int(mean.argmax())
@@ -73,5 +108,5 @@ class TrackClassifier:
 
     def forget(self, known_track_ids: set[int]) -> None:
         """Drop the votes of tracks the tracker forgot, so memory stays bounded on long runs."""
-        for track in [t for t in self._sums if t not in known_track_ids]:
-            del self._sums[track], self._votes[track], self._last_vote[track]
+        for track in [t for t in self._views if t not in known_track_ids]:
+            del self._views[track], self._last_vote[track]

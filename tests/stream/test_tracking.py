@@ -94,6 +94,39 @@ def test_a_cut_cell_is_not_classified_until_it_is_whole():
     assert tc.update(cut, image, 2).label_id.tolist() == [1]  # leaving: keeps the label it got whole
 
 
+class ScriptedClassifier(FixedClassifier):
+    """Answers crop after crop from a script of class ids (probability 0.9), then the last one."""
+
+    def __init__(self, script):
+        super().__init__()
+        self.script = list(script)
+
+    def predict(self, crops_rgb):
+        rows = []
+        for _ in crops_rgb:
+            label = self.script[min(self.crops_seen, len(self.script) - 1)]
+            self.crops_seen += 1
+            rows.append(np.where(np.arange(5) == label, 0.9, 0.025).astype(np.float32))
+        return np.array(rows)
+
+
+def test_views_clear_of_the_edge_outvote_the_first_view_near_it():
+    """A cell entering at the left edge is classified once whole, then again as the stage
+    brings it towards the middle; its label ends on its clearest views, and views near the
+    edge as it leaves do not vote."""
+    classifier = ScriptedClassifier([0, 3])  # the view next to the edge looks like an eosinophil, the rest not
+    tc = TrackClassifier(classifier, LocatorConfig(), recheck_every=2, max_votes=3, clearer_by=0.25)
+    image = np.zeros((200, 300, 3), np.uint8)
+    labels = []
+    for frame, x in enumerate([4, 5, 15, 16, 26, 38, 38, 38, 20, 4]):  # box x1: its clearance from the left edge
+        dets = Detections(np.array([[x, 80, x + 40, 120]], np.float32), track_id=[3])
+        labels.append(int(tc.update(dets, image, frame, diameter_px=40.0).label_id[0]))
+    assert labels[:2] == [0, 0]  # the first whole view, next to the edge: eosinophil
+    assert labels[2:] == [3] * 8  # from the first view 10 px (0.25 diameter) clearer on, neutrophil
+    # Votes at x = 4, 15, 26 and 38 (each 10 px clearer), and one re-check at 38; none at 20 or 4, leaving.
+    assert classifier.crops_seen == 5 and tc.voted_frames(3) == [5, 7]
+
+
 def test_differential_counts_each_track_once_under_its_latest_label():
     counter = DifferentialCount()
     for label in (0, 0, 3):  # the same track seen three times, its label revised once
