@@ -41,15 +41,16 @@ GALLERY_LIMIT = 300  # cells kept for review per session (their crops are classi
 class CellRecord:
     """One counted cell for the review page.
 
-    ``crop_rgb`` is the crop the classifier was most confident on (``best_confidence``), from a
-    whole view; ``label_id`` and ``confidence`` are the cell's current label and mean vote.
+    ``crop_rgb`` is the crop of the clearest view the cell's label rests on (the one furthest
+    from the frame edge, ``TrackClassifier``), taken in frame ``view_frame``; ``label_id`` and
+    ``confidence`` are the cell's current label and mean vote.
     """
 
     track_id: int
     crop_rgb: np.ndarray
     label_id: int
     confidence: float
-    best_confidence: float
+    view_frame: int
     corrected: bool = False
 
 
@@ -83,7 +84,8 @@ class LiveSession:
         scene_rgb = cv2.cvtColor(scene_bgr, cv2.COLOR_BGR2RGB)
         counter = self.pipeline.counter
         self._apply_relabels()
-        votes = self.pipeline.track_classifier.last_votes
+        classifier = self.pipeline.track_classifier
+        votes = classifier.last_votes
         with self._lock:
             self._latest_rgb = scene_rgb
             self._counts = counter.counts()  # read here, on the pipeline's thread
@@ -95,11 +97,11 @@ class LiveSession:
                     continue
                 old = self._cells.get(track)
                 if track in votes:
-                    crop, probs = votes[track]
                     if old is None and len(self._cells) >= GALLERY_LIMIT:
                         continue
-                    if old is None or float(probs.max()) > old.best_confidence:
-                        old = CellRecord(track, crop, label, 0.0, float(probs.max()), old.corrected if old else False)
+                    if old is None or classifier.voted_frames(track)[:1] == [frame.index]:  # now its clearest view
+                        old = CellRecord(track, votes[track][0], label, 0.0, frame.index,
+                                         old.corrected if old else False)
                 if old is not None:
                     self._cells[track] = dataclasses.replace(old, label_id=label,
                                                              confidence=float(detections.confidence[i]))

@@ -61,3 +61,14 @@ def test_a_correction_moves_the_count_and_is_kept(tmp_path):
     assert len(list((tmp_path / "corrections" / "monocyte").glob("*.png"))) == 1
     with pytest.raises(KeyError, match="not in this session's count"):
         session.correct(9999, 0)
+
+
+def test_the_review_shows_the_clearest_view_a_label_rests_on(tmp_path):
+    session = LiveSession(VirtualMicroscope(num_frames=40), FixedClassifier(), Config(), out_dir=tmp_path)
+    session._thread.join(timeout=60)
+    votes = session.pipeline.track_classifier
+    shown = {cell.track_id: cell.view_frame for cell in session.cells()}
+    kept = {track: votes.voted_frames(track) for track in shown}
+    assert shown and all(frame == kept[track][0] for track, frame in shown.items())
+    # The virtual microscope's stage moves: a cell's clearest view came after its first vote.
+    assert any(frame > min(kept[track]) for track, frame in shown.items())
