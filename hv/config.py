@@ -87,6 +87,9 @@ class AugmentConfig:
     stain_scale: float = 0.25
     stain_shift: float = 0.05
     white_balance: float = 0.15
+    # Gaussian blur of each batch, sigma drawn from [0, blur] pixels of the model input
+    # (training/augment.py RandomBlur): cameras differ in sharpness as much as stains in colour. 0 = off.
+    blur: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,7 @@ _NON_NEGATIVE = {
     "train.phase1.epochs", "train.phase2.epochs", "train.phase2.unfreeze_layers",
     "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
     "export.qat_steps", "stream.edge_margin_frac", "stream.target_count", "stream.dark_mean", "stream.focus_warmup",
+    "augment.blur",
 }
 _PATHS = {"train.out_dir", "serve.video_dir", "serve.corrections_dir"}
 _PATH_LISTS = {"data.train_dirs", "data.test_dirs"}  # entries may end in "#train" / "#test"

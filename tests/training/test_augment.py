@@ -1,10 +1,11 @@
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from hv.config import AugmentConfig
 from tests.conftest import draw_field
-from training.augment import RandomStain, build_augmenter
+from training.augment import RandomBlur, RandomStain, build_augmenter
 from training.pipeline import balanced_batches
 
 
@@ -36,12 +37,31 @@ def test_zero_jitter_is_the_identity_and_inference_is_untouched():
     assert np.array_equal(RandomStain(0.5, 0.1, 0.3)(crops, training=False), crops)
 
 
+def test_blur_is_a_gaussian_of_a_width_within_its_range():
+    layer = RandomBlur(max_sigma=2.5, seed=0)
+    expected = cv2.getGaussianKernel(2 * layer.radius + 1, 1.7)[:, 0]
+    assert np.allclose(np.asarray(layer.kernel(1.7)), expected, atol=1e-6)
+    crops = _crops(size=64)
+    sharpness = [cv2.Laplacian(c.mean(-1), cv2.CV_32F).var() for c in crops]
+    for _ in range(3):  # a sigma of its own per batch, never wider than 2.5
+        out = np.asarray(layer(crops, training=True))
+        assert out.shape == crops.shape
+        assert np.allclose(out.mean(axis=(1, 2)), crops.mean(axis=(1, 2)), atol=2.0)  # no colour or brightness change
+        blurred = [cv2.Laplacian(c.mean(-1), cv2.CV_32F).var() for c in out]
+        widest = [cv2.Laplacian(cv2.GaussianBlur(c, (0, 0), 2.6).mean(-1), cv2.CV_32F).var() for c in crops]
+        assert all(w <= b <= s + 1e-3 for w, b, s in zip(widest, blurred, sharpness))
+    flat = np.full((2, 32, 32, 3), 200.0, np.float32)  # reflected at the border: the edge does not darken
+    assert np.allclose(np.asarray(layer(flat, training=True)), 200.0, atol=1e-3)
+    assert np.array_equal(np.asarray(layer(crops, training=False)), crops)
+    assert np.array_equal(np.asarray(RandomBlur(0.0)(crops, training=True)), crops)
+
+
 def test_augmentation_never_changes_a_label():
     crops, labels = _crops(), np.eye(5, dtype=np.float32)[[0, 1, 2, 3, 4, 0, 1, 2]]
     pairs = tf.data.Dataset.from_tensor_slices((crops, labels))
     groups = [f"lab|{int(y.argmax())}" for y in labels]
     plain = list(balanced_batches(pairs, groups, 4, seed=0))
-    augmented = list(balanced_batches(pairs, groups, 4, seed=0, augmenter=build_augmenter(AugmentConfig(), 0)))
+    augmented = list(balanced_batches(pairs, groups, 4, seed=0, augmenter=build_augmenter(AugmentConfig(blur=2.0), 0)))
     assert sum(len(x) for x, _ in plain) == 8
     for (x_plain, y_plain), (x_aug, y_aug) in zip(plain, augmented):  # the same draw, with and without
         assert np.array_equal(y_plain, y_aug) and not np.allclose(x_plain, x_aug)
