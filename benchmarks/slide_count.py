@@ -204,7 +204,7 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
         "missed": int(len(set(np.flatnonzero(countable)) - set(matched))),
         "counted_from_cut_view": sum(1 for t in counted if first_seen[t][2] > 0),
         "cut_view_overhang_px": sorted(round(first_seen[t][2], 1) for t in counted if first_seen[t][2] > 0),
-        # Since clearer views outvote the first: cells whose final label still rests on such a view.
+        # Clear views outvote those near the edge: cells whose final label still rests on a cut view.
         "label_from_cut_view": sum(1 for t in counted if rests_on_cut_view.get(t, False)),
         "partial_counted_apart": summary["counts"]["partial"],
         "differential_tv_points": round(0.5 * float(np.abs(truth_share - counted_share).sum()), 2),

@@ -138,9 +138,9 @@ class StreamConfig:
     # A box closer to the frame edge than this share of the expected cell diameter may be a cut cell
     # (the locator's box can stop short of a cell's true edge): tracked, never classified.
     edge_margin_frac: float = 0.2
-    # A tracked cell seen this many cell diameters further from the frame edge than in any view it
-    # was classified from is classified again; its label is the mean of its max_votes clearest views.
-    clearer_view_frac: float = 0.25
+    # A view whose box keeps this many cell diameters from every frame edge is clear: a track's first
+    # clear view votes at once and replaces its views nearer the edge; after that only clear views vote.
+    clear_view_frac: float = 0.35
     # The differential is complete at this many identified cells (no more are added); 0 = no target.
     target_count: int = 100
     # Stage motion (phase correlation of grey frames this wide): below min_response the motion is
@@ -222,7 +222,7 @@ _POSITIVE = {
     "serve.port", "serve.max_upload_mb", "serve.max_live_sessions", "serve.idle_session_s", "export.calibration_images",
     "export.qat_learning_rate",
     "export.qat_images", "stream.max_remembered_cells", "stream.motion_width_px", "stream.focus_window",
-    "stream.motion_blur_anisotropy", "stream.colour_cast_max", "stream.clearer_view_frac",
+    "stream.motion_blur_anisotropy", "stream.colour_cast_max", "stream.clear_view_frac",
 }
 _UNIT_INTERVAL = {
     "data.val_fraction", "data.test_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",

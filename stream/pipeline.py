@@ -47,7 +47,7 @@ class StreamPipeline:
         self.tracker = SlideTracker(stream.track_min_iou, stream.track_max_missing, stream.max_remembered_cells)
         self.track_classifier = TrackClassifier(
             classifier, config.locator, min_confidence=stream.min_confidence,
-            recheck_every=stream.recheck_every, max_votes=stream.max_votes, clearer_by=stream.clearer_view_frac)
+            recheck_every=stream.recheck_every, max_votes=stream.max_votes, clear_by=stream.clear_view_frac)
         self.scale = RunningCellScale(config.locator)
         self.diameter_px: float | None = None  # the latest frame's expected cell diameter
         self.position: StagePosition | None = None  # the latest good frame's place on the slide

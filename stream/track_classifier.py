@@ -23,45 +23,47 @@ class TrackClassifier:
 
     Views clear of the frame edge outvote views near it. The locator's box can miss part of a
     cell (an eosinophil's pale cytoplasm), so a view that only just keeps the edge margin may
-    still show a cut cell. When a track is seen ``clearer_by`` cell diameters further from the
-    edge than in its clearest view so far, it votes again, and its views that are that much
-    less clear than the new one are dropped; re-checks vote only from views within
-    ``clearer_by`` of the clearest. So a cell first classified as it entered the view is
-    relabelled from the middle of the frame once the stage brings it there, and views near
-    the edge as it leaves do not vote.
+    still show a cut cell. A view whose box keeps ``clear_by`` cell diameters from every edge
+    is clear (the annotated BCCD cells reach at most 0.32 diameters beyond the located box:
+    BENCHMARKS.md). A track's first clear view votes at once, and its earlier views nearer
+    the edge are dropped; after that only clear views vote. A cell that is never seen clear
+    keeps the votes of its views near the edge, as before. So a cell first classified as it
+    entered the view is relabelled once the stage brings it clear, and views near the edge as
+    it leaves do not vote.
     """
 
     def __init__(self, classifier: Classifier, locator: LocatorConfig, *, min_confidence: float = 0.5,
-                 recheck_every: int = 15, max_votes: int = 3, clearer_by: float = 0.25):
+                 recheck_every: int = 15, max_votes: int = 3, clear_by: float = 0.35):
         self.classifier = classifier
         self.locator = locator
         self.min_confidence = min_confidence
         self.recheck_every = recheck_every
         self.max_votes = max_votes
-        self.clearer_by = clearer_by
+        self.clear_by = clear_by
         # track -> its kept votes, clearest view first: (clearance in px, frame index, probabilities)
         self._views: dict[int, list[tuple[float, int, np.ndarray]]] = {}
+        self._seen_clear: set[int] = set()  # tracks with a clear view among their votes
         self.last_votes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # this frame's votes: track -> (crop, probs)
         self._last_vote: dict[int, int] = {}
 
-    def _needs_vote(self, track_id: int, frame_index: int, clearance_px: float, tolerance_px: float) -> bool:
+    def _needs_vote(self, track_id: int, frame_index: int, clear: bool) -> bool:
         views = self._views.get(track_id)
         if not views:
             return True
-        clearest = views[0][0]
-        if clearance_px >= clearest + tolerance_px:
-            return True
-        return (len(views) < self.max_votes and frame_index - self._last_vote[track_id] >= self.recheck_every
-                and clearance_px >= clearest - tolerance_px)
+        if track_id in self._seen_clear:
+            if not clear:
+                return False
+        elif clear:
+            return True  # the first clear view: at once
+        return len(views) < self.max_votes and frame_index - self._last_vote[track_id] >= self.recheck_every
 
-    def _vote(self, track_id: int, clearance_px: float, frame_index: int, probs: np.ndarray,
-              tolerance_px: float) -> None:
+    def _vote(self, track_id: int, clearance_px: float, clear: bool, frame_index: int, probs: np.ndarray) -> None:
         views = self._views.setdefault(track_id, [])
+        if clear and track_id not in self._seen_clear:
+            views.clear()  # the views near the edge give way to the first clear one
+            self._seen_clear.add(track_id)
         views.append((clearance_px, frame_index, probs))
         views.sort(key=lambda view: -view[0])
-        clearest = views[0][0]
-        # Views much nearer the edge than the clearest give way; then the clearest max_votes remain.
-        views[:] = [view for view in views if view[0] >= clearest - tolerance_px][:self.max_votes]
         self._last_vote[track_id] = frame_index
 
     def voted_frames(self, track_id: int) -> list[int]:
@@ -81,9 +83,9 @@ class TrackClassifier:
         # How far each box keeps from the nearest frame edge, in pixels.
         clearance = np.minimum(np.minimum(boxes[:, 0], boxes[:, 1]),
                                np.minimum(width - boxes[:, 2], height - boxes[:, 3]))
-        tolerance = self.clearer_by * diameter_px if len(detections) else 0.0
+        clear = clearance >= self.clear_by * diameter_px if len(detections) else np.zeros(0, bool)
         pending = [i for i, t in enumerate(detections.track_id)
-                   if detections.whole[i] and self._needs_vote(int(t), frame_index, float(clearance[i]), tolerance)]
+                   if detections.whole[i] and self._needs_vote(int(t), frame_index, bool(clear[i]))]
         self.last_votes = {}
         if pending:
             size = self.classifier.image_size
@@ -92,7 +94,7 @@ class TrackClassifier:
             for i, crop, probs in zip(pending, crops, self.classifier.predict(crops)):
                 track = int(detections.track_id[i])
                 self.last_votes[track] = (crop, probs)
-                self._vote(track, float(clearance[i]), frame_index, probs, tolerance)
+                self._vote(track, float(clearance[i]), bool(clear[i]), frame_index, probs)
         labels = np.full(len(detections), UNIDENTIFIED_ID, np.int64)
         confidence = np.zeros(len(detections), np.float32)
         for i, track in enumerate(detections.track_id):
@@ -110,3 +112,4 @@ class TrackClassifier:
         """Drop the votes of tracks the tracker forgot, so memory stays bounded on long runs."""
         for track in [t for t in self._views if t not in known_track_ids]:
             del self._views[track], self._last_vote[track]
+            self._seen_clear.discard(track)

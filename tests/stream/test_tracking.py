@@ -110,21 +110,31 @@ class ScriptedClassifier(FixedClassifier):
         return np.array(rows)
 
 
-def test_views_clear_of_the_edge_outvote_the_first_view_near_it():
-    """A cell entering at the left edge is classified once whole, then again as the stage
-    brings it towards the middle; its label ends on its clearest views, and views near the
+def test_views_clear_of_the_edge_outvote_the_first_views_near_it():
+    """A cell entering at the left edge is classified once whole, then again as soon as the
+    stage brings it clear of the edge; its label ends on its clear views, and views near the
     edge as it leaves do not vote."""
-    classifier = ScriptedClassifier([0, 3])  # the view next to the edge looks like an eosinophil, the rest not
-    tc = TrackClassifier(classifier, LocatorConfig(), recheck_every=2, max_votes=3, clearer_by=0.25)
+    classifier = ScriptedClassifier([0, 0, 3])  # the views next to the edge look like an eosinophil, the rest not
+    tc = TrackClassifier(classifier, LocatorConfig(), recheck_every=2, max_votes=3, clear_by=0.35)
     image = np.zeros((200, 300, 3), np.uint8)
     labels = []
-    for frame, x in enumerate([4, 5, 15, 16, 26, 38, 38, 38, 20, 4]):  # box x1: its clearance from the left edge
+    for frame, x in enumerate([4, 5, 6, 20, 21, 22, 23, 30, 10, 4]):  # box x1: its clearance from the left edge
         dets = Detections(np.array([[x, 80, x + 40, 120]], np.float32), track_id=[3])
         labels.append(int(tc.update(dets, image, frame, diameter_px=40.0).label_id[0]))
-    assert labels[:2] == [0, 0]  # the first whole view, next to the edge: eosinophil
-    assert labels[2:] == [3] * 8  # from the first view 10 px (0.25 diameter) clearer on, neutrophil
-    # Votes at x = 4, 15, 26 and 38 (each 10 px clearer), and one re-check at 38; none at 20 or 4, leaving.
-    assert classifier.crops_seen == 5 and tc.voted_frames(3) == [5, 7]
+    assert labels[:3] == [0, 0, 0]  # the views within 14 px (0.35 diameter) of the edge: eosinophil
+    assert labels[3:] == [3] * 7  # the first clear view (x = 20) replaced them at once: neutrophil
+    # Votes at x = 4 and 6 (near the edge), 20 (the first clear view), then re-checks at 22 and 30;
+    # none at 10 or 4, leaving.
+    assert classifier.crops_seen == 5 and tc.voted_frames(3) == [7, 5, 3]
+
+
+def test_a_cell_never_seen_clear_keeps_its_votes_near_the_edge():
+    tc = TrackClassifier(ScriptedClassifier([0]), LocatorConfig(), recheck_every=2, max_votes=3, clear_by=0.35)
+    image = np.zeros((200, 300, 3), np.uint8)
+    for frame in range(6):
+        dets = Detections(np.array([[8, 80, 48, 120]], np.float32), track_id=[5])
+        label = int(tc.update(dets, image, frame, diameter_px=40.0).label_id[0])
+    assert label == 0 and tc.voted_frames(5) == [0, 2, 4]
 
 
 def test_differential_counts_each_track_once_under_its_latest_label():
