@@ -97,3 +97,12 @@ def test_verbose_adds_the_traceback_and_bugs_are_not_disguised(capsys, monkeypat
     monkeypatch.setattr(cli, "cmd_classify", broken)
     with pytest.raises(ValueError, match="broadcast"):
         cli.main(["classify"])
+
+
+def test_export_for_a_new_lab_names_a_missing_folder(tmp_path, tiny_model_path, capsys):
+    out = tmp_path / "export"
+    assert cli.main(["export", "--model", str(tiny_model_path), "--out", str(out),
+                     "--lab-data", str(tmp_path / "my_smears")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hv export: error:") and "my_smears: not a folder" in err and "\n" not in err
+    assert not out.exists()
