@@ -128,6 +128,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
                "bundled model do): for an older one, add --training-data")
     print(f"{args.out}: {', '.join(report.layers)} re-estimated on {report.cells} cells from {report.images_read} "
           f"of {report.images_found} images{skipped}{rebased} (report: {Path(args.out).with_suffix('.adapt.json')})")
+    print(f"for the app: hv export --model {args.out} --lab-data {' '.join(args.data)} --out EXPORT_FOLDER "
+          "(int8 checked on these cells)")
     return 0
 
 

@@ -211,6 +211,7 @@ def test_adapt_command_on_a_folder_of_fields(tmp_path, tiny_model_path, capsys):
     printed = capsys.readouterr().out
     assert f"stem_bn, top_bn re-estimated on {report['cells']} cells from 40 of 40 images" in printed
     assert "for an older one, add --training-data" in printed  # no --training-data: the assumption is said
+    assert f"hv export --model {out} --lab-data {tmp_path / 'my_smears'}" in printed  # the next step, for the app
 
 
 def test_layers_are_adapted_from_the_input_side_whatever_the_order_given(learned_model):
