@@ -73,8 +73,9 @@ class RandomBlur(layers.Layer):
     """Blur each batch with a Gaussian of a random width, as a blurrier camera or objective would.
 
     Labs differ in sharpness as much as in colour: at the model's input, blood-cells/ crops
-    (320x240 fields, enlarged) have about a tenth of the Laplacian variance of PBC's
-    (CellaVision) crops, and PBC blurred with sigma 2-2.5 pixels matches them (BENCHMARKS.md).
+    (320x240 fields, enlarged) have under a tenth of the Laplacian variance of PBC's
+    (CellaVision) crops, and PBC blurred with sigma 2-2.5 pixels matches them
+    (``benchmarks/lab_sharpness.py``).
     A model that learnt eosinophils from sharp granules does not find them in a haze. Each
     batch draws sigma from [0, ``max_sigma``] pixels; the blur is separable, with the image
     reflected at its border so the edge does not darken.
