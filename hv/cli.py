@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import traceback
 from datetime import datetime
@@ -128,8 +129,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
                "bundled model do): for an older one, add --training-data")
     print(f"{args.out}: {', '.join(report.layers)} re-estimated on {report.cells} cells from {report.images_read} "
           f"of {report.images_found} images{skipped}{rebased} (report: {Path(args.out).with_suffix('.adapt.json')})")
-    print(f"for the app: hv export --model {args.out} --lab-data {' '.join(args.data)} --out EXPORT_FOLDER "
-          "(int8 checked on these cells)")
+    print(f"for the app: hv export --model {shlex.quote(args.out)} --lab-data {shlex.join(args.data)} "
+          "--out EXPORT_FOLDER (int8 checked on these cells)")
     return 0
 
 
@@ -251,8 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="variant to package (auto: int8 if it holds accuracy, else the next smallest)",
     )
     export.add_argument("--calibration-images", type=int,
-                        help="int8 calibration images from TRAIN (default: export.calibration_images)")
-    export.add_argument("--verify-images", type=int, help="verify on a class-balanced sample of this many images")
+                        help="int8 calibration images from TRAIN, or cells with --lab-data "
+                             "(default: export.calibration_images)")
+    export.add_argument("--verify-images", type=int,
+                        help="verify on a class-balanced sample of this many images (with --lab-data: this many "
+                             "held-out cells, default 500)")
     export.add_argument("--lab-data", nargs="+", metavar="FOLDER",
                         help="for a model adapted to a new lab (hv adapt): folders of that lab's unlabelled images; "
                              "the int8 model is calibrated, fine-tuned and chosen on its cells (a quarter of the "
