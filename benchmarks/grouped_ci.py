@@ -7,7 +7,11 @@ resamples whole fields (the ``_<field>_<copy>`` id of each file, per class, as
 percentiles of accuracy. For a set of one image per cell (pbc/) every image is its own
 group and the interval is the ordinary bootstrap.
 
-Usage: python benchmarks/grouped_ci.py EVAL_DIR [EVAL_DIR ...] [--draws 2000]
+With ``--versus OTHER_DIR`` (another model's evaluation of the same images) it also reports
+each folder's accuracy minus the other's, paired image by image, with the same interval:
+whether two models (an int8 package and its Keras model) differ by more than the copies allow.
+
+Usage: python benchmarks/grouped_ci.py EVAL_DIR [EVAL_DIR ...] [--draws 2000] [--versus OTHER_DIR]
 (EVAL_DIR: a folder with the predictions.csv that hv evaluate writes)
 """
 
@@ -37,20 +41,37 @@ def grouped_interval(groups: list[str], correct: np.ndarray, draws: int, seed: i
     return float(low), float(high)
 
 
+def read_rows(folder: str | Path) -> list[dict]:
+    """The four-class rows of an evaluation's predictions.csv."""
+    with open(Path(folder) / "predictions.csv", newline="") as f:
+        return [r for r in csv.DictReader(f) if r["true"] != OUTPUT_NAMES[-1]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("eval_dirs", nargs="+")
     parser.add_argument("--draws", type=int, default=2000)
+    parser.add_argument("--versus", help="another evaluation of the same images: the paired difference")
     args = parser.parse_args()
+    other = {r["path"]: r["true"] == r["predicted"] for r in read_rows(args.versus)} if args.versus else None
     results = {}
     for folder in args.eval_dirs:
-        with open(Path(folder) / "predictions.csv", newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r["true"] != OUTPUT_NAMES[-1]]  # the four classes
+        rows = read_rows(folder)
         groups = [field_group(r["path"], OUTPUT_NAMES.index(r["true"])) for r in rows]
         correct = np.array([r["true"] == r["predicted"] for r in rows], float)
         low, high = grouped_interval(groups, correct, args.draws)
         results[folder] = {"n_images": len(rows), "groups": len(set(groups)), "accuracy": round(correct.mean(), 4),
                            "ci95_grouped": [round(low, 4), round(high, 4)]}
+        if other is not None:
+            missing = [r["path"] for r in rows if r["path"] not in other]
+            if missing:
+                raise SystemExit(f"{args.versus}: no prediction for {len(missing)} images of {folder}, "
+                                 f"e.g. {missing[0]}: compare evaluations of the same images")
+            difference = correct - np.array([other[r["path"]] for r in rows], float)
+            low, high = grouped_interval(groups, difference, args.draws)
+            results[folder]["minus_versus"] = {"versus": args.versus, "difference": round(difference.mean(), 4),
+                                               "ci95_grouped": [round(low, 4), round(high, 4)],
+                                               "images_differing": int(np.abs(difference).sum())}
     print(json.dumps(results, indent=2))
 
 
