@@ -47,13 +47,18 @@ def read_rows(folder: str | Path) -> list[dict]:
         return [r for r in csv.DictReader(f) if r["true"] != OUTPUT_NAMES[-1]]
 
 
+def image_key(path: str) -> str:
+    """Class folder and file name: the same image in two evaluations, whether run with absolute or relative paths."""
+    return "/".join(Path(path).parts[-2:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("eval_dirs", nargs="+")
     parser.add_argument("--draws", type=int, default=2000)
     parser.add_argument("--versus", help="another evaluation of the same images: the paired difference")
     args = parser.parse_args()
-    other = {r["path"]: r["true"] == r["predicted"] for r in read_rows(args.versus)} if args.versus else None
+    other = {image_key(r["path"]): r["true"] == r["predicted"] for r in read_rows(args.versus)} if args.versus else None
     results = {}
     for folder in args.eval_dirs:
         rows = read_rows(folder)
@@ -63,11 +68,11 @@ def main() -> None:
         results[folder] = {"n_images": len(rows), "groups": len(set(groups)), "accuracy": round(correct.mean(), 4),
                            "ci95_grouped": [round(low, 4), round(high, 4)]}
         if other is not None:
-            missing = [r["path"] for r in rows if r["path"] not in other]
+            missing = [r["path"] for r in rows if image_key(r["path"]) not in other]
             if missing:
                 raise SystemExit(f"{args.versus}: no prediction for {len(missing)} images of {folder}, "
                                  f"e.g. {missing[0]}: compare evaluations of the same images")
-            difference = correct - np.array([other[r["path"]] for r in rows], float)
+            difference = correct - np.array([other[image_key(r["path"])] for r in rows], float)
             low, high = grouped_interval(groups, difference, args.draws)
             results[folder]["minus_versus"] = {"versus": args.versus, "difference": round(difference.mean(), 4),
                                                "ci95_grouped": [round(low, 4), round(high, 4)],
