@@ -40,9 +40,8 @@ class TrackClassifier:
         self.recheck_every = recheck_every
         self.max_votes = max_votes
         self.clear_by = clear_by
-        # track -> its kept votes, clearest view first: (clearance in px, frame index, probabilities)
-        self._views: dict[int, list[tuple[float, int, np.ndarray]]] = {}
-        self._seen_clear: set[int] = set()  # tracks with a clear view among their votes
+        # track -> its kept votes, clearest view first: (clearance in px, clear, frame index, probabilities)
+        self._views: dict[int, list[tuple[float, bool, int, np.ndarray]]] = {}
         self.last_votes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # this frame's votes: track -> (crop, probs)
         self._last_vote: dict[int, int] = {}
 
@@ -50,7 +49,7 @@ class TrackClassifier:
         views = self._views.get(track_id)
         if not views:
             return True
-        if track_id in self._seen_clear:
+        if views[0][1]:  # the clearest view is clear: the track has been seen clear
             if not clear:
                 return False
         elif clear:
@@ -59,16 +58,15 @@ class TrackClassifier:
 
     def _vote(self, track_id: int, clearance_px: float, clear: bool, frame_index: int, probs: np.ndarray) -> None:
         views = self._views.setdefault(track_id, [])
-        if clear and track_id not in self._seen_clear:
+        if clear and not (views and views[0][1]):
             views.clear()  # the views near the edge give way to the first clear one
-            self._seen_clear.add(track_id)
-        views.append((clearance_px, frame_index, probs))
+        views.append((clearance_px, clear, frame_index, probs))
         views.sort(key=lambda view: -view[0])
         self._last_vote[track_id] = frame_index
 
     def voted_frames(self, track_id: int) -> list[int]:
         """The frames of the views a track's label now rests on (for benchmarks and review)."""
-        return [frame for _, frame, _ in self._views.get(track_id, [])]
+        return [frame for _, _, frame, _ in self._views.get(track_id, [])]
 
     def update(self, detections: Detections, image_rgb: np.ndarray, frame_index: int,
                diameter_px: float | None = None) -> Detections:
@@ -102,7 +100,7 @@ class TrackClassifier:
             if not views:
                 labels[i] = PARTIAL_ID
                 continue
-            mean = np.mean([probs for _, _, probs in views], axis=0)
+            mean = np.mean([probs for *_, probs in views], axis=0)
             confidence[i] = mean.max()
             if confidence[i] >= self.min_confidence:
                 labels[i] = int(mean.argmax())
@@ -112,4 +110,3 @@ class TrackClassifier:
         """Drop the votes of tracks the tracker forgot, so memory stays bounded on long runs."""
         for track in [t for t in self._views if t not in known_track_ids]:
             del self._views[track], self._last_vote[track]
-            self._seen_clear.discard(track)
