@@ -26,8 +26,8 @@ import numpy as np
 from int8_inputs import load_int8_inputs  # benchmarks/ is on sys.path when run as a script
 from tflite_latency import latency_in_turns
 
+from hv.bundled import CHECKOUT_KERAS_MODEL
 from hv.classifier import KerasClassifier, LiteRTClassifier
-from hv.cli import BUNDLED_KERAS
 from hv.config import load_config
 from mobile.bias_correction import correct_rounding_bias, round_weights
 from mobile.convert import convert_keras
@@ -43,7 +43,7 @@ _FLOAT_BLOCKS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(BUNDLED_KERAS), help="a .keras model")
+    parser.add_argument("--model", default=str(CHECKOUT_KERAS_MODEL), help="a .keras model")
     parser.add_argument("--config", default=str(REPO / "config.toml"))
     parser.add_argument("--out", default=str(REPO / "out" / "int8_agreement"))
     args = parser.parse_args()

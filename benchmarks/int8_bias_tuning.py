@@ -26,8 +26,8 @@ from pathlib import Path
 import keras
 from int8_inputs import load_int8_inputs  # benchmarks/ is on sys.path when run as a script
 
+from hv.bundled import CHECKOUT_KERAS_MODEL
 from hv.classifier import KerasClassifier, LiteRTClassifier
-from hv.cli import BUNDLED_KERAS
 from hv.config import load_config
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import convert_keras
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(BUNDLED_KERAS))
+    parser.add_argument("--model", default=str(CHECKOUT_KERAS_MODEL))
     parser.add_argument("--config", default=str(REPO / "config.toml"))
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--learning-rate", type=float, default=3e-4)

@@ -21,8 +21,7 @@ import keras
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from hv.bundled import DEFAULT_MODEL
-from hv.cli import BUNDLED_KERAS
+from hv.bundled import CHECKOUT_KERAS_MODEL, DEFAULT_MODEL
 from hv.config import load_config
 from hv.model import BACKBONE_LAYER
 from hv.preprocess import to_model_batch
@@ -51,7 +50,7 @@ def named_outputs(interpreter: Interpreter, layer_names: set[str]) -> list[tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tflite", default=str(DEFAULT_MODEL))
-    parser.add_argument("--model", default=str(BUNDLED_KERAS), help="the .keras model it was converted from")
+    parser.add_argument("--model", default=str(CHECKOUT_KERAS_MODEL), help="the .keras model it was converted from")
     parser.add_argument("--config", default=str(REPO / "config.toml"))
     parser.add_argument("--images", type=int, default=40, help="calibration crops to compare on")
     parser.add_argument("--out", default=str(REPO / "out" / "int8_error_by_layer"))

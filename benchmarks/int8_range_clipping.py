@@ -26,8 +26,8 @@ from int8_inputs import load_int8_inputs  # benchmarks/ is on sys.path when run 
 from tensorflow.lite.python import convert as tflite_convert
 from tensorflow.lite.tools import flatbuffer_utils
 
+from hv.bundled import CHECKOUT_KERAS_MODEL
 from hv.classifier import KerasClassifier, LiteRTClassifier
-from hv.cli import BUNDLED_KERAS
 from hv.config import load_config
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import _converter, _op_output_names, float_layer_nodes, representative_from_crops
@@ -53,7 +53,7 @@ def _recorded_relu6_maxima(calibrated: bytes) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(BUNDLED_KERAS))
+    parser.add_argument("--model", default=str(CHECKOUT_KERAS_MODEL))
     parser.add_argument("--config", default=str(REPO / "config.toml"))
     parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 0.8, 0.65, 0.5])
     parser.add_argument("--out", default=str(REPO / "out" / "int8_range_clipping"))

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 
 from hv.annotations import iou_matrix, match_boxes, read_voc_boxes
-from hv.classify import draw_cells
 from hv.config import load_config
+from hv.field_images import draw_cells
 from hv.locator import cell_diameter_px, locate_cells
 from hv.preprocess import read_image_rgb
 

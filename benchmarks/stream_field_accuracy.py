@@ -18,8 +18,8 @@ import numpy as np
 from hv.annotations import read_field_labels
 from hv.bundled import DEFAULT_MODEL
 from hv.classifier import load_classifier
-from hv.classify import classify_image
 from hv.config import load_config
+from hv.field_images import classify_image
 from hv.labels import CLASS_NAMES
 from hv.preprocess import read_image_rgb
 from training.metrics import classification_metrics

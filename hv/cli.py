@@ -15,7 +15,7 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
-from hv.bundled import DEFAULT_MODEL, SAMPLE_FIELDS
+from hv.bundled import CHECKOUT_KERAS_MODEL, DEFAULT_MODEL, SAMPLE_FIELDS
 from hv.config import Config, ConfigError, load_config, override
 
 log = logging.getLogger("hv")
@@ -24,7 +24,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # In a source checkout the repository's config.toml; an installed package has none and runs on
 # the defaults written in hv/config.py (the same values).
 DEFAULT_CONFIG = REPO_ROOT / "config.toml"
-BUNDLED_KERAS = REPO_ROOT / "models" / "hv_lite0.keras"  # the float model the bundled package came from
 _MODEL_HELP = "a .keras or .tflite model (default: the bundled int8 TFLite model)"
 
 
@@ -87,7 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from hv.classifier import load_classifier
-    from hv.classify import classify_fields
+    from hv.field_images import classify_fields
 
     config = _load(args)
     images = [Path(p) for p in args.images] or sorted(SAMPLE_FIELDS.glob("*.jpg"))
@@ -269,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt = sub.add_parser("adapt", help="adapt a .keras model to your lab from unlabelled images (no labels needed)")
     adapt.add_argument("data", nargs="+", metavar="FOLDER",
                        help="folders of images from the lab to adapt to (fields or one-cell images, any layout)")
-    adapt.add_argument("--model", default=str(BUNDLED_KERAS), help="the .keras model to adapt (default: the "
+    adapt.add_argument("--model", default=str(CHECKOUT_KERAS_MODEL), help="the .keras model to adapt (default: the "
                        "checkout's models/hv_lite0.keras)")
     adapt.add_argument("--out", required=True, help="the adapted model to write (.keras)")
     adapt.add_argument("--layers", nargs="+", default=None, metavar="NAME",

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from hv.classifier import Classifier
-from hv.classify import classify_image, draw_cells
 from hv.config import Config
+from hv.field_images import classify_image, draw_cells
 from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES, UNIDENTIFIED_ID
 from hv.preprocess import resize_field
 from hv.saliency import GradCam, overlay_heat_map

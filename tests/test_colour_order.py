@@ -12,8 +12,8 @@ import csv
 import cv2
 import numpy as np
 
-from hv.classify import classify_fields
 from hv.config import Config
+from hv.field_images import classify_fields
 from hv.preprocess import field_to_model_input, read_image_rgb
 from stream.detections import Frame
 from stream.pipeline import StreamPipeline
