@@ -194,11 +194,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     args.overrides = {"serve.host": args.host, "serve.port": args.port, "serve.username": args.username}
     config = _load(args)
     from hv.saliency import load_explainer
+    from stream.microscope_adaptation import MicroscopeAdapter
 
     explainer, note = load_explainer(args.model, args.explain_model)
+    # The Keras model behind the served one is what a visitor's microscope adapts.
+    adapter = MicroscopeAdapter(explainer.path, config) if explainer is not None else None
     print(f"HematoVision on http://{config.serve.host}:{config.serve.port} (Ctrl-C to stop)")
     launch_app(load_classifier(args.model), config, autostart=args.command == "demo", explainer=explainer,
-               explainer_note=note)
+               explainer_note=note, adapter=adapter)
     return 0
 
 

@@ -1,8 +1,9 @@
 """The web page a technician keeps open next to the microscope (Gradio Blocks).
 
 Tabs: Live (a server-side source, or the browser's webcam), Replay (upload a recording),
-Image (a field or a single cell) and Review (every counted cell, by class, least confident
-first; a heat map of what the classifier looked at; corrections). Callbacks only
+Image (a field or a single cell), Review (every counted cell, by class, least confident
+first; a heat map of what the classifier looked at; corrections) and Your microscope (the
+model adapted to the visitor's own cells, without labels). Callbacks only
 convert inputs and outputs; the work is done by ``stream/`` and ``hv/``, and per-visitor
 objects live in ``gr.State``, never in module globals.
 """
@@ -35,6 +36,7 @@ from stream.corrections import CorrectionStore
 from stream.counter import EXTRA_NAMES, UNIDENTIFIED
 from stream.detections import Frame
 from stream.live import CellRecord, LiveSession
+from stream.microscope_adaptation import AdaptationError, AdaptedModel, MicroscopeAdapter
 from stream.pipeline import StreamPipeline, run_stream
 from stream.sources import CameraSource, SourceError, VideoFileSource
 from stream.virtual_microscope import VirtualMicroscope
@@ -46,6 +48,8 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOW_CONFIDENCE = 0.7
 THUMB_PX = 112  # review thumbnails: the crop at this size, with its caption drawn under it
 REVIEW_GROUPS = (*OUTPUT_NAMES, UNIDENTIFIED)  # one gallery each
+NO_ADAPTER = ("Adapting needs the Keras model behind the served one, and this server does not have it "
+              "(serve a .keras model, or pass the package's source with --explain-model).")
 
 
 def counts_table(counts: dict[str, int]) -> pd.DataFrame:
@@ -204,23 +208,30 @@ class ReplayFolders:
 
 
 def build_app(classifier: Classifier, config: Config, *, autostart: bool = False, explainer: GradCam | None = None,
-              explainer_note: str = "no heat maps: no Keras model was given") -> gr.Blocks:
+              explainer_note: str = "no heat maps: no Keras model was given",
+              adapter: MicroscopeAdapter | None = None) -> gr.Blocks:
     """The Blocks app; ``launch_app`` starts it. ``autostart`` starts the virtual microscope on page load.
 
     ``explainer`` draws the Review page's heat maps (Grad-CAM of the Keras model behind ``classifier``);
-    without one the page shows the crop and ``explainer_note`` says why.
+    without one the page shows the crop and ``explainer_note`` says why. ``adapter`` adapts that
+    Keras model to a visitor's microscope; without one the tab says why it cannot.
     """
     policy = SourcePolicy(config)
     limit = SessionLimit(config.serve.max_live_sessions, config.serve.idle_session_s)
     replays = ReplayFolders(keep=8)
     corrections = CorrectionStore(config.serve.corrections_dir) if config.serve.corrections_dir else None
 
-    def start(kind, value, session):
+    def serving(adapted: AdaptedModel | None) -> tuple[Classifier, GradCam | None]:
+        """The visitor's classifier and its heat maps: the adapted model's, else the served one's."""
+        return (adapted.classifier, adapted.explainer) if adapted is not None else (classifier, explainer)
+
+    def start(kind, value, session, adapted):
         if session is not None:
             session.stop()
+        active, active_explainer = serving(adapted)
         try:
-            session = limit.admit(lambda: LiveSession(policy.open(kind, value or ""), classifier, config,
-                                                      corrections=corrections))
+            session = limit.admit(lambda: LiveSession(policy.open(kind, value or ""), active, config,
+                                                      corrections=corrections, explainer=active_explainer))
         except SourceError as exc:
             raise gr.Error(str(exc)) from exc
         return session, f"Running: {session.source.name}"
@@ -245,7 +256,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         else:
             # The exception's text stays in the server log; a visitor learns that it failed.
             state = "Ended" + (": the source failed (details in the server log)" if session.error else "")
-        status = f"{state} — {session.source.name}"
+        status = f"{state} — {session.source.name} — model {session.pipeline.model['name']}"
         read_fps = getattr(session.source, "read_fps", None)
         if read_fps:
             status += f" — source {read_fps:.0f} frames/s"
@@ -254,33 +265,36 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         table = counts_table(session.counts())
         return (frame if frame is not None else gr.skip()), table, status
 
-    def webcam_frame(image_rgb, state):
+    def webcam_frame(image_rgb, state, adapted):
         if image_rgb is None:
             return None, state
-        pipeline, index = state or (StreamPipeline(classifier, config), 0)
+        active = serving(adapted)[0]
+        pipeline, index = state if state and state[0].track_classifier.classifier is active else (
+            StreamPipeline(active, config), 0)  # a new count when the visitor's model changed
         frame = Frame(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), index, index / 10, 0.0)
         scene, _ = pipeline.process(frame)
         return cv2.cvtColor(scene, cv2.COLOR_BGR2RGB), (pipeline, index + 1)
 
-    def replay(path, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's way to ask for a bar
+    def replay(path, adapted, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's way to ask for a bar
         video = _check_upload(path, VIDEO_TYPES, "video")
         out_dir = replays.new()
         try:
             with VideoFileSource(video) as source:
-                summary = run_stream(source, StreamPipeline(classifier, config), out_dir, video=True)
+                summary = run_stream(source, StreamPipeline(serving(adapted)[0], config), out_dir, video=True)
         except SourceError as exc:
             raise gr.Error(str(exc)) from exc
         return (str(out_dir / "annotated.webm"), str(out_dir / "cells.csv"), str(out_dir / "summary.json"),
                 counts_table(summary["counts"]))
 
-    def classify_upload(image_rgb, mode):
+    def classify_upload(image_rgb, mode, adapted):
         if image_rgb is None:  # a user's slip, not an error: say so, log nothing
             gr.Warning("Upload an image first.")
             return gr.skip(), gr.skip(), gr.skip()
+        active = serving(adapted)[0]
         if mode == "single cell":
-            probs = classifier.predict(resize_field(image_rgb, classifier.image_size)[None])[0]
+            probs = active.predict(resize_field(image_rgb, active.image_size)[None])[0]
             return image_rgb, {name: float(p) for name, p in zip(OUTPUT_NAMES, probs)}, None
-        boxes, probs = classify_image(classifier, image_rgb, config)
+        boxes, probs = classify_image(active, image_rgb, config)
         annotated = cv2.cvtColor(draw_cells(image_rgb, boxes, probs), cv2.COLOR_BGR2RGB)
         rows = [{"cell": i + 1, "label": OUTPUT_NAMES[p.argmax()], "confidence": round(float(p.max()), 3),
                  "x": int(b[0]), "y": int(b[1]), "w": int(b[2] - b[0]), "h": int(b[3] - b[1])}
@@ -305,6 +319,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             return None, "That cell is no longer in this session."
         text = (f"**Cell #{cell.track_id}**: {name_of(cell.label_id)}, {cell.confidence:.0%} (mean of its votes)"
                 + (", corrected by you" if cell.corrected else ""))
+        explainer = session.explainer  # the heat maps of the model that counted this session
         if explainer is None:
             return _enlarged(cell.crop_rgb), f"{text}. The crop it was classified from; {explainer_note}."
         label = cell.label_id if 0 <= cell.label_id < len(OUTPUT_NAMES) else None
@@ -315,6 +330,33 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         return (_enlarged(overlay_heat_map(cell.crop_rgb, heat)),
                 f"{text}. Heat map: where {explainer.path.name} found evidence for *{OUTPUT_NAMES[label]}* "
                 f"(red strongest; it says {OUTPUT_NAMES[label]} {probs[label]:.0%}).")
+
+    def adapt(cells_from_session: bool, session, files, adapted):
+        """Adapt the served model to the live session's cells or to uploaded fields; the visitor's model from now on."""
+        if adapter is None:
+            gr.Warning(NO_ADAPTER)
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            if cells_from_session:
+                if session is None:
+                    raise AdaptationError("no live session yet: start one on the Live tab and let it count cells")
+                crops = [cell.crop_rgb for cell in session.cells()]
+                fresh = adapter.from_crops(np.stack(crops) if crops else np.zeros((0, 1, 1, 3), np.uint8),
+                                           f"live session {session.session_id} ({session.source.name})")
+            else:
+                fresh = adapter.from_images(files or [])
+        except AdaptationError as exc:  # a visitor's slip (too few cells): said on the page, no traceback logged
+            gr.Warning(str(exc))
+            return gr.skip(), gr.skip(), gr.skip()
+        if adapted is not None:
+            adapted.close()
+        gr.Info("Adapted. Start again on the Live tab to count with it.")
+        return fresh, fresh.describe(), [str(fresh.path), str(fresh.report_path)]
+
+    def back_to_served(adapted):
+        if adapted is not None:
+            adapted.close()
+        return None, served_text, None
 
     def make_select(group: int):
         def select(ids, session, evt: gr.SelectData):
@@ -339,12 +381,16 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         gr.Info(f"Cell #{track_id} is now counted as {label_name}{where}.")
         return counts_table(session.counts()), explain(session, track_id)[1]
 
+    served_text = ("Classifying with the served model" + (f" (`{adapter.keras_path.name}` for adapting)." if adapter
+                   else f". {NO_ADAPTER}"))
     # delete_cache: Gradio's copies of served files (replay outputs, crops) older than a day go, checked hourly.
     with gr.Blocks(title="HematoVision", delete_cache=(3600, 86400)) as app:
         gr.Markdown("# HematoVision\nWhite blood cells found, classified and counted. "
                     "For research and teaching, not diagnosis.")
         # A closed page's session is stopped and its temporary folder removed.
         session = gr.State(None, delete_callback=lambda s: s.close() if s is not None else None)
+        # The visitor's adapted model (None: the served one); its temporary folder goes with the page.
+        adapted = gr.State(None, delete_callback=lambda a: a.close() if a is not None else None)
         with gr.Tab("Live"):
             with gr.Row():
                 kind = gr.Radio(policy.kinds(), value="virtual microscope", label="Source")
@@ -369,16 +415,16 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                 webcam = gr.Image(sources=["webcam"], streaming=True, label="Webcam", elem_id="webcam")
                 webcam_out = gr.Image(label="Annotated", elem_id="webcam-out")
                 webcam_state = gr.State(None)
-                webcam.stream(webcam_frame, [webcam, webcam_state], [webcam_out, webcam_state],
+                webcam.stream(webcam_frame, [webcam, webcam_state, adapted], [webcam_out, webcam_state],
                               stream_every=0.2, time_limit=600)
-            start_btn.click(lambda k, v, r, s: start(k, r if k == "server recording" else v, s),
-                            [kind, value, recording, session], [session, status])
+            start_btn.click(lambda k, v, r, s, a: start(k, r if k == "server recording" else v, s, a),
+                            [kind, value, recording, session, adapted], [session, status])
             stop_btn.click(stop, session, [session, status])
             timer = gr.Timer(0.2)
             timer.tick(poll, session, [live_image, live_counts, status], show_progress="hidden")
             live_counts.change(lambda t: t, live_counts, live_plot, show_progress="hidden")
             if autostart:
-                app.load(lambda s: start("virtual microscope", "", s), session, [session, status])
+                app.load(lambda s: start("virtual microscope", "", s, None), session, [session, status])
         with gr.Tab("Replay"):
             upload = gr.File(label="Recording", file_types=VIDEO_TYPES, elem_id="replay-upload")
             replay_btn = gr.Button("Process", variant="primary", elem_id="replay-run")
@@ -387,7 +433,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                 replay_csv = gr.File(label="Per-cell CSV", elem_id="replay-csv")
                 replay_summary = gr.File(label="Summary")
             replay_counts = gr.Dataframe(label="Differential count")
-            replay_btn.click(replay, upload, [replay_video, replay_csv, replay_summary, replay_counts])
+            replay_btn.click(replay, [upload, adapted], [replay_video, replay_csv, replay_summary, replay_counts])
         with gr.Tab("Image"):
             mode = gr.Radio(["field", "single cell"], value="field", label="The image shows")
             image_in = gr.Image(label="Image", type="numpy", sources=["upload"], elem_id="image-upload")
@@ -395,7 +441,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             image_out = gr.Image(label="Cells", elem_id="image-out")
             image_probs = gr.Label(label="Class probabilities", num_top_classes=len(OUTPUT_NAMES))
             image_table = gr.Dataframe(label="Cells found", elem_id="image-table")
-            image_btn.click(classify_upload, [image_in, mode], [image_out, image_probs, image_table])
+            image_btn.click(classify_upload, [image_in, mode, adapted], [image_out, image_probs, image_table])
         with gr.Tab("Review"):
             gr.Markdown(f"The live session's counted cells by class, least confident first ('check': under "
                         f"{LOW_CONFIDENCE:.0%}). Click a cell to see what the classifier looked at and to correct "
@@ -421,12 +467,40 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             for group, gallery in enumerate(galleries):
                 gallery.select(make_select(group), [review_ids, session], [selected, selected_image, selected_text])
             correct_btn.click(apply_correction, [session, selected, new_label], [live_counts, selected_text])
+        with gr.Tab("Your microscope"):
+            gr.Markdown("Another microscope is another lab: its stain, lamp and camera shift what the model sees. "
+                        "Adapting re-estimates the model's colour and feature statistics on cells from your "
+                        "microscope; no labels are needed. On another lab's smears it took a model trained on one "
+                        "lab from 56 % to 81 % correct, and 32 cells did as well as 852 (BENCHMARKS.md). Adapt "
+                        "on the cells the live session has counted"
+                        + (f" (at least {adapter.min_cells})" if adapter else "") + ", or on field images you "
+                        "upload. Adapt only for a microscope the model was not trained on: the bundled model, "
+                        "adapted to one of its own two labs, lost a point there.")
+            adapt_status = gr.Markdown(served_text, elem_id="adapt-status")
+            with gr.Row():
+                adapt_live_btn = gr.Button("Adapt to the live session's cells", variant="primary",
+                                           elem_id="adapt-live")
+                back_btn = gr.Button("Back to the served model", elem_id="adapt-back")
+            adapt_files = gr.File(label="Field images from your microscope", file_count="multiple",
+                                  file_types=["image"], elem_id="adapt-upload")
+            adapt_files_btn = gr.Button("Adapt to these images", elem_id="adapt-files")
+            adapted_download = gr.File(label="The adapted model and its report", interactive=False,
+                                       elem_id="adapt-download")
+            # One adaptation at a time over all visitors: each takes both CPU cores of a small server.
+            adapt_live_btn.click(lambda s, a: adapt(True, s, None, a), [session, adapted],
+                                 [adapted, adapt_status, adapted_download], concurrency_limit=1,
+                                 concurrency_id="adapt")
+            adapt_files_btn.click(lambda f, a: adapt(False, None, f, a), [adapt_files, adapted],
+                                  [adapted, adapt_status, adapted_download], concurrency_limit=1,
+                                  concurrency_id="adapt")
+            back_btn.click(back_to_served, adapted, [adapted, adapt_status, adapted_download])
     return app
 
 
 def launch_app(classifier: Classifier, config: Config, *, port: int | None = None, block: bool = True,
                autostart: bool = False, explainer: GradCam | None = None,
-               explainer_note: str = "no heat maps: no Keras model was given") -> gr.Blocks:
+               explainer_note: str = "no heat maps: no Keras model was given",
+               adapter: MicroscopeAdapter | None = None) -> gr.Blocks:
     """Start the app on ``serve.host``; a login is required when ``serve.username`` is set."""
     auth = None
     if config.serve.username:
@@ -437,7 +511,8 @@ def launch_app(classifier: Classifier, config: Config, *, port: int | None = Non
     if not auth and config.serve.host not in _LOOPBACK:
         log.warning("!!! serving on %s with no login: anyone who can reach this address can use the app. "
                     "Set serve.username and HV_PASSWORD, or serve.host = \"127.0.0.1\". !!!", config.serve.host)
-    app = build_app(classifier, config, autostart=autostart, explainer=explainer, explainer_note=explainer_note)
+    app = build_app(classifier, config, autostart=autostart, explainer=explainer, explainer_note=explainer_note,
+                    adapter=adapter)
     app.queue(default_concurrency_limit=4)
     app.launch(server_name=config.serve.host, server_port=port or config.serve.port, auth=auth,
                max_file_size=f"{config.serve.max_upload_mb}mb", prevent_thread_lock=not block,

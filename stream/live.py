@@ -26,6 +26,7 @@ import numpy as np
 from hv.classifier import Classifier
 from hv.config import Config
 from hv.labels import OUTPUT_NAMES
+from hv.saliency import GradCam
 from stream.annotators import name_of
 from stream.corrections import CorrectionStore
 from stream.detections import Detections, Frame
@@ -58,9 +59,10 @@ class LiveSession:
     """Runs one source through the pipeline until it ends or ``stop()``; thread-safe snapshots."""
 
     def __init__(self, source, classifier: Classifier, config: Config, out_dir: Path | None = None,
-                 corrections: CorrectionStore | None = None):
+                 corrections: CorrectionStore | None = None, explainer: GradCam | None = None):
         self.source = source
         self.pipeline = StreamPipeline(classifier, config)
+        self.explainer = explainer  # heat maps for the review page, of the model that counts this session
         self.corrections = corrections
         self.session_id = uuid.uuid4().hex[:8]
         self._relabels: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # applied on the pipeline's thread

@@ -106,3 +106,20 @@ def test_export_for_a_new_lab_names_a_missing_folder(tmp_path, tiny_model_path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("hv export: error:") and "my_smears: not a folder" in err and "\n" not in err
     assert not out.exists()
+
+
+def test_serve_gives_the_page_an_adapter_for_the_keras_model_behind_it(tmp_path, tiny_model_path, monkeypatch):
+    import stream.app
+
+    launched = {}
+    monkeypatch.setattr(stream.app, "launch_app", lambda classifier, config, **kw: launched.update(kw))
+    assert cli.main(["serve", "--model", str(tiny_model_path)]) == 0
+    assert launched["adapter"].keras_path == tiny_model_path  # a .keras model adapts itself
+    assert launched["explainer"].path == tiny_model_path
+    package = tmp_path / "package" / "model.tflite"  # a package whose Keras source is nowhere here
+    package.parent.mkdir()
+    package.write_bytes(b"")
+    monkeypatch.setattr("hv.classifier.load_classifier", lambda path: None)  # an empty file: the page is not run
+    assert cli.main(["serve", "--model", str(package)]) == 0
+    assert launched["adapter"] is None and launched["explainer"] is None
+    assert "does not name the Keras model" in launched["explainer_note"]

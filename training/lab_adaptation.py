@@ -54,6 +54,7 @@ class AdaptationReport:
 
     source_model: str
     source_sha256: str
+    cells_from: str  # the folders, or the web page's live session or uploads
     images_found: int
     images_read: int  # files are read in a seeded random order until max_cells cells are found
     unreadable: list[str]
@@ -232,15 +233,32 @@ def rebase_statistics(model: keras.Model, crops: np.ndarray, layers: Sequence[st
         layer.moving_variance.assign(variance.astype(np.float32))
 
 
-def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_path: Path, *,
-          layers: Sequence[str] = DEFAULT_LAYERS, max_cells: int = 1000, min_cells: int = MIN_CELLS,
-          training_data: Sequence[str] = ()) -> AdaptationReport:
-    """Write ``out_path`` (.keras): the model with ``layers`` re-estimated on the folders' located cells.
+def adapted_model(model_path: Path, crops: np.ndarray, layers: Sequence[str] = DEFAULT_LAYERS,
+                  training_crops: np.ndarray | None = None) -> keras.Model:
+    """The model at ``model_path`` with ``layers`` re-estimated on ``crops`` (the file is not changed).
 
-    With ``training_data`` (the class folders the model was trained on) the layers are first
-    rebased on them (``rebase_statistics``), for a model that does not carry its training
-    lab's statistics yet: one trained before ``hv train`` stored them.
+    With ``training_crops`` (the training lab's cells) the layers are first rebased on them
+    (``rebase_statistics``), for a model that does not carry its training lab's statistics
+    yet: one trained before ``hv train`` stored them.
     """
+    model = KerasClassifier(model_path).model
+    if training_crops is not None:
+        rebase_statistics(model, training_crops, layers)
+    reestimate_statistics(model, crops, layers)
+    return model
+
+
+def save_adapted(model: keras.Model, out_path: Path, report: AdaptationReport) -> None:
+    """Write the adapted model and, beside it, its report (``<model>.adapt.json``)."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(out_path.stem + ".partial.keras")  # never a half-written model under the name
+    model.save(partial)
+    partial.replace(out_path)
+    out_path.with_suffix(".adapt.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+
+
+def check_model_paths(model_path: Path, out_path: Path) -> None:
+    """Refuse what adapting cannot do: a non-Keras model or output, or overwriting the model itself."""
     if out_path.suffix != ".keras":
         raise DataError(f"{out_path}: the adapted model is written as a .keras file; give a name ending in .keras")
     if model_path.suffix != ".keras":
@@ -248,6 +266,17 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
                         "the adapted .keras model again)")
     if out_path.resolve() == model_path.resolve():
         raise DataError(f"{out_path}: would overwrite the model being adapted; choose another name")
+
+
+def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_path: Path, *,
+          layers: Sequence[str] = DEFAULT_LAYERS, max_cells: int = 1000, min_cells: int = MIN_CELLS,
+          training_data: Sequence[str] = ()) -> AdaptationReport:
+    """Write ``out_path`` (.keras): the model with ``layers`` re-estimated on the folders' located cells.
+
+    ``training_data`` (the class folders the model was trained on) rebases the layers first
+    (``adapted_model``).
+    """
+    check_model_paths(model_path, out_path)
     if max_cells < min_cells:
         raise DataError(f"--max-cells {max_cells} is below the {min_cells} cells adapting needs")
     files = image_files(folders)
@@ -258,21 +287,14 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
     if len(crops) < min_cells:
         raise DataError(f"{len(crops)} whole white cells found in {len(files)} images under "
                         f"{', '.join(map(str, folders))}; adapting needs at least {min_cells}: add more fields")
-    model = KerasClassifier(model_path).model
-    training_cells = 0
-    if training_split is not None:
-        training_crops = training_lab_crops(training_split, config, max_cells)
-        rebase_statistics(model, training_crops, layers)
-        training_cells = len(training_crops)
-    reestimate_statistics(model, crops, layers)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(out_path.stem + ".partial.keras")  # never a half-written model under the name
-    model.save(partial)
-    partial.replace(out_path)
+    training_crops = training_lab_crops(training_split, config, max_cells) if training_split is not None else None
+    model = adapted_model(model_path, crops, layers, training_crops)
     report = AdaptationReport(
         source_model=str(model_path), source_sha256=file_sha256(model_path),
+        cells_from="folders: " + ", ".join(map(str, folders)),
         images_found=len(files), images_read=read, unreadable=unreadable, without_whole_cell=empty,
-        cells=len(crops), layers=list(layers), rebased_on=list(training_data), training_cells=training_cells,
+        cells=len(crops), layers=list(layers), rebased_on=list(training_data),
+        training_cells=0 if training_crops is None else len(training_crops),
         date=datetime.now(UTC).isoformat(timespec="seconds"))
-    out_path.with_suffix(".adapt.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    save_adapted(model, out_path, report)
     return report

@@ -42,12 +42,14 @@ def app_url(tmp_path_factory, corrections_dir):
     from hv.model import build_model
     from hv.saliency import GradCam
     from stream.app import launch_app
+    from stream.microscope_adaptation import MicroscopeAdapter
 
     keras_path = tmp_path_factory.mktemp("explain") / "tiny.keras"  # random weights: the heat map's plumbing
     build_model(ModelConfig(weights="none", image_size=32)).save(keras_path)
     config = Config(serve=ServeConfig(corrections_dir=str(corrections_dir)))
     port = free_port()
-    app = launch_app(FixedClassifier(image_size=32), config, port=port, block=False, explainer=GradCam(keras_path))
+    app = launch_app(FixedClassifier(image_size=32), config, port=port, block=False, explainer=GradCam(keras_path),
+                     adapter=MicroscopeAdapter(keras_path, config, min_cells=2))
     yield f"http://127.0.0.1:{port}"
     app.close()
 
@@ -110,6 +112,40 @@ def test_live_stream_frames_reach_the_page(page, tmp_path, corrections_dir):
     assert "neutrophil" in (corrections_dir / "corrections.csv").read_text()
     page.get_by_role("button", name="Stop").click()
     page.wait_for_function("document.querySelector('#live-status').innerText.includes('Stopped')")
+
+
+def _status_says(page, element_id: str, text: str, timeout_ms: int = 30_000) -> None:
+    page.wait_for_function(f"document.querySelector('#{element_id}').innerText.includes({text!r})",
+                           timeout=timeout_ms)
+
+
+def test_the_model_adapted_to_your_microscope_counts_the_next_session(page):
+    page.get_by_role("tab", name="Your microscope").click()
+    _status_says(page, "adapt-status", "Classifying with the served model")
+    page.locator("#adapt-live").click()  # no live session yet: the page says what to do
+    page.get_by_text("no live session yet").first.wait_for(timeout=15_000)
+    page.get_by_role("tab", name="Live").click()
+    page.get_by_role("button", name="Start").click()
+    deadline = time.monotonic() + 30
+    while not re.search(r"lymphocyte\s+([2-9]|\d\d)", page.locator("#live-counts").inner_text()):
+        assert time.monotonic() < deadline, page.locator("#live-counts").inner_text()
+        page.wait_for_timeout(250)
+    page.get_by_role("tab", name="Your microscope").click()
+    page.locator("#adapt-live").click()
+    _status_says(page, "adapt-status", "adapted to your microscope", 60_000)
+    status = page.locator("#adapt-status").inner_text()
+    assert re.search(r"on \d+ cells from live session \w+ \(virtual microscope", status), status
+    assert page.locator("#adapt-download a").count() == 2  # the model and its report, for download
+    # The running count keeps the model it started with; the next Start counts with the adapted one.
+    page.get_by_role("tab", name="Live").click()
+    _status_says(page, "live-status", "model FixedClassifier")
+    page.get_by_role("button", name="Start").click()
+    _status_says(page, "live-status", "model adapted-")
+    page.get_by_role("button", name="Stop").click()
+    _status_says(page, "live-status", "Stopped")
+    page.get_by_role("tab", name="Your microscope").click()
+    page.locator("#adapt-back").click()
+    _status_says(page, "adapt-status", "Classifying with the served model")
 
 
 def test_browser_webcam_frames_run_through_the_pipeline(page):

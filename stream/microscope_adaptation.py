@@ -1,0 +1,150 @@
+"""The web page's "your microscope" step: the served model adapted to a visitor's cells, no labels needed.
+
+A visitor's microscope is another lab: another stain, lamp and camera. ``hv adapt`` answers
+that from the command line; this is the same step for the page. The cells come from the
+visitor's live session (the crops it counted: exactly what the classifier saw) or from
+field images they upload; the Keras model behind the served one gets ``stem_bn`` and
+``top_bn`` re-estimated on them (``training.lab_adaptation``: on the cross-lab validation
+set 32 cells did as well as 852, BENCHMARKS.md). The adapted model then serves that
+visitor's next live session, replay and image; a session already running keeps its model,
+since a count is made by one model, the one its summary names.
+
+Each adapted model lives in a temporary folder of its own, offered for download, and is
+removed when the visitor adapts again, goes back to the served model, or closes the page.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hv.classifier import KerasClassifier, file_sha256
+from hv.config import Config
+from hv.saliency import GradCam
+
+if TYPE_CHECKING:
+    from training.lab_adaptation import AdaptationReport
+
+log = logging.getLogger(__name__)
+
+
+class AdaptationError(ValueError):
+    """Adapting cannot be done with what was given (too few cells, no readable image); the text says why."""
+
+
+@dataclass(frozen=True)
+class AdaptedModel:
+    """One visitor's adapted model: the classifier, its heat maps, and the files offered for download."""
+
+    path: Path  # <folder>/adapted-<time>.keras, with <stem>.adapt.json beside it
+    sha256: str
+    classifier: KerasClassifier
+    explainer: GradCam
+    report: AdaptationReport
+    seconds: float
+
+    @property
+    def report_path(self) -> Path:
+        return self.path.with_suffix(".adapt.json")
+
+    def describe(self) -> str:
+        """What the page says about it (Markdown)."""
+        report = self.report
+        skipped = f"; {len(report.unreadable)} unreadable files skipped" if report.unreadable else ""
+        return (f"**Classifying with the model adapted to your microscope**: `{self.path.name}` (sha256 "
+                f"{self.sha256[:12]}…), {', '.join(report.layers)} re-estimated on **{report.cells} cells** from "
+                f"{report.cells_from}{skipped}, in {self.seconds:.0f} s. It serves your next Start, Replay and "
+                "Image; a count already running keeps the model it started with. For a phone app: "
+                f"`hv export --model {self.path.name} --lab-data FOLDERS_OF_THIS_MICROSCOPE --out EXPORT`.")
+
+    def close(self) -> None:
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+class MicroscopeAdapter:
+    """Adapts the Keras model ``keras_path`` (the one behind the served model) to a visitor's cells.
+
+    Example:
+        adapter = MicroscopeAdapter(Path("models/hv_lite0.keras"), config)
+        adapted = adapter.from_crops(crops_rgb, "live session 1a2b3c4d (virtual microscope)")
+        adapted.classifier.predict(crops_rgb)  # the visitor's classifier from now on
+    """
+
+    def __init__(self, keras_path: Path, config: Config, *, min_cells: int | None = None, max_cells: int = 1000,
+                 layers: Sequence[str] | None = None):
+        from training.lab_adaptation import DEFAULT_LAYERS, MIN_CELLS  # TensorFlow: only where a model is adapted
+
+        min_cells = MIN_CELLS if min_cells is None else min_cells
+        layers = DEFAULT_LAYERS if layers is None else layers
+        self.keras_path = Path(keras_path)
+        self.config = config
+        self.min_cells, self.max_cells, self.layers = min_cells, max_cells, tuple(layers)
+        self.source_sha256 = file_sha256(self.keras_path)
+        self.image_size = KerasClassifier(self.keras_path).image_size
+
+    def from_crops(self, crops_rgb: np.ndarray, cells_from: str, *, images_found: int = 0, images_read: int = 0,
+                   unreadable: Sequence[str] = (), without_whole_cell: int = 0) -> AdaptedModel:
+        """Adapt on classifier crops ((n, S, S, 3) uint8 RGB, S = the model's input size).
+
+        Raises:
+            AdaptationError: fewer than ``min_cells`` crops, or crops of another size.
+        """
+        from training.lab_adaptation import AdaptationReport, adapted_model, save_adapted
+
+        if len(crops_rgb) < self.min_cells:
+            raise AdaptationError(f"{len(crops_rgb)} cells from {cells_from}; adapting needs at least "
+                                  f"{self.min_cells}: count more cells, or upload more fields")
+        if crops_rgb.shape[1:] != (self.image_size, self.image_size, 3):
+            raise AdaptationError(f"cells from {cells_from} are {crops_rgb.shape[1]} px crops; the model to adapt "
+                                  f"takes {self.image_size} px")
+        started = time.monotonic()
+        crops_rgb = crops_rgb[: self.max_cells]
+        model = adapted_model(self.keras_path, crops_rgb, self.layers)
+        stamp = datetime.now(UTC)
+        path = Path(tempfile.mkdtemp(prefix="hv-adapted-")) / f"adapted-{stamp:%Y%m%d-%H%M%S}.keras"
+        report = AdaptationReport(
+            source_model=self.keras_path.name, source_sha256=self.source_sha256, cells_from=cells_from,
+            images_found=images_found, images_read=images_read, unreadable=list(unreadable),
+            without_whole_cell=without_whole_cell, cells=len(crops_rgb), layers=list(self.layers), rebased_on=[],
+            training_cells=0, date=stamp.isoformat(timespec="seconds"))
+        try:
+            save_adapted(model, path, report)
+            adapted = AdaptedModel(path, file_sha256(path), KerasClassifier(path), GradCam(path), report,
+                                   time.monotonic() - started)
+        except BaseException:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise
+        log.info("adapted %s on %d cells from %s in %.1f s", self.keras_path.name, len(crops_rgb), cells_from,
+                 adapted.seconds)
+        return adapted
+
+    def from_images(self, paths: Sequence[str | Path]) -> AdaptedModel:
+        """Adapt on the whole white cells located in field (or one-cell) images; unreadable files are skipped.
+
+        Raises:
+            AdaptationError: no file given, or fewer than ``min_cells`` whole cells found.
+        """
+        from training.lab_adaptation import collect_crops
+
+        files = [Path(p) for p in paths]
+        if not files:
+            raise AdaptationError("upload field images from your microscope first")
+        # Cropped at the adapted model's input size, whatever the served model's.
+        config = replace(self.config, model=replace(self.config.model, image_size=self.image_size))
+        crops, unreadable, empty, read = collect_crops(files, config, self.max_cells)
+        names = [Path(p).name for p in unreadable]
+        if len(crops) < self.min_cells:
+            bad = f" ({len(names)} unreadable: {', '.join(names[:5])}{' …' if len(names) > 5 else ''})" if names else ""
+            raise AdaptationError(f"{len(crops)} whole white cells found in {len(files)} uploaded images{bad}; "
+                                  f"adapting needs at least {self.min_cells}: upload more fields")
+        return self.from_crops(crops, f"{read} uploaded images", images_found=len(files), images_read=read,
+                               unreadable=names, without_whole_cell=empty)
