@@ -482,7 +482,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                                            elem_id="adapt-live")
                 back_btn = gr.Button("Back to the served model", elem_id="adapt-back")
             adapt_files = gr.File(label="Field images from your microscope", file_count="multiple",
-                                  file_types=["image"], elem_id="adapt-upload")
+                                  file_types=["image"], height=220, elem_id="adapt-upload")  # a list, kept short
             adapt_files_btn = gr.Button("Adapt to these images", elem_id="adapt-files")
             adapted_download = gr.File(label="The adapted model and its report", interactive=False,
                                        elem_id="adapt-download")
