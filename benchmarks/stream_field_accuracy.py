@@ -4,7 +4,11 @@ Each single-class field of the four classes in ``wbc_labels.csv`` is scored by t
 of its largest located white cell (the cell the training images centre on). Most of these
 fields' augmentations are in TRAIN, so this checks the pipeline, not generalisation.
 
-Usage: python benchmarks/stream_field_accuracy.py [--model models/...] [--bccd ../shared/data/bccd]
+``--resize 0.5`` shows each field at half its width and height first (640x480 -> 320x240,
+the size of blood-cells/'s copies): the same cells at the pixel density training saw them,
+to tell a camera-resolution effect from the classifier's own errors.
+
+Usage: python benchmarks/stream_field_accuracy.py [--model models/...] [--bccd ../shared/data/bccd] [--resize 0.5]
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from hv.annotations import read_field_labels
@@ -31,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--bccd", default=str(REPO.parent / "shared" / "data" / "bccd"))
+    parser.add_argument("--resize", type=float, default=1.0, help="show each field at this fraction of its size")
     parser.add_argument("--out", default=str(REPO / "out" / "stream_field_accuracy.json"))
     args = parser.parse_args()
     config = load_config(REPO / "config.toml")
@@ -41,7 +47,10 @@ def main() -> None:
         path = Path(args.bccd, "JPEGImages", f"{field}.jpg")
         if not path.exists():
             continue
-        boxes, probs = classify_image(classifier, read_image_rgb(str(path)), config)
+        image = read_image_rgb(str(path))
+        if args.resize != 1.0:
+            image = cv2.resize(image, None, fx=args.resize, fy=args.resize, interpolation=cv2.INTER_AREA)
+        boxes, probs = classify_image(classifier, image, config)
         if not len(boxes):
             no_cell.append(field)
             pred.append(-1)
@@ -51,7 +60,7 @@ def main() -> None:
     true, pred = np.array(true), np.array(pred)
     located = pred >= 0
     metrics = classification_metrics(true[located], pred[located])
-    result = {"model": args.model, "fields": len(true), "no_cell_found": no_cell,
+    result = {"model": args.model, "resize": args.resize, "fields": len(true), "no_cell_found": no_cell,
               "field_accuracy": float(np.mean(true == pred)),
               "per_class_recall": {n: round(metrics["per_class"][n]["recall"], 4) for n in CLASS_NAMES},
               "support": {n: metrics["per_class"][n]["support"] for n in CLASS_NAMES},
