@@ -54,6 +54,12 @@ class LocatorConfig:
     work_width_px: int = 320
     # Nucleus blobs smaller than this fraction of the expected nucleus area are platelets/noise.
     min_area_frac: float = 0.12
+    # A field with no blue-purple nucleus (another stain, or no white cell in view) is searched
+    # again for nuclei as its densest objects: optical density (summed over channels) this much
+    # above the plasma's. 2.0: above BCCD's views with no white cell (at most 1.29 on the half it
+    # was chosen on) and under PBC nuclei drawn brown-red (1st percentile 2.61),
+    # benchmarks/locator_other_stains.py. 0 = off: Romanowsky-type stains only.
+    dense_nucleus_od: float = 2.0
     # Side of the classifier's crop window, in expected cell diameters.
     crop_context: float = 1.4
     # What fills the part of a crop window that lies outside the frame: a mirror image of the
@@ -237,7 +243,7 @@ _NON_NEGATIVE = {
     "train.phase1.epochs", "train.phase2.epochs", "train.phase2.unfreeze_layers",
     "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
     "export.qat_steps", "stream.edge_margin_frac", "stream.target_count", "stream.dark_mean", "stream.focus_warmup",
-    "augment.blur",
+    "augment.blur", "locator.dense_nucleus_od",
 }
 _PATHS = {"train.out_dir", "serve.video_dir", "serve.corrections_dir"}
 _PATH_LISTS = {"data.train_dirs", "data.test_dirs"}  # entries may end in "#train" / "#test"

@@ -1,7 +1,9 @@
 """White-cell locator and crop: shared by training and the stream so both see the same crops.
 
 A white cell is found by its nucleus: in Romanowsky-type stains (Giemsa, Wright) the
-nucleus is the only large blue-purple object in the field. Red cells are pink-red and the
+nucleus is the only large blue-purple object in the field. A field with none (a stain that
+draws nuclei brown-red, say) is searched again for nuclei as its densest objects, far
+denser than red cells whatever their colour (``dense_score``). Red cells are pink-red and the
 background is pale, so "how much bluer than red or green" separates them. Platelets are
 purple too but small, so blobs are filtered by area relative to the expected cell size.
 A neutrophil's lobes are separate blobs; a closing with a kernel a fraction of a cell wide
@@ -60,6 +62,31 @@ def purple_score(image_rgb: np.ndarray) -> np.ndarray:
     score -= background
     score[~valid] = 0
     return score
+
+
+def dense_score(image_rgb: np.ndarray) -> np.ndarray:
+    """Optical density summed over the three channels, above the plasma's.
+
+    A stain-agnostic view of the field: nuclei absorb the most light whatever colour their
+    stain gives them. Measured from the plasma (the field's brightest 5 %), it does not change
+    with the lamp's brightness or the exposure, which add the same density everywhere. Red
+    cells, even overlapping, reach about 1.3 above the plasma in BCCD views; nuclei of
+    CellaVision (PBC) images 2.5-3.5, whatever their colour (benchmarks/locator_other_stains.py).
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB.
+
+    Returns:
+        (H, W) float32 density above the plasma's; near-black pixels (rotated corners) are 0.
+    """
+    density = -np.log((image_rgb.astype(np.float32) + 1.0) / 256.0).sum(axis=2)
+    valid = image_rgb.max(axis=2) > 25
+    sample = density[::4, ::4][valid[::4, ::4]]
+    if not sample.size:
+        return np.zeros(density.shape, np.float32)
+    density -= float(np.percentile(sample, 5))
+    density[~valid] = 0
+    return density
 
 
 def cell_diameter_px(image_rgb: np.ndarray, config: LocatorConfig) -> float:
@@ -130,12 +157,29 @@ def locate_cells(image_rgb: np.ndarray, config: LocatorConfig, diameter_px: floa
     small = cv2.resize(image_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image_rgb
     diameter = diameter_px * scale
 
-    score = purple_score(small)
+    boxes = _cell_boxes(_purple_nuclei(small, diameter), small, diameter, config)
+    if not boxes and config.dense_nucleus_od > 0:  # no blue-purple nucleus: another stain, or no white cell
+        dense = cv2.GaussianBlur(dense_score(small), (0, 0), sigmaX=max(1.0, diameter / 60))
+        boxes = _cell_boxes((dense > config.dense_nucleus_od).astype(np.uint8), small, diameter, config)
+    if not boxes:
+        return np.zeros((0, 4), np.float32)
+    out = np.array(boxes, np.float32) / scale
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    return out
+
+
+def _purple_nuclei(small_rgb: np.ndarray, diameter: float) -> np.ndarray:
+    """(H, W) uint8 mask of the pixels markedly bluer than red or green: Romanowsky nuclei."""
+    score = purple_score(small_rgb)
     score = cv2.GaussianBlur(score.astype(np.float32), (0, 0), sigmaX=max(1.0, diameter / 60))
     positive = np.clip(score, 0, 255).astype(np.uint8)
     otsu, _ = cv2.threshold(positive, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    mask = (positive > max(otsu, _MIN_CONTRAST)).astype(np.uint8)
+    return (positive > max(otsu, _MIN_CONTRAST)).astype(np.uint8)
 
+
+def _cell_boxes(mask: np.ndarray, small: np.ndarray, diameter: float, config: LocatorConfig) -> list[list[float]]:
+    """Cell boxes (work-width pixels, largest nucleus first) grown from a nucleus mask's cell-sized blobs."""
     # Join a neutrophil's lobes (gaps up to ~1/5 of a cell) into one blob.
     k = max(3, int(round(diameter * 0.2)) | 1)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
@@ -163,12 +207,7 @@ def locate_cells(image_rgb: np.ndarray, config: LocatorConfig, diameter_px: floa
         blended = fitted if outline is None else _OUTLINE_WEIGHT * outline + (1 - _OUTLINE_WEIGHT) * fitted
         centre, half = (blended[:2] + blended[2:]) / 2, (blended[2:] - blended[:2]) / 2 * _BOX_GROW
         boxes.append([*(centre - half), *(centre + half)])
-    if not boxes:
-        return np.zeros((0, 4), np.float32)
-    out = np.array(boxes, np.float32) / scale
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
-    return out
+    return boxes
 
 
 def _yellowness(image_rgb: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -62,6 +63,46 @@ def test_platelet_sized_blobs_are_ignored():
     for x in (60, 160, 260):
         cv2.circle(image, (x, 120), 5, (120, 60, 200), -1)
     assert len(locate_cells(image, LocatorConfig())) == 0
+
+
+def _smear(nucleus_rgb=None, red_cells: str = "dense", width: int = 320, height: int = 240) -> np.ndarray:
+    """A field in another stain: yellowish plasma, tan red cells, and optionally a white cell at
+    the centre whose nucleus has the given colour. Neighbouring red cells overlap in pairs in the
+    dense layout; where they do, their densities add (transmittances multiply), as two layers
+    of cells do in a monolayer's crowded parts."""
+    plasma = np.array([236, 226, 176], np.float32)
+    transmittance = np.ones((height, width, 3), np.float32)
+    red_cell = np.array([216, 176, 141], np.float32) / plasma
+    step = 34 if red_cells == "dense" else 90
+    for y in range(10, height, step):
+        for x in range(10, width, step):
+            if nucleus_rgb is not None and abs(x - width / 2) < 60 and abs(y - height / 2) < 60:
+                continue
+            layer = np.ones_like(transmittance)
+            cv2.circle(layer, (x, y), 18, tuple(float(v) for v in red_cell), -1)  # 18 > step / 2: pairs overlap
+            transmittance *= layer
+    image = plasma * transmittance
+    if nucleus_rgb is not None:
+        cv2.circle(image, (width // 2, height // 2), 45, (225, 200, 150), -1)  # cytoplasm
+        cv2.circle(image, (width // 2, height // 2), 25, tuple(float(v) for v in nucleus_rgb), -1)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_a_nucleus_of_another_stain_is_found_by_its_density():
+    field = _smear(nucleus_rgb=(120, 55, 35))  # brown-red: not bluer than red or green anywhere
+    config = LocatorConfig(cell_diameter_frac=0.3)
+    boxes = locate_cells(field, config)
+    assert len(boxes) == 1
+    x1, y1, x2, y2 = boxes[0]
+    assert x1 < 160 < x2 and y1 < 120 < y2
+    assert len(locate_cells(field, LocatorConfig(cell_diameter_frac=0.3, dense_nucleus_od=0))) == 0  # fallback off
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_red_cells_alone_are_not_taken_for_nuclei(layout):
+    # Overlapping red cells are twice as dense as one; lone ones stand out from the plasma.
+    # Neither is a nucleus, in a field with no blue-purple nucleus to find.
+    assert len(locate_cells(_smear(red_cells=layout), LocatorConfig(cell_diameter_frac=0.3))) == 0
 
 
 def test_boxes_are_in_frame_pixels_at_any_resolution():
