@@ -23,6 +23,10 @@ over the brown-red pbc/TRAIN cells. The default (2.0) lies between the even half
 view (1.29) and the cells' 1st percentile (2.61), nearer the cells for a margin against red
 cells, 2026-12-05.
 
+``--reach FOLDER ...`` (class folders) instead counts, in each folder, the images where the
+blue-purple search finds no cell and how many of them the density search now locates: which
+training and scoring crops the density search changes at all.
+
 Writes ``locator_other_stains.json`` to ``--out``.
 """
 
@@ -75,16 +79,37 @@ def blob_peak(image_rgb: np.ndarray, diameter_px: float, locator: LocatorConfig)
     return float(np.sort(density.ravel())[::-1][min(nucleus_area, density.size - 1)])
 
 
+def reach(folders: list[str], config) -> None:
+    """Per folder: images with no blue-purple cell, and how many of them the density search locates."""
+    without = dataclasses.replace(config.locator, dense_nucleus_od=0.0)
+    for folder in folders:
+        paths = discover(folder, any_other=True, require_all=False)[0].paths  # unusable files left out, as in training
+        missed = found = 0
+        for path in paths:
+            image = read_image_rgb(str(path))
+            diameter = cell_diameter_px(image, config.locator)
+            if not len(locate_cells(image, without, diameter)):
+                missed += 1
+                found += len(locate_cells(image, config.locator, diameter)) > 0
+        print(f"{folder}: {len(paths)} images, no blue-purple cell in {missed}, of which the density search "
+              f"locates {found}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 1.5, 2.0, 2.5])
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--pbc", default=str(DATA / "pbc" / "TRAIN"))
     parser.add_argument("--bccd", default=str(DATA / "bccd"))
+    parser.add_argument("--reach", nargs="+", default=[], metavar="FOLDER",
+                        help="only count where the density search changes the crops of these class folders")
     parser.add_argument("--out", default=str(ROOT / "out" / "locator_other_stains"))
     args = parser.parse_args()
 
     config = load_config(ROOT / "config.toml")
+    if args.reach:
+        reach(args.reach, config)
+        return
     started = time.perf_counter()
     paths = list(discover(args.pbc)[0].paths)
     picked = [paths[i] for i in np.random.default_rng(0).permutation(len(paths))[: args.images]]

@@ -98,9 +98,13 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(ROOT / "config.toml")
-    model_config = json.loads(Path(args.model).with_suffix(".config.json").read_text()) \
-        if Path(args.model).with_suffix(".config.json").is_file() else {}
-    seed = model_config.get("train", {}).get("seed", config.train.seed)
+    # The training seed decides which images the training held out: read it from the config saved
+    # beside the model (models/<name>.config.json, or a run folder's config.json).
+    saved = [p for p in (Path(args.model).with_suffix(".config.json"), Path(args.model).parent / "config.json")
+             if p.is_file()]
+    if not saved:
+        raise SystemExit(f"{args.model}: no saved config beside it to read its training seed from")
+    seed = json.loads(saved[0].read_text())["train"]["seed"]
     data, _ = discover_sources(config.data.train_dirs)
     trained_on, held_out = split_by_field(data, config.data.val_fraction, seed)
     score = [(p, y) for p, y, s in zip(held_out.paths, held_out.labels, held_out.source_of()) if s == PBC_SOURCE]
