@@ -1,9 +1,7 @@
 """White-cell locator and crop: shared by training and the stream so both see the same crops.
 
 A white cell is found by its nucleus: in Romanowsky-type stains (Giemsa, Wright) the
-nucleus is the only large blue-purple object in the field. A field with none (a stain that
-draws nuclei brown-red, say) is searched again for nuclei as its densest objects, far
-denser than red cells whatever their colour (``dense_score``). Red cells are pink-red and the
+nucleus is the only large blue-purple object in the field. Red cells are pink-red and the
 background is pale, so "how much bluer than red or green" separates them. Platelets are
 purple too but small, so blobs are filtered by area relative to the expected cell size.
 A neutrophil's lobes are separate blobs; a closing with a kernel a fraction of a cell wide
@@ -11,6 +9,10 @@ joins them into one cell. The cell's extent comes from two estimates averaged: a
 grown from the nucleus by a fitted rule, and the outline of the faintly blue region around
 the nucleus (cytoplasm is bluer than red cells and plasma, but too faint at its rim to trust
 alone, and it touches neighbouring red cells).
+
+A field with no blue-purple nucleus (a stain that draws nuclei brown-red, say, or a view
+with no white cell) is searched again for nuclei as its densest objects, far denser than
+red cells whatever their colour (``dense_score``); the same blobs-to-boxes steps follow.
 """
 
 from __future__ import annotations
