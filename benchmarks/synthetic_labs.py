@@ -33,6 +33,7 @@ from hv.classifier import KerasClassifier
 from hv.config import load_config
 from hv.labels import CLASS_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
+from training.augment import RGB_FROM_HED  # the stain vectors training jitters along
 from training.data import discover_sources, split_by_field
 from training.lab_adaptation import DEFAULT_LAYERS, reestimate_statistics, whole_cell_crops
 from training.metrics import classification_metrics
@@ -40,8 +41,6 @@ from training.metrics import classification_metrics
 ROOT = Path(__file__).resolve().parent.parent
 PBC_SOURCE = "pbc/TRAIN"  # training.data.source_name of the config's pbc/TRAIN folder
 
-_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])  # rows: H, E, DAB
-_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED)
 
 
 def _unit(vector) -> np.ndarray:
@@ -52,7 +51,7 @@ def _unit(vector) -> np.ndarray:
 def restain(image_rgb: np.ndarray, stains: np.ndarray, density: float = 1.0) -> np.ndarray:
     """The image with its haematoxylin and eosin drawn with other colours (rows of ``stains``) and density."""
     optical = -np.log((image_rgb.astype(np.float64) + 1) / 256)
-    amounts = optical @ _HED_FROM_RGB * density
+    amounts = optical @ np.linalg.inv(RGB_FROM_HED.astype(np.float64)) * density
     rgb = 256 * np.exp(-(amounts @ stains)) - 1
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
@@ -61,13 +60,13 @@ def shift_image(image_rgb: np.ndarray, shift: str) -> np.ndarray:
     if shift == "none":
         return image_rgb
     if shift == "brown_stain":
-        stains = np.stack([_unit([0.30, 0.62, 0.72]), _unit([0.08, 0.30, 0.95]), _RGB_FROM_HED[2]])
+        stains = np.stack([_unit([0.30, 0.62, 0.72]), _unit([0.08, 0.30, 0.95]), RGB_FROM_HED[2]])
         return np.clip(restain(image_rgb, stains) * np.array([1.0, 0.96, 0.80]), 0, 255).astype(np.uint8)
     if shift == "warm_lamp":
         scaled = (image_rgb / 255.0) ** 1.3 * np.array([1.0, 0.85, 0.62])
         return np.clip(scaled * 255, 0, 255).astype(np.uint8)
     if shift == "faded_stain":
-        return restain(image_rgb, _RGB_FROM_HED, density=0.55)
+        return restain(image_rgb, RGB_FROM_HED, density=0.55)
     if shift == "soft_camera":
         blurred = cv2.GaussianBlur(image_rgb, (0, 0), 0.01 * image_rgb.shape[1])
         ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(blurred, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 50])

@@ -18,8 +18,8 @@ from hv.config import AugmentConfig
 # (Ruifrok and Johnston, 2001; the rows of scikit-image's rgb_from_hed). Romanowsky stains are
 # not H&E, but their blue-purple and pink dyes lie close to the same two directions, which is
 # what a jitter needs.
-_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], np.float32)
-_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED).astype(np.float32)
+RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], np.float32)
+HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED).astype(np.float32)
 
 
 @keras.saving.register_keras_serializable(package="hv")
@@ -51,10 +51,10 @@ class RandomStain(layers.Layer):
         batch = ops.shape(images)[0]
         draw_shape = (batch, 1, 1, 3)
         density = -ops.log((ops.cast(images, "float32") + 1.0) / 256.0)
-        stains = ops.einsum("bhwc,cd->bhwd", density, _HED_FROM_RGB)
+        stains = ops.einsum("bhwc,cd->bhwd", density, HED_FROM_RGB)
         factor = keras.random.uniform(draw_shape, 1 - self.scale, 1 + self.scale, seed=self.seed_generator)
         offset = keras.random.uniform(draw_shape, -self.shift, self.shift, seed=self.seed_generator)
-        density = ops.einsum("bhwd,dc->bhwc", stains * factor + offset, _RGB_FROM_HED)
+        density = ops.einsum("bhwd,dc->bhwc", stains * factor + offset, RGB_FROM_HED)
         rgb = 256.0 * ops.exp(-density) - 1.0
         gain = keras.random.uniform(draw_shape, 1 - self.white_balance, 1 + self.white_balance,
                                     seed=self.seed_generator)
