@@ -15,6 +15,9 @@ Shifts (colour deconvolution with the Ruifrok-Johnston haematoxylin / eosin / DA
   faded_stain   both stains at 55 % of their density, a pale smear
   soft_camera   Gaussian blur of 1 % of the image width and JPEG at quality 50
 
+``--source blood-cells/TRAIN --shifts none`` scores the other training lab's held-out fields
+instead (grouped by original field, as training split them): what a recipe change costs there.
+
 Writes ``synthetic_labs.json`` and ``shifts.jpg`` (one image under each shift) to ``--out``.
 """
 
@@ -93,6 +96,8 @@ def main() -> None:
     parser.add_argument("--model", default=str(CHECKOUT_KERAS_MODEL))
     parser.add_argument("--shifts", nargs="+", default=list(SHIFTS), choices=SHIFTS)
     parser.add_argument("--adapt-images", type=int, default=300)
+    parser.add_argument("--source", default=PBC_SOURCE,
+                        help="training source whose held-out images are shifted and scored (training.data.source_name)")
     parser.add_argument("--out", default=str(ROOT / "out" / "synthetic_labs"))
     args = parser.parse_args()
 
@@ -106,19 +111,22 @@ def main() -> None:
     seed = json.loads(saved[0].read_text())["train"]["seed"]
     data, _ = discover_sources(config.data.train_dirs)
     trained_on, held_out = split_by_field(data, config.data.val_fraction, seed)
-    score = [(p, y) for p, y, s in zip(held_out.paths, held_out.labels, held_out.source_of()) if s == PBC_SOURCE]
-    pool = [p for p, s in zip(trained_on.paths, trained_on.source_of()) if s == PBC_SOURCE]
+    score = [(p, y) for p, y, s in zip(held_out.paths, held_out.labels, held_out.source_of()) if s == args.source]
+    if not score:
+        raise SystemExit(f"--source {args.source}: no held-out image of that source; sources: "
+                         f"{sorted(set(held_out.source_of()))}")
+    pool = [p for p, s in zip(trained_on.paths, trained_on.source_of()) if s == args.source]
     adapt_paths = [pool[i] for i in np.random.default_rng(0).permutation(len(pool))[: args.adapt_images]]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shifts_picture(score[0][0], out / "shifts.jpg")
-    print(f"scoring {len(score)} held-out pbc/TRAIN images (seed {seed}); adapting on {len(adapt_paths)} others",
+    print(f"scoring {len(score)} held-out {args.source} images (seed {seed}); adapting on {len(adapt_paths)} others",
           flush=True)
 
     started = time.perf_counter()
     labels = np.array([y for _, y in score])
-    report = {"model": Path(args.model).name, "seed": seed, "scored": len(score), "adapt_images": len(adapt_paths),
-              "layers": list(DEFAULT_LAYERS), "shifts": {}}
+    report = {"model": Path(args.model).name, "seed": seed, "source": args.source, "scored": len(score),
+              "adapt_images": len(adapt_paths), "layers": list(DEFAULT_LAYERS), "shifts": {}}
     for shift in args.shifts:
         inputs = [field_to_model_input(shift_image(read_image_rgb(p), shift), config) for p, _ in score]
         crops, located = np.stack([c for c, _ in inputs]), np.array([f for _, f in inputs])
