@@ -2,16 +2,20 @@
 
 blood-cells/TEST holds dozens of augmented copies of each original field, so its 2,487
 images are not 2,487 independent cells and a binomial interval is far too narrow. This
-resamples whole fields (the ``_<field>_<copy>`` id of each file, per class, as
-``training.data.field_group``) with replacement and reports the 2.5th and 97.5th
-percentiles of accuracy. For a set of one image per cell (pbc/) every image is its own
-group and the interval is the ordinary bootstrap.
+resamples whole original fields (``training.data.field_group`` with the shipped grouping of
+blood-cells/ by original, ``--originals``; an image it does not list falls back to the
+``_<field>_<copy>`` id of its file, per class) with replacement and reports the 2.5th and
+97.5th percentiles of accuracy. For a set of one image per cell (pbc/) every image is its
+own group and the interval is the ordinary bootstrap.
 
 With ``--versus OTHER_DIR`` (another model's evaluation of the same images) it also reports
 each folder's accuracy minus the other's, paired image by image, with the same interval:
 whether two models (an int8 package and its Keras model) differ by more than the copies allow.
 
-Usage: python benchmarks/grouped_ci.py EVAL_DIR [EVAL_DIR ...] [--draws 2000] [--versus OTHER_DIR]
+With ``--new-originals`` it scores only the images whose original field has no copy in
+blood-cells/TRAIN (by the grouping): what the model does on fields it never saw.
+
+Usage: python benchmarks/grouped_ci.py EVAL_DIR [EVAL_DIR ...] [--draws 2000] [--versus OTHER_DIR] [--new-originals]
 (EVAL_DIR: a folder with the predictions.csv that hv evaluate writes)
 """
 
@@ -25,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hv.labels import OUTPUT_NAMES
-from training.data import field_group
+from training.data import field_group, load_originals, original_key
 
 
 def grouped_interval(groups: list[str], correct: np.ndarray, draws: int, seed: int = 0) -> tuple[float, float]:
@@ -57,12 +61,20 @@ def main() -> None:
     parser.add_argument("eval_dirs", nargs="+")
     parser.add_argument("--draws", type=int, default=2000)
     parser.add_argument("--versus", help="another evaluation of the same images: the paired difference")
+    parser.add_argument("--originals", default="bundled",
+                        help='which images are copies of one original: "bundled", "none" (file-name ids) or a CSV')
+    parser.add_argument("--new-originals", action="store_true",
+                        help="score only images whose original has no copy in blood-cells/TRAIN")
     args = parser.parse_args()
+    originals = load_originals(args.originals)
+    trained = {group for key, group in originals.items() if key.split("/")[1] == "TRAIN"}
     other = {image_key(r["path"]): r["true"] == r["predicted"] for r in read_rows(args.versus)} if args.versus else None
     results = {}
     for folder in args.eval_dirs:
         rows = read_rows(folder)
-        groups = [field_group(r["path"], OUTPUT_NAMES.index(r["true"])) for r in rows]
+        if args.new_originals:
+            rows = [r for r in rows if originals.get(original_key(r["path"])) not in trained]
+        groups = [field_group(r["path"], OUTPUT_NAMES.index(r["true"]), originals=originals) for r in rows]
         correct = np.array([r["true"] == r["predicted"] for r in rows], float)
         low, high = grouped_interval(groups, correct, args.draws)
         results[folder] = {"n_images": len(rows), "groups": len(set(groups)), "accuracy": round(correct.mean(), 4),

@@ -14,9 +14,15 @@ Shifts (colour deconvolution with the Ruifrok-Johnston haematoxylin / eosin / DA
   warm_lamp     a dim halogen lamp: channel gains 1.0 / 0.85 / 0.62 and gamma 1.3
   faded_stain   both stains at 55 % of their density, a pale smear
   soft_camera   Gaussian blur of 1 % of the image width and JPEG at quality 50
+  zoom_out      a lower magnification: the image at 0.6 of its size (cells 0.6 as wide in pixels)
+  zoom_in       a higher magnification: the centre 2/3 of the image enlarged 1.5 times
+The zooms check the locator's per-image scale estimate (``cell_diameter_frac = "auto"``): with
+it, a camera at another magnification should give the classifier the same crop.
 
 ``--source blood-cells/TRAIN --shifts none`` scores the other training lab's held-out fields
-instead (grouped by original field, as training split them): what a recipe change costs there.
+instead: what a recipe change costs there. Held-out images whose original field (by the
+shipped grouping, ``training/originals/blood-cells.csv``) has copies on the training side
+are not scored: a model trained with file-name ids as groups saw them.
 
 Writes ``synthetic_labs.json`` and ``shifts.jpg`` (one image under each shift) to ``--out``.
 """
@@ -37,7 +43,7 @@ from hv.config import load_config
 from hv.labels import CLASS_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
 from training.augment import RGB_FROM_HED  # the stain vectors training jitters along
-from training.data import discover_sources, split_by_field
+from training.data import discover_sources, load_originals, original_key, split_by_field
 from training.lab_adaptation import DEFAULT_LAYERS, reestimate_statistics, whole_cell_crops
 from training.metrics import classification_metrics
 
@@ -74,19 +80,32 @@ def shift_image(image_rgb: np.ndarray, shift: str) -> np.ndarray:
         blurred = cv2.GaussianBlur(image_rgb, (0, 0), 0.01 * image_rgb.shape[1])
         ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(blurred, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 50])
         return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    height, width = image_rgb.shape[:2]
+    if shift == "zoom_out":
+        return cv2.resize(image_rgb, (round(width * 0.6), round(height * 0.6)), interpolation=cv2.INTER_AREA)
+    if shift == "zoom_in":
+        top, left = height // 6, width // 6
+        centre = image_rgb[top : height - top, left : width - left]
+        return cv2.resize(centre, (round(centre.shape[1] * 1.5), round(centre.shape[0] * 1.5)),
+                          interpolation=cv2.INTER_CUBIC)
     raise ValueError(f"unknown shift {shift!r}")
 
 
-SHIFTS = ("none", "brown_stain", "warm_lamp", "faded_stain", "soft_camera")
+SHIFTS = ("none", "brown_stain", "warm_lamp", "faded_stain", "soft_camera", "zoom_out", "zoom_in")
 
 
 def shifts_picture(path: str, out: Path, tile_px: int = 240) -> None:
-    """One image under each shift, side by side, each ``tile_px`` wide with its name."""
+    """One image under each shift, side by side with its name, all at one pixel scale (a zoom shows as a size)."""
     image = read_image_rgb(path)
+    scale = tile_px / image.shape[1]
+    tile_h = round(image.shape[0] * scale)
     tiles = []
     for shift in SHIFTS:
-        tile = shift_image(image, shift)
-        tile = cv2.resize(tile, (tile_px, round(tile_px * tile.shape[0] / tile.shape[1])), interpolation=cv2.INTER_AREA)
+        shifted = shift_image(image, shift)
+        shifted = cv2.resize(shifted, (min(tile_px, round(shifted.shape[1] * scale)),
+                                       min(tile_h, round(shifted.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        tile = np.full((tile_h, tile_px, 3), 255, np.uint8)
+        tile[: shifted.shape[0], : shifted.shape[1]] = shifted
         tiles.append(cv2.putText(tile, shift, (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA))
     cv2.imwrite(str(out), cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
 
@@ -102,16 +121,25 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(ROOT / "config.toml")
-    # The training seed decides which images the training held out: read it from the config saved
+    # The training seed and grouping decide which images the training held out: read them from the config saved
     # beside the model (models/<name>.config.json, or a run folder's config.json).
     saved = [p for p in (Path(args.model).with_suffix(".config.json"), Path(args.model).parent / "config.json")
              if p.is_file()]
     if not saved:
         raise SystemExit(f"{args.model}: no saved config beside it to read its training seed from")
-    seed = json.loads(saved[0].read_text())["train"]["seed"]
+    trained_with = json.loads(saved[0].read_text())
+    seed = trained_with["train"]["seed"]
+    # A model trained before data.original_groups existed split by file-name ids ("none").
+    originals = load_originals(trained_with["data"].get("original_groups", "none"))
     data, _ = discover_sources(config.data.train_dirs)
-    trained_on, held_out = split_by_field(data, config.data.val_fraction, seed)
+    trained_on, held_out = split_by_field(data, config.data.val_fraction, seed, originals)
     score = [(p, y) for p, y, s in zip(held_out.paths, held_out.labels, held_out.source_of()) if s == args.source]
+    # Only images whose original field the training never saw, under another id or class folder
+    # (a split by file-name ids holds out copies of trained originals on blood-cells/).
+    known = load_originals("bundled")
+    seen = {known[k] for k in map(original_key, trained_on.paths) if k in known}
+    leaked = sum(known.get(original_key(p)) in seen for p, _ in score)
+    score = [(p, y) for p, y in score if known.get(original_key(p)) not in seen]
     if not score:
         raise SystemExit(f"--source {args.source}: no held-out image of that source; sources: "
                          f"{sorted(set(held_out.source_of()))}")
@@ -120,12 +148,13 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shifts_picture(score[0][0], out / "shifts.jpg")
-    print(f"scoring {len(score)} held-out {args.source} images (seed {seed}); adapting on {len(adapt_paths)} others",
-          flush=True)
+    print(f"scoring {len(score)} held-out {args.source} images (seed {seed}; {leaked} more held out are copies of "
+          f"trained originals, not scored); adapting on {len(adapt_paths)} others", flush=True)
 
     started = time.perf_counter()
     labels = np.array([y for _, y in score])
     report = {"model": Path(args.model).name, "seed": seed, "source": args.source, "scored": len(score),
+              "not_scored_copies_of_trained_originals": leaked,
               "adapt_images": len(adapt_paths), "layers": list(DEFAULT_LAYERS), "shifts": {}}
     for shift in args.shifts:
         inputs = [field_to_model_input(shift_image(read_image_rgb(p), shift), config) for p, _ in score]

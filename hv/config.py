@@ -32,8 +32,12 @@ class DataConfig:
     test_dirs: tuple[str, ...] = ("../shared/data/blood-cells/TEST", "../shared/data/pbc/TEST",
                                   "../shared/data/pbc/OTHER#test")
     test_fraction: float = 0.2
-    # Fraction of TRAIN's field ids held out for validation (grouped, see training/data.py).
+    # Fraction of TRAIN's original fields held out for validation (grouped, see training/data.py).
     val_fraction: float = 0.1
+    # Which images are copies of one original field, for the validation and test splits:
+    # "bundled" (blood-cells/'s originals, training/originals/blood-cells.csv), "none" (the
+    # _<field>_ id in file names only: leaky on blood-cells/) or a CSV of path,group rows.
+    original_groups: str = "bundled"
     # "cell": classify a crop around the located white cell (what the stream sees);
     # "field": classify the whole image.
     input: Literal["cell", "field"] = "cell"
@@ -245,7 +249,8 @@ _NON_NEGATIVE = {
     "export.qat_steps", "stream.edge_margin_frac", "stream.target_count", "stream.dark_mean", "stream.focus_warmup",
     "augment.blur", "locator.dense_nucleus_od",
 }
-_PATHS = {"train.out_dir", "serve.video_dir", "serve.corrections_dir"}
+_PATHS = {"train.out_dir", "serve.video_dir", "serve.corrections_dir", "data.original_groups"}
+_PATH_KEYWORDS = {"bundled", "none"}  # values of path keys that are not paths
 _PATH_LISTS = {"data.train_dirs", "data.test_dirs"}  # entries may end in "#train" / "#test"
 
 
@@ -328,7 +333,7 @@ def _build(cls: type, table: dict, prefix: str, base_dir: Path | None) -> Any:
             raise ConfigError(f"{key} = {value!r}: expected a value between 0 and 1")
         if numeric and key in _NON_NEGATIVE and value < 0:
             raise ConfigError(f"{key} = {value!r}: expected a value >= 0")
-        if key in _PATHS and base_dir is not None and name in table and value:
+        if key in _PATHS and base_dir is not None and name in table and value and value not in _PATH_KEYWORDS:
             value = str((base_dir / value).resolve())
         if key in _PATH_LISTS and base_dir is not None and name in table:
             value = tuple(_resolve_source(base_dir, entry) for entry in value)

@@ -20,7 +20,7 @@ from mobile.model_card import percent, render_model_card
 from mobile.package import describe, write_package
 from mobile.quantisation_aware import fine_tune_for_int8
 from mobile.verify import verify_litert
-from training.data import DataError, Split, discover, discover_sources, source_name, split_by_field
+from training.data import DataError, Split, discover, discover_sources, load_originals, source_name, split_by_field
 from training.evaluate import crop_fields
 from training.lab_adaptation import collect_crops, image_files
 
@@ -115,7 +115,8 @@ def training_lab_data(config: Config, variants: tuple[str, ...], calibration_ima
                       verify_images: int | None) -> Int8Data:
     """Crops of the config's labelled training sources; verification on the validation split ``hv train`` held out."""
     train_split, train_reports = discover_sources(config.data.train_dirs)
-    train_split, validation = split_by_field(train_split, config.data.val_fraction, config.train.seed)
+    train_split, validation = split_by_field(train_split, config.data.val_fraction, config.train.seed,
+                                             load_originals(config.data.original_groups))
     chosen_on = "the validation split of the training sources"
     if not len(validation):  # data.val_fraction = 0: a sample of the training images stands in
         validation, chosen_on = train_split, "training images (data.val_fraction is 0: no validation split)"

@@ -1,4 +1,4 @@
-"""Data sets: discover class folders, report bad files, split by field id.
+"""Data sets: discover class folders, report bad files, split by original field.
 
 A data source is a folder of class folders (``eosinophil/`` or ``EOSINOPHIL/``). Folders
 of cells outside the four (``hv.labels.OTHER_CELL_TYPES``: ``basophil/``, ``ig/``, ...)
@@ -6,10 +6,16 @@ are the "other" class. Every file that cannot be used is listed in the data repo
 the reason; unknown class folders are reported. Several sources (labs) train together:
 each image carries its source's name. A source written ``FOLDER#train`` or ``FOLDER#test``
 takes a fixed part of its files (``hash_part``), for folders that come without a split.
+
+Validation holds out whole original fields: for blood-cells/ the originals are read from
+``training/originals/blood-cells.csv`` (found by matching the images' pixels,
+``benchmarks/blood_cells_originals.py``), because the ``_<field>_`` id in a file name is
+not the original (one original appears under several ids and in several class folders).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -34,6 +40,8 @@ _FIELD_PATTERN = re.compile(r"^_?(\d+)_\d+$")
 MIN_IMAGE_SIDE_PX = 16
 # "#train" / "#test": the share of a source's files, by a hash of the file name, in its train part.
 HASH_TRAIN_SHARE = 0.6
+# The original field of every blood-cells/ TRAIN and TEST image, keyed by its last four path parts.
+BUNDLED_ORIGINALS = Path(__file__).resolve().parent / "originals" / "blood-cells.csv"
 
 
 class DataError(ValueError):
@@ -219,34 +227,76 @@ def discover_sources(specs: list[str] | tuple[str, ...], *, any_other: bool = Fa
     return data, reports
 
 
-def field_group(path: str, label: int, source: str = "") -> str:
-    """The field id an image carries in its name, ``_<field>_<copy>`` (its own name if none).
+def load_originals(setting: str) -> dict[str, str]:
+    """Original field of each image a grouping file lists, keyed by ``original_key``.
 
-    An image without a field id (one cell per image, as pbc/) is a group of its own, so
-    such a source is split at random, stratified by class.
+    ``setting`` is ``data.original_groups``: "bundled" (the shipped blood-cells/ grouping),
+    "none" (field ids only) or a CSV path with ``path,group`` rows, ``path`` ending in
+    ``<data set>/<part>/<class>/<file>``.
+
+    Raises:
+        DataError: the file is missing or is not such a CSV.
     """
+    if setting == "none":
+        return {}
+    path = BUNDLED_ORIGINALS if setting == "bundled" else Path(setting)
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise DataError(f"data.original_groups: cannot read {path} ({exc.strerror}); "
+                        "give a CSV with path,group rows, \"bundled\" or \"none\"") from exc
+    if rows and not {"path", "group"} <= set(rows[0]):
+        raise DataError(f"data.original_groups: {path} has columns {sorted(rows[0])}; expected path,group")
+    return {original_key(row["path"]): row["group"] for row in rows}
+
+
+def original_key(path: str | Path) -> str:
+    """An image's last four path parts (``blood-cells/TRAIN/EOSINOPHIL/_0_1169.jpeg``): the same on every machine."""
+    return "/".join(Path(path).parts[-4:])
+
+
+def field_group(path: str, label: int, source: str = "", originals: dict[str, str] | None = None) -> str:
+    """The original field an image is a copy of, as far as it is known.
+
+    An image listed in ``originals`` belongs to its original field, whatever its class
+    folder (one original can sit in two). Otherwise: the field id the image carries in its
+    name, ``_<field>_<copy>``, within its class; an image without one (one cell per
+    image, as pbc/) is a group of its own, so such a source is split at random,
+    stratified by class.
+    """
+    original = (originals or {}).get(original_key(path))
+    if original is not None:
+        return f"{source}:original:{original}"
     stem = Path(path).stem
     match = _FIELD_PATTERN.match(stem)
     return f"{source}:{label}:{match.group(1) if match else stem}"
 
 
-def split_by_field(data: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
-    """Hold out whole field ids, stratified by class.
+def split_by_field(data: Split, val_fraction: float, seed: int,
+                   originals: dict[str, str] | None = None) -> tuple[Split, Split]:
+    """Hold out whole original fields (``field_group``), stratified by source and class.
 
-    TRAIN holds dozens of augmented copies of each field; a random split would put copies
-    of the same cell on both sides and report ~99 % validation accuracy that means nothing.
-    Grouping by id is not enough on blood-cells/TRAIN either: measured, every field there
-    also appears under another id (benchmarks/train_field_duplicates.py), so this split
-    still reads ~99.7 %. It is a fit monitor, not a model-selection signal.
+    TRAIN holds dozens of augmented copies of each field; a split that puts copies of
+    one cell on both sides reads ~99 % and means nothing. Field ids alone are not enough
+    on blood-cells/TRAIN (every original appears under several ids), so pass its
+    ``originals`` (``load_originals``); without them the split is a fit monitor only.
+    A field whose copies sit in several class folders counts in the stratum of most
+    of them. Without ``originals`` the split is the one earlier versions made, image
+    for image, so a model trained then can still find the images it never saw.
 
     Returns:
         (train, validation); validation is empty when ``val_fraction`` is 0.
     """
     rng = np.random.default_rng(seed)
-    groups = [field_group(p, y, s) for p, y, s in zip(data.paths, data.labels, data.source_of())]
+    groups = [field_group(p, y, s, originals) for p, y, s in zip(data.paths, data.labels, data.source_of())]
+    members: dict[str, Counter] = {}
+    for group, stratum in zip(groups, zip(data.source_of(), data.labels)):
+        members.setdefault(group, Counter())[stratum] += 1
+    stratum_of = {g: max(sorted(c), key=c.__getitem__) for g, c in members.items()}
     held_out: set[str] = set()
-    for stratum in sorted(set(zip(data.source_of(), data.labels))):
-        stratum_groups = sorted({g for g, s, y in zip(groups, data.source_of(), data.labels) if (s, y) == stratum})
+    for stratum in sorted(set(stratum_of.values())):
+        stratum_groups = sorted(g for g, s in stratum_of.items() if s == stratum)
         count = int(round(len(stratum_groups) * val_fraction))
         if count:
             held_out.update(rng.choice(stratum_groups, size=count, replace=False).tolist())

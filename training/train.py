@@ -24,7 +24,7 @@ from hv.classifier import KerasClassifier
 from hv.config import Config, PhaseConfig
 from hv.model import build_model, unfreeze_top_layers
 from training.augment import build_augmenter
-from training.data import DataReport, Split, discover_sources, split_by_field
+from training.data import DataReport, Split, discover_sources, load_originals, split_by_field
 from training.distribute import fit_multi_worker, is_multi_worker, place
 from training.evaluate import evaluate_split
 from training.frozen_features import compute_features, feature_dataset, split_model
@@ -149,6 +149,7 @@ def train(config: Config, run_dir: Path) -> Path:
     keras.utils.set_random_seed(config.train.seed)
     started = time.monotonic()
     data, reports = discover_sources(config.data.train_dirs)  # bad data stops the run before it writes anything
+    originals = load_originals(config.data.original_groups)
     placement = place(config.train.strategy, config.train.mixed_precision)
     final_dir = run_dir
     if not placement.is_chief:  # every worker saves (a collective step); only the chief's folder is kept
@@ -160,12 +161,13 @@ def train(config: Config, run_dir: Path) -> Path:
     (partial / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     holdout = None
     if not config.data.test_dirs:
-        data, holdout = split_by_field(data, config.data.test_fraction, config.train.seed + 1)
+        data, holdout = split_by_field(data, config.data.test_fraction, config.train.seed + 1, originals)
         (partial / "holdout.txt").write_text("".join(f"{p}\t{y}\n" for p, y in zip(holdout.paths, holdout.labels)))
         log.info("no test folders: %d images of the training sources held out as the test set (whole fields)",
                  len(holdout))
-    train_split, val_split = split_by_field(data, config.data.val_fraction, config.train.seed)
-    log.info("train %d images, validation %d images (whole fields held out)", len(train_split), len(val_split))
+    train_split, val_split = split_by_field(data, config.data.val_fraction, config.train.seed, originals)
+    log.info("train %d images, validation %d images (whole original fields held out)", len(train_split),
+             len(val_split))
     for source in sorted(set(train_split.source_of())):
         log.info("  source %s: %d training images", source, train_split.source_of().count(source))
     loader = FieldLoader(config)

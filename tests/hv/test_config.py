@@ -15,6 +15,14 @@ def test_repo_config_loads_and_resolves_paths():
     assert config.train.phase2.unfreeze_layers > 0
 
 
+def test_original_groups_path_is_resolved_but_keywords_are_not(tmp_path):
+    assert load_config(REPO_CONFIG).data.original_groups == "bundled"
+    for keyword in ("bundled", "none"):
+        assert config_from_dict({"data": {"original_groups": keyword}}, base_dir=tmp_path).data.original_groups == keyword
+    resolved = config_from_dict({"data": {"original_groups": "groups.csv"}}, base_dir=tmp_path).data.original_groups
+    assert resolved == str(tmp_path / "groups.csv")
+
+
 def test_partial_table_keeps_other_defaults():
     config = config_from_dict({"train": {"phase2": {"epochs": 7}}})
     assert config.train.phase2.epochs == 7

@@ -1,6 +1,6 @@
 import pytest
 
-from training.data import DataError, Split, discover, field_group, split_by_field
+from training.data import BUNDLED_ORIGINALS, DataError, Split, discover, field_group, load_originals, split_by_field
 
 
 def test_discovery_reports_bad_files_and_unknown_folders(tiny_dataset_dir):
@@ -47,6 +47,47 @@ def test_field_split_keeps_copies_of_a_field_together():
     assert not train_groups & val_groups
     assert len(val_groups) == 8 and len(val) == 40  # 2 fields of each class, all 5 copies
     assert split_by_field(Split(paths, labels), 0.2, seed=0) == (train, val)  # seeded
+
+
+def test_original_split_keeps_every_copy_of_an_original_on_one_side():
+    # Ten originals per class, each copied under two ids; originals 0 and 1 also have copies
+    # filed in the next class folder (one field, two labels), as in blood-cells/.
+    rows = []
+    for c in range(4):
+        for f in range(10):
+            for fid in (f, f + 100):
+                rows += [(f"/d/set/TRAIN/C{c}/_{fid}_{k}.jpeg", c, f"o{c}-{f}") for k in range(3)]
+        rows += [(f"/d/set/TRAIN/C{(c + 1) % 4}/_{200 + f}_0.jpeg", (c + 1) % 4, f"o{c}-{f}") for f in (0, 1)]
+    originals = {"/".join(p.split("/")[-4:]): o for p, _, o in rows}
+    data = Split(tuple(p for p, _, _ in rows), tuple(y for _, y, _ in rows))
+    train, val = split_by_field(data, 0.2, seed=3, originals=originals)
+    key = {p: o for p, _, o in rows}
+    train_originals, val_originals = {key[p] for p in train.paths}, {key[p] for p in val.paths}
+    assert not train_originals & val_originals
+    assert len(val_originals) == 8  # two originals of each class's ten
+    assert len(train) + len(val) == len(data)
+    # By file-name ids alone, copies of one original land on both sides: the leak this prevents.
+    train_ids, val_ids = split_by_field(data, 0.2, seed=3)
+    assert {key[p] for p in train_ids.paths} & {key[p] for p in val_ids.paths}
+
+
+def test_original_groups_file_errors_are_specific(tmp_path):
+    assert load_originals("none") == {}
+    with pytest.raises(DataError, match="original_groups: cannot read .*nowhere.csv"):
+        load_originals(str(tmp_path / "nowhere.csv"))
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("image,field\na.jpg,1\n")
+    with pytest.raises(DataError, match="wrong.csv has columns \\['field', 'image'\\]; expected path,group"):
+        load_originals(str(wrong))
+
+
+def test_bundled_grouping_lists_blood_cells_train_and_test():
+    originals = load_originals("bundled")
+    assert BUNDLED_ORIGINALS.is_file()
+    parts = {key.split("/")[1] for key in originals}
+    assert {key.split("/")[0] for key in originals} == {"blood-cells"} and parts == {"TRAIN", "TEST"}
+    assert len(originals) == 9957 + 2487
+    assert len(set(originals.values())) < 9957 // 10  # dozens of copies per original
 
 
 def test_tiny_images_are_skipped_and_reported(tiny_dataset_dir):

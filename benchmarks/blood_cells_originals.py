@@ -1,0 +1,226 @@
+"""Which blood-cells/ images are copies of one original field? Matched by their pixels, not by a feature model.
+
+blood-cells/TRAIN and TEST are augmented copies (rotated, mirrored, shifted, zoomed) of a
+few hundred original fields, and the ``_<field>_`` id in a file name is not the original:
+one id holds different cells, and one original appears under several ids
+(``benchmarks/train_field_duplicates.py``, which tried ImageNet similarity and found it
+cannot tell "the same cell" from "the same kind of cell"). A validation split that keeps
+every copy of an original on one side needs the originals.
+
+Copies of one field share their red cells' exact arrangement, which no other field has.
+This script finds SIFT keypoints in every image (rotation and scale invariant), proposes
+for each image the images that share most descriptors (a FLANN index over all of them),
+and keeps a pair only if an affine map, fitted with RANSAC, carries at least
+``--min-inliers`` keypoints of one image onto the other: an arrangement, not a texture.
+Pairs are joined into groups (connected components). The BCCD fields, the originals of
+both sets where this subset has them, are matched the same way and name the groups they
+join.
+
+Checks it reports: how many groups hold more than one class (a false join shows up as
+one; a true original has one white-cell class), how many groups hold both TRAIN and TEST
+images (the sets share that original), and the distribution of inlier counts for pairs of
+the same and of different classes (the threshold sits in the gap between them).
+
+Writes ``--out``/blood_cells_originals.csv (``path,group``, ``blood-cells/TRAIN/<class>/<file>``
+and TEST; ``training/originals/blood-cells.csv`` is this file), pairs.csv (every pair checked,
+with its inlier count), originals.json (the checks) and two_classes.jpg (copies of one
+original filed under two classes). One core; about 20 minutes here.
+
+Usage: python benchmarks/blood_cells_originals.py [--data ../shared/data] [--out out/blood_cells_originals]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+
+
+def keypoints(path: Path, sift: cv2.SIFT) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoint positions (n, 2) and SIFT descriptors (n, 128) of one image's smear, in grey."""
+    grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if grey is None:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
+    # Rotated copies have black wedges at the corners; their straight edges and corners match
+    # between any two copies rotated alike, so only the smear itself is searched.
+    smear = cv2.erode((grey > 12).astype(np.uint8), np.ones((15, 15), np.uint8))
+    found, descriptors = sift.detectAndCompute(grey, smear)
+    if descriptors is None:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
+    return np.array([k.pt for k in found], np.float32), descriptors.astype(np.float32)
+
+
+def affine_inliers(points_a, descriptors_a, points_b, descriptors_b, matcher) -> int:
+    """Keypoints of image a that one affine map (RANSAC) carries onto their matches in b."""
+    if len(descriptors_a) < 2 or len(descriptors_b) < 2:
+        return 0
+    pairs = matcher.knnMatch(descriptors_a, descriptors_b, k=2)
+    good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < 0.8 * n.distance]
+    if len(good) < 4:
+        return 0
+    source = points_a[[m.queryIdx for m in good]]
+    target = points_b[[m.trainIdx for m in good]]
+    _, mask = cv2.estimateAffine2D(source, target, ransacReprojThreshold=4.0)
+    return int(mask.sum()) if mask is not None else 0
+
+
+class UnionFind:
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def join(self, i: int, j: int) -> None:
+        self.parent[self.find(i)] = self.find(j)
+
+
+def conflicts_picture(root: Path, rows: list[tuple[str, str]], out: Path, originals: int = 4,
+                      tile_px: int = 240) -> int:
+    """For up to ``originals`` originals filed under two classes: one copy from each class folder, side by side.
+
+    ``rows`` are (path relative to blood-cells/, group). Returns how many originals were drawn.
+    """
+    by_group: dict[str, dict[str, str]] = {}
+    for path, group in rows:
+        by_group.setdefault(group, {}).setdefault(path.split("/")[1], path)
+    mixed = [(g, copies) for g, copies in sorted(by_group.items()) if len(copies) > 1][:originals]
+    lines = []
+    for group, copies in mixed:
+        tiles = []
+        for cls, path in sorted(copies.items())[:2]:
+            tile = cv2.imread(str(root / path))
+            tile = cv2.resize(tile, (tile_px, round(tile_px * tile.shape[0] / tile.shape[1])))
+            cv2.putText(tile, f"{cls.lower()} ({group})", (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
+                        cv2.LINE_AA)
+            tiles.append(tile)
+        lines.append(np.hstack(tiles))
+    if lines:
+        cv2.imwrite(str(out), np.vstack(lines), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return len(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--features", type=int, default=250, help="SIFT keypoints kept per image")
+    parser.add_argument("--candidates", type=int, default=8, help="images checked with RANSAC per image")
+    parser.add_argument("--min-inliers", type=int, default=20)
+    parser.add_argument("--index-parts", type=int, default=4, help="build the descriptor index in this many parts")
+    parser.add_argument("--limit", type=int, default=0, help="use every n-th image only (a quick look)")
+    parser.add_argument("--out", default=str(REPO / "out" / "blood_cells_originals"))
+    args = parser.parse_args()
+
+    data = Path(args.data)
+    root = data / "blood-cells"
+    paths = sorted(p for part in ("TRAIN", "TEST") for p in (root / part).glob("*/*") if p.suffix in IMAGE_SUFFIXES)
+    if args.limit:
+        paths = paths[:: args.limit]
+    fields = sorted((data / "bccd" / "JPEGImages").glob("*.jpg"))
+    names = [str(p.relative_to(root)) for p in paths] + [f"bccd/{p.stem}" for p in fields]
+    classes = [p.parent.name for p in paths] + ["" for _ in fields]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    sift = cv2.SIFT_create(nfeatures=args.features, contrastThreshold=0.01)
+    points, descriptors = [], []
+    for i, path in enumerate(paths + fields):
+        p, d = keypoints(path, sift)
+        points.append(p)
+        descriptors.append(d.astype(np.float16))  # half the memory; ample for matching
+        if i % 2000 == 0:
+            print(f"keypoints: {i} of {len(names)} images  [{time.perf_counter() - started:.0f} s]", flush=True)
+    owner = np.concatenate([np.full(len(d), i) for i, d in enumerate(descriptors)])
+    # Candidates: the images that own most of an image's nearest descriptors. The index is
+    # built over a part of the images at a time, to stay within a few GB beside a training.
+    votes = [Counter() for _ in names]
+    bounds = np.linspace(0, len(names), args.index_parts + 1).astype(int)
+    for part, (low, high) in enumerate(zip(bounds[:-1], bounds[1:])):
+        index = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 32})
+        index.add([np.vstack(descriptors[low:high]).astype(np.float32)])
+        index.train()
+        part_owner = owner[(owner >= low) & (owner < high)]
+        for i, d in enumerate(descriptors):
+            if len(d):
+                votes[i].update(part_owner[m.trainIdx] for row in index.knnMatch(d.astype(np.float32), k=6)
+                                for m in row)
+        print(f"candidates: index part {part + 1} of {args.index_parts}  [{time.perf_counter() - started:.0f} s]",
+              flush=True)
+        del index
+
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    edges = []  # (i, j, inliers) for every pair checked
+    for i, d in enumerate(descriptors):
+        votes[i].pop(i, None)
+        for j, _ in votes[i].most_common(args.candidates):
+            edges.append((i, int(j), affine_inliers(points[i], d.astype(np.float32), points[j],
+                                                    descriptors[j].astype(np.float32), matcher)))
+        if i % 1000 == 0:
+            print(f"pairs: {i} of {len(names)} images  [{time.perf_counter() - started:.0f} s]", flush=True)
+    with open(out / "pairs.csv", "w") as f:
+        f.write("a,b,inliers\n")
+        f.writelines(f"{names[i]},{names[j]},{n}\n" for i, j, n in edges)
+
+    union = UnionFind(len(names))
+    inliers_same, inliers_other = [], []
+    for i, j, count in edges:
+        if classes[i] and classes[j]:
+            (inliers_same if classes[i] == classes[j] else inliers_other).append(count)
+        if count >= args.min_inliers:
+            union.join(i, j)
+
+    roots = [union.find(i) for i in range(len(names))]
+    members: dict[int, list[int]] = {}
+    for i, r in enumerate(roots):
+        members.setdefault(r, []).append(i)
+    group_name = {}
+    for r, items in members.items():
+        anchors = sorted(names[i] for i in items if names[i].startswith("bccd/"))
+        group_name[r] = anchors[0].removeprefix("bccd/") if anchors else f"g{min(items):05d}"
+    with open(out / "blood_cells_originals.csv", "w") as f:
+        f.write("path,group\n")
+        for i in range(len(paths)):  # keyed as training.data.original_key reads it
+            f.write(f"blood-cells/{names[i]},{group_name[roots[i]]}\n")
+
+    image_groups = {r: [i for i in items if i < len(paths)] for r, items in members.items()}
+    image_groups = {r: items for r, items in image_groups.items() if items}
+    mixed = {group_name[r]: dict(Counter(classes[i] for i in items)) for r, items in image_groups.items()
+             if len({classes[i] for i in items}) > 1}
+    sets = {r: {names[i].split("/")[0] for i in items} for r, items in image_groups.items()}
+    shared = sorted(group_name[r] for r, s in sets.items() if s == {"TRAIN", "TEST"})
+    sizes = sorted((len(items) for items in image_groups.values()), reverse=True)
+    report = {
+        "images": len(paths), "bccd_fields": len(fields), "min_inliers": args.min_inliers,
+        "groups": {part: sum(1 for s in sets.values() if part in s) for part in ("TRAIN", "TEST")},
+        "singletons": sum(1 for n in sizes if n == 1),
+        "largest_groups": sizes[:10],
+        "images_in_groups_named_by_bccd": sum(len(items) for r, items in image_groups.items()
+                                             if not group_name[r].startswith("g")),
+        "groups_with_two_classes": mixed,
+        "groups_in_train_and_test": shared,
+        "inliers_same_class_percentiles": np.percentile(inliers_same, [50, 90, 99]).tolist() if inliers_same else [],
+        "inliers_other_class_percentiles": np.percentile(inliers_other, [50, 90, 99, 100]).tolist()
+        if inliers_other else [],
+        "inliers_other_class_at_or_above_threshold": int(np.sum(np.array(inliers_other) >= args.min_inliers)),
+        "seconds": round(time.perf_counter() - started),
+    }
+    (out / "originals.json").write_text(json.dumps(report, indent=2) + "\n")
+    conflicts_picture(root, [(names[i], group_name[roots[i]]) for i in range(len(paths))], out / "two_classes.jpg")
+    print(json.dumps({k: v for k, v in report.items() if k != "groups_in_train_and_test"}, indent=1))
+    print(f"groups in TRAIN and TEST: {len(shared)}")
+
+
+if __name__ == "__main__":
+    main()
