@@ -9,22 +9,24 @@ every copy of an original on one side needs the originals.
 
 Copies of one field share their red cells' exact arrangement, which no other field has.
 This script finds SIFT keypoints in every image (rotation and scale invariant), proposes
-for each image the images that share most descriptors (a FLANN index over all of them),
-and keeps a pair only if an affine map, fitted with RANSAC, carries at least
-``--min-inliers`` keypoints of one image onto the other: an arrangement, not a texture.
-Pairs are joined into groups (connected components). The BCCD fields, the originals of
-both sets where this subset has them, are matched the same way and name the groups they
-join.
+for each image the images that share most descriptors (a FLANN index over all of them;
+then, in a second pass, those in other groups than its own by then), and keeps a pair only
+if an affine map, fitted with RANSAC, carries at least ``--min-inliers`` keypoints of one
+image onto the other: an arrangement, not a texture. Pairs are joined into groups
+(connected components). The BCCD fields, the originals of both sets where this subset has
+them, are matched the same way and name the groups they join.
 
-Checks it reports: how many groups hold more than one class (a false join shows up as
-one; a true original has one white-cell class), how many groups hold both TRAIN and TEST
-images (the sets share that original), and the distribution of inlier counts for pairs of
-the same and of different classes (the threshold sits in the gap between them).
+Checks it reports: how many groups hold more than one class (a field with two white cells
+of different classes, each cropped and filed apart; or one cell filed under two labels,
+as when BCCD holds the same field twice with different labels: two_classes.jpg shows
+them), how many groups hold both TRAIN and TEST images (the sets share that original), and
+the distribution of inlier counts for pairs of the same and of different classes (the
+threshold sits in the gap between them).
 
 Writes ``--out``/blood_cells_originals.csv (``path,group``, ``blood-cells/TRAIN/<class>/<file>``
 and TEST; ``training/originals/blood-cells.csv`` is this file), pairs.csv (every pair checked,
 with its inlier count), originals.json (the checks) and two_classes.jpg (copies of one
-original filed under two classes). One core; about 20 minutes here.
+original filed under two classes). One core; about 30 minutes here beside a training.
 
 Usage: python benchmarks/blood_cells_originals.py [--data ../shared/data] [--out out/blood_cells_originals]
 """
@@ -32,6 +34,7 @@ Usage: python benchmarks/blood_cells_originals.py [--data ../shared/data] [--out
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from collections import Counter
@@ -161,25 +164,34 @@ def main() -> None:
         del index
 
     matcher = cv2.BFMatcher(cv2.NORM_L2)
+    union = UnionFind(len(names))
     edges = []  # (i, j, inliers) for every pair checked
-    for i, d in enumerate(descriptors):
-        votes[i].pop(i, None)
-        for j, _ in votes[i].most_common(args.candidates):
-            edges.append((i, int(j), affine_inliers(points[i], d.astype(np.float32), points[j],
-                                                    descriptors[j].astype(np.float32), matcher)))
-        if i % 1000 == 0:
-            print(f"pairs: {i} of {len(names)} images  [{time.perf_counter() - started:.0f} s]", flush=True)
+    # Two passes: the first checks each image's most voted candidates, mostly copies of its own
+    # original; the second checks the most voted candidates from other groups than its own by
+    # then, which is how a field that appears twice (BCCD holds some twice) is joined.
+    for pass_number in (1, 2):
+        for i, d in enumerate(descriptors):
+            votes[i].pop(i, None)
+            ranked = (j for j, _ in votes[i].most_common())
+            if pass_number == 2:
+                ranked = (j for j in ranked if union.find(int(j)) != union.find(i))
+            for j in itertools.islice(ranked, args.candidates):
+                count = affine_inliers(points[i], d.astype(np.float32), points[j], descriptors[j].astype(np.float32),
+                                       matcher)
+                edges.append((i, int(j), count))
+                if count >= args.min_inliers:
+                    union.join(i, int(j))
+            if i % 2000 == 0:
+                print(f"pairs, pass {pass_number}: {i} of {len(names)} images  [{time.perf_counter() - started:.0f} s]",
+                      flush=True)
     with open(out / "pairs.csv", "w") as f:
         f.write("a,b,inliers\n")
         f.writelines(f"{names[i]},{names[j]},{n}\n" for i, j, n in edges)
 
-    union = UnionFind(len(names))
     inliers_same, inliers_other = [], []
     for i, j, count in edges:
         if classes[i] and classes[j]:
             (inliers_same if classes[i] == classes[j] else inliers_other).append(count)
-        if count >= args.min_inliers:
-            union.join(i, j)
 
     roots = [union.find(i) for i in range(len(names))]
     members: dict[int, list[int]] = {}

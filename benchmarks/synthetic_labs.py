@@ -140,6 +140,10 @@ def main() -> None:
     seen = {known[k] for k in map(original_key, trained_on.paths) if k in known}
     leaked = sum(known.get(original_key(p)) in seen for p, _ in score)
     score = [(p, y) for p, y in score if known.get(original_key(p)) not in seen]
+    if not score and leaked:
+        raise SystemExit(f"--source {args.source}: all {leaked} images the training held out are copies of originals "
+                         "it trained on (it split by file-name ids); only a model trained with "
+                         "data.original_groups can be validated on this source")
     if not score:
         raise SystemExit(f"--source {args.source}: no held-out image of that source; sources: "
                          f"{sorted(set(held_out.source_of()))}")
