@@ -96,17 +96,22 @@ def conflicts_picture(root: Path, rows: list[tuple[str, str]], out: Path, origin
     ``rows`` are (path relative to blood-cells/, group). Returns how many originals were drawn.
     """
     by_group: dict[str, dict[str, str]] = {}
+    counts: dict[str, Counter] = {}
     for path, group in rows:
         by_group.setdefault(group, {}).setdefault(path.split("/")[1], path)
-    mixed = [(g, copies) for g, copies in sorted(by_group.items()) if len(copies) > 1][:originals]
+        counts.setdefault(group, Counter())[path.split("/")[1]] += 1
+    # The originals with the most copies in their second class first: the likeliest label conflicts.
+    mixed = sorted(((g, copies) for g, copies in by_group.items() if len(copies) > 1),
+                   key=lambda item: (-sorted(counts[item[0]].values())[-2], item[0]))[:originals]
     lines = []
     for group, copies in mixed:
         tiles = []
         for cls, path in sorted(copies.items())[:2]:
             tile = cv2.imread(str(root / path))
             tile = cv2.resize(tile, (tile_px, round(tile_px * tile.shape[0] / tile.shape[1])))
-            cv2.putText(tile, f"{cls.lower()} ({group})", (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
-                        cv2.LINE_AA)
+            caption = f"{cls.lower()}, {counts[group][cls]} copies ({group})"
+            cv2.rectangle(tile, (0, 0), (tile_px, 24), (255, 255, 255), -1)
+            cv2.putText(tile, caption, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
             tiles.append(tile)
         lines.append(np.hstack(tiles))
     if lines:

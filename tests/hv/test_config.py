@@ -18,7 +18,8 @@ def test_repo_config_loads_and_resolves_paths():
 def test_original_groups_path_is_resolved_but_keywords_are_not(tmp_path):
     assert load_config(REPO_CONFIG).data.original_groups == "bundled"
     for keyword in ("bundled", "none"):
-        assert config_from_dict({"data": {"original_groups": keyword}}, base_dir=tmp_path).data.original_groups == keyword
+        config = config_from_dict({"data": {"original_groups": keyword}}, base_dir=tmp_path)
+        assert config.data.original_groups == keyword
     resolved = config_from_dict({"data": {"original_groups": "groups.csv"}}, base_dir=tmp_path).data.original_groups
     assert resolved == str(tmp_path / "groups.csv")
 
