@@ -39,6 +39,7 @@ def test_train_then_evaluate_round_trip(tmp_path, config, cache):
     for name in ("model.keras", "config.json", "history.csv", "curves.png", "data_report.json"):
         assert (run / name).is_file(), name
     assert not (tmp_path / "runs" / "r.partial").exists()
+    assert (run / "validation.txt").read_text() == ""  # data.val_fraction = 0
     with (run / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and {"loss", "accuracy"} <= set(rows[0])  # one epoch per phase
@@ -54,11 +55,13 @@ def test_train_then_evaluate_round_trip(tmp_path, config, cache):
 
 
 def test_single_folder_holds_out_a_test_split_and_evaluates_it(tmp_path, config):
-    config = replace(config, data=replace(config.data, test_dirs=(), test_fraction=0.34))
+    config = replace(config, data=replace(config.data, test_dirs=(), test_fraction=0.34, val_fraction=0.5))
     run = train(config, tmp_path / "runs" / "single")
     held_out = (run / "holdout.txt").read_text().splitlines()
     assert len(held_out) == 4  # one of the three fields of each class
     assert {line.split("\t")[1] for line in held_out} == {"0", "1", "2", "3"}
+    validation = (run / "validation.txt").read_text().splitlines()
+    assert len(validation) == 4 and not set(validation) & set(held_out)  # one of the two fields left, per class
     metrics = json.loads((run / "eval_holdout" / "metrics.json").read_text())
     assert metrics["n_images"] == 4
 
