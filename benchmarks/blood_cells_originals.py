@@ -29,11 +29,13 @@ with its inlier count), originals.json (the checks) and two_classes.jpg (copies 
 original filed under two classes). One core; about 30 minutes here beside a training.
 
 Usage: python benchmarks/blood_cells_originals.py [--data ../shared/data] [--out out/blood_cells_originals]
+       python benchmarks/blood_cells_originals.py --check-simple training/originals/blood-cells.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import time
@@ -119,6 +121,34 @@ def conflicts_picture(root: Path, rows: list[tuple[str, str]], out: Path, origin
     return len(lines)
 
 
+def check_against_simple(root: Path, grouping: Path, min_inliers: int, features: int, candidates: int = 60) -> dict:
+    """How many TEST originals each unaugmented TEST_SIMPLE image matches: 1 each if no original was split in two.
+
+    ``grouping`` is a CSV this script wrote. Each TEST_SIMPLE image is matched (as above) against
+    its ``candidates`` most voted TEST images; the groups of those it matches are counted.
+    """
+    with open(grouping, newline="") as f:
+        group = {row["path"].removeprefix("blood-cells/"): row["group"] for row in csv.DictReader(f)}
+    test = sorted(p for p in group if p.startswith("TEST/"))
+    sift = cv2.SIFT_create(nfeatures=features, contrastThreshold=0.01)
+    found = [keypoints(root / p, sift) for p in test]
+    owner = np.concatenate([np.full(len(d), i) for i, (_, d) in enumerate(found)])
+    index = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 32})
+    index.add([np.vstack([d for _, d in found])])
+    index.train()
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    matched = {}
+    for path in sorted((root / "TEST_SIMPLE").glob("*/*")):
+        points, descriptors = keypoints(path, sift)
+        votes = Counter(owner[m.trainIdx] for row in index.knnMatch(descriptors, k=6) for m in row)
+        matched[f"{path.parent.name}/{path.name}"] = sorted({
+            group[test[j]] for j, _ in votes.most_common(candidates)
+            if affine_inliers(points, descriptors, *found[j], matcher) >= min_inliers})
+    spread = Counter(min(len(g), 2) for g in matched.values())
+    return {"simple_images": len(matched), "matching_0_1_2plus_originals": [spread[n] for n in (0, 1, 2)],
+            "matching_two_or_more": {k: v for k, v in matched.items() if len(v) > 1}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
@@ -128,7 +158,14 @@ def main() -> None:
     parser.add_argument("--index-parts", type=int, default=4, help="build the descriptor index in this many parts")
     parser.add_argument("--limit", type=int, default=0, help="use every n-th image only (a quick look)")
     parser.add_argument("--out", default=str(REPO / "out" / "blood_cells_originals"))
+    parser.add_argument("--check-simple", metavar="CSV",
+                        help="only check a grouping this script wrote against TEST_SIMPLE (a few minutes)")
     args = parser.parse_args()
+    if args.check_simple:
+        result = check_against_simple(Path(args.data) / "blood-cells", Path(args.check_simple), args.min_inliers,
+                                      args.features)
+        print(json.dumps(result, indent=1))
+        return
 
     data = Path(args.data)
     root = data / "blood-cells"
