@@ -3,8 +3,8 @@
 A user's microscope differs from the two training labs in stain, lamp and camera. This
 benchmark makes such "labs" by changing the appearance of PBC images (whole images, so the
 locator meets the shift too) in four named ways, and scores the bundled Keras model on the
-pbc/TRAIN images its own training held out for validation (``split_by_field`` with the
-model's training seed and ``data.val_fraction``: 10 % of pbc/TRAIN, never trained on),
+pbc/TRAIN images its own training held out for validation (``training.heldout``: the
+split rebuilt from the config saved beside the model, 10 % of pbc/TRAIN, never trained on),
 as trained and after adapting (``hv adapt``'s step, ``stem_bn`` and ``top_bn``) on
 ``--adapt-images`` other pbc/TRAIN images under the same shift (the training part: their
 labels are not used, their content was trained on). No TEST set is read.
@@ -43,7 +43,7 @@ from hv.config import load_config
 from hv.labels import CLASS_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
 from training.augment import RGB_FROM_HED  # the stain vectors training jitters along
-from training.data import discover_sources, load_originals, original_key, split_by_field
+from training.heldout import model_split, saved_config
 from training.lab_adaptation import DEFAULT_LAYERS, reestimate_statistics, whole_cell_crops
 from training.metrics import classification_metrics
 
@@ -121,32 +121,21 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(ROOT / "config.toml")
-    # The training seed and grouping decide which images the training held out: read them from the config saved
-    # beside the model (models/<name>.config.json, or a run folder's config.json).
-    saved = [p for p in (Path(args.model).with_suffix(".config.json"), Path(args.model).parent / "config.json")
-             if p.is_file()]
-    if not saved:
+    # The images the model's training held out, from the seed and grouping saved beside it.
+    if saved_config(args.model) is None:
         raise SystemExit(f"{args.model}: no saved config beside it to read its training seed from")
-    trained_with = json.loads(saved[0].read_text())
-    seed = trained_with["train"]["seed"]
-    # A model trained before data.original_groups existed split by file-name ids ("none").
-    originals = load_originals(trained_with["data"].get("original_groups", "none"))
-    data, _ = discover_sources(config.data.train_dirs)
-    trained_on, held_out = split_by_field(data, config.data.val_fraction, seed, originals)
-    score = [(p, y) for p, y, s in zip(held_out.paths, held_out.labels, held_out.source_of()) if s == args.source]
-    # Only images whose original field the training never saw, under another id or class folder
-    # (a split by file-name ids holds out copies of trained originals on blood-cells/).
-    known = load_originals("bundled")
-    seen = {known[k] for k in map(original_key, trained_on.paths) if k in known}
-    leaked = sum(known.get(original_key(p)) in seen for p, _ in score)
-    score = [(p, y) for p, y in score if known.get(original_key(p)) not in seen]
+    split = model_split(args.model, config)
+    trained_on, seed = split.trained_on, split.seed
+    score = [(p, y) for p, y, s in zip(split.held_out.paths, split.held_out.labels, split.held_out.source_of())
+             if s == args.source]
+    leaked = split.leaked.source_of().count(args.source)
     if not score and leaked:
         raise SystemExit(f"--source {args.source}: all {leaked} images the training held out are copies of originals "
                          "it trained on (it split by file-name ids); only a model trained with "
                          "data.original_groups can be validated on this source")
     if not score:
         raise SystemExit(f"--source {args.source}: no held-out image of that source; sources: "
-                         f"{sorted(set(held_out.source_of()))}")
+                         f"{sorted(set(split.held_out.source_of()))}")
     pool = [p for p, s in zip(trained_on.paths, trained_on.source_of()) if s == args.source]
     adapt_paths = [pool[i] for i in np.random.default_rng(0).permutation(len(pool))[: args.adapt_images]]
     out = Path(args.out)

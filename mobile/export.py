@@ -20,8 +20,9 @@ from mobile.model_card import percent, render_model_card
 from mobile.package import describe, write_package
 from mobile.quantisation_aware import fine_tune_for_int8
 from mobile.verify import verify_litert
-from training.data import DataError, Split, discover, discover_sources, load_originals, source_name, split_by_field
+from training.data import DataError, Split, discover, source_name
 from training.evaluate import crop_fields
+from training.heldout import model_split
 from training.lab_adaptation import collect_crops, image_files
 
 log = logging.getLogger(__name__)
@@ -111,15 +112,17 @@ class Int8Data:
     training: dict  # model.json's "training"
 
 
-def training_lab_data(config: Config, variants: tuple[str, ...], calibration_images: int | None,
+def training_lab_data(model_path: Path, config: Config, variants: tuple[str, ...], calibration_images: int | None,
                       verify_images: int | None) -> Int8Data:
-    """Crops of the config's labelled training sources; verification on the validation split ``hv train`` held out."""
-    train_split, train_reports = discover_sources(config.data.train_dirs)
-    train_split, validation = split_by_field(train_split, config.data.val_fraction, config.train.seed,
-                                             load_originals(config.data.original_groups))
-    chosen_on = "the validation split of the training sources"
+    """Crops of the config's labelled training sources; verification on the images the model's training held out.
+
+    The split is the model's own (``training.heldout``), not today's config's, so no
+    verification image is one the model trained on.
+    """
+    split = model_split(model_path, config)
+    train_split, validation, chosen_on = split.trained_on, split.held_out, split.described
     if not len(validation):  # data.val_fraction = 0: a sample of the training images stands in
-        validation, chosen_on = train_split, "training images (data.val_fraction is 0: no validation split)"
+        validation, chosen_on = train_split, "training images (the model held out none it did not train on)"
     calibration = calibration_crops(train_split, config, calibration_images)
     if verify_images:
         validation = sample_split(validation, verify_images, seed=1)
@@ -130,7 +133,7 @@ def training_lab_data(config: Config, variants: tuple[str, ...], calibration_ima
         picked = sample_split(train_split, config.export.qat_images, config.train.seed + 1)
         tuning, _ = crop_fields(list(picked.paths), config)
     training = {"data": ", ".join(source_name(s) for s in config.data.train_dirs),
-                "counts": {source_name(r.root): r.counts for r in train_reports}, "input": config.data.input}
+                "counts": {source_name(r.root): r.counts for r in split.reports}, "input": config.data.input}
     return Int8Data(calibration, tuning, val_crops, np.array(validation.labels), chosen_on, training)
 
 
@@ -173,8 +176,8 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
            verify_data: str | None = None, lab_data: Sequence[str] = ()) -> dict:
     """Convert ``model_path``, choose a variant on validation crops, score it on TEST, write the app package.
 
-    The variant is chosen on the validation split of the training sources (the fields
-    ``hv train`` held out with the same seed), never on a test set; each test source
+    The variant is chosen on the training sources' images the model's training held out
+    (rebuilt from the config saved beside it, ``training.heldout``), never on a test set; each test source
     (``verify_data`` or ``data.test_dirs``) is then scored once, for the shipped variant.
     With ``lab_data`` (folders of a new lab's unlabelled images, for a model ``hv adapt`` made)
     the int8 model is calibrated, fine-tuned and chosen on that lab's cells instead
@@ -188,7 +191,7 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     if lab_data:
         data = new_lab_data(lab_data, config, variants, calibration_images, verify_images)
     else:
-        data = training_lab_data(config, variants, calibration_images, verify_images)
+        data = training_lab_data(model_path, config, variants, calibration_images, verify_images)
     prepare = int8_preparation(model_path, config, data.calibration, data.tuning)
     files = convert_keras(model_path, out_dir / "variants", variants, data.calibration,
                           config.export.int8_float_layers, prepare)

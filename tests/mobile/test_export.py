@@ -151,8 +151,12 @@ def test_model_card_names_the_most_frequent_mistakes():
 
 def test_the_variant_is_chosen_on_validation_and_test_is_scored_after(tmp_path, tiny_model_path, config):
     config = replace(config, data=replace(config.data, val_fraction=0.34), export=replace(config.export, qat_steps=0))
-    report = export(tiny_model_path, config, tmp_path / "export", variants=("float32",), calibration_images=4)
-    assert report["chosen_on"] == "the validation split of the training sources"
+    # As hv train saves it: the split is rebuilt from the model's config, whatever today's says.
+    saved = {"train": {"seed": config.train.seed}, "data": {"val_fraction": 0.34}}
+    tiny_model_path.with_suffix(".config.json").write_text(json.dumps(saved))
+    report = export(tiny_model_path, replace(config, data=replace(config.data, val_fraction=0.5)),
+                    tmp_path / "export", variants=("float32",), calibration_images=4)
+    assert report["chosen_on"].startswith("the validation split the model's training held out (seed 0")
     assert report["n_images"] == 4  # one of the three fields of each class, held out as hv train holds it out
     test_name = "/".join(Path(config.data.test_dirs[0]).parts[-2:])
     assert list(report["test"]) == [test_name] and np.sum(report["test"][test_name]["confusion_matrix"]) == 12

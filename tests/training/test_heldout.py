@@ -1,0 +1,74 @@
+import json
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from hv.labels import CLASS_NAMES
+from tests.conftest import draw_field, replace
+from training.data import DataError, discover_sources, split_by_field
+from training.heldout import model_split, saved_config
+
+
+def _save_config(path, seed, val_fraction=0.34, **data):
+    path.write_text(json.dumps({"train": {"seed": seed}, "data": {"val_fraction": val_fraction, **data}}))
+
+
+def test_the_split_is_the_models_own_not_todays(tmp_path, config):
+    config = replace(config, data=replace(config.data, val_fraction=0.34))
+    run = tmp_path / "run"
+    run.mkdir()
+    _save_config(run / "config.json", seed=7)
+    split = model_split(run / "model.keras", config)
+    data, _ = discover_sources(config.data.train_dirs)
+    assert split.held_out == split_by_field(data, 0.34, 7)[1] != split_by_field(data, 0.34, config.train.seed)[1]
+    assert len(split.held_out) == 4 and not len(split.leaked)  # one field of three per class
+    assert "seed 7, config.json" in split.described and "differ" not in split.described
+    assert not set(split.held_out.paths) & set(split.trained_on.paths)
+
+    # The bundle keeps its config as models/<name>.config.json; it wins over a folder's config.json.
+    _save_config(run / "model.config.json", seed=3)
+    assert model_split(run / "model.keras", config).seed == 3
+
+    # Trained on other sources than today's config lists: said, not silently rebuilt.
+    _save_config(run / "model.config.json", seed=3, train_dirs=["/data/other-lab/TRAIN"])
+    assert "it trained on other-lab/TRAIN, today's sources differ" in model_split(run / "model.keras", config).described
+
+
+def test_a_model_without_a_saved_config_warns_and_uses_todays(tmp_path, config, caplog):
+    config = replace(config, data=replace(config.data, val_fraction=0.34))
+    with caplog.at_level(logging.WARNING):
+        split = model_split(tmp_path / "elsewhere.keras", config)
+    assert "no config saved beside it" in caplog.text and "today's config" in split.described
+    assert split.seed == config.train.seed and len(split.held_out) == 4
+
+
+def test_a_broken_saved_config_is_named(tmp_path):
+    (tmp_path / "config.json").write_text('{"train": {}}')
+    with pytest.raises(DataError, match=r"config.json: not a config saved by hv train"):
+        saved_config(tmp_path / "model.keras")
+
+
+def test_held_out_copies_of_trained_originals_are_left_out(tmp_path, config):
+    # Two ids of one blood-cells original (BloodImage_00123 in the bundled grouping): a split by
+    # ids holds out one of them while training on the other.
+    root = tmp_path / "blood-cells" / "TRAIN"
+    rng = np.random.default_rng(2)
+    for label, name in enumerate(CLASS_NAMES):
+        folder = root / name.upper()
+        folder.mkdir(parents=True)
+        files = ("_0_1169.jpeg", "_10_6876.jpeg") if label == 0 else ("_1_1.png", "_2_2.png")
+        for file in files:
+            cv2.imwrite(str(folder / file), cv2.cvtColor(draw_field(rng, label), cv2.COLOR_RGB2BGR))
+    config = replace(config, data=replace(config.data, train_dirs=(str(root),)))
+    _save_config(tmp_path / "config.json", seed=0, val_fraction=0.5, original_groups="none")
+    split = model_split(tmp_path / "model.keras", config)
+    assert len(split.leaked) == 1 and split.leaked.labels == (0,)
+    assert 0 not in split.held_out.labels and len(split.held_out) == 3
+    assert "1 held-out copies of originals it trained on left out" in split.described
+
+    # Trained with the grouping, both copies sit on one side: nothing leaks.
+    _save_config(tmp_path / "config.json", seed=0, val_fraction=0.5, original_groups="bundled")
+    split = model_split(tmp_path / "model.keras", config)
+    assert not len(split.leaked) and split.held_out.labels.count(0) in (0, 2)

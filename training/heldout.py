@@ -1,0 +1,96 @@
+"""The training images a saved model never saw, rebuilt from the config it was trained with.
+
+``hv train`` saves its config beside the model (a run folder's ``config.json``; the bundle's
+``models/<name>.config.json``). Its seed, ``data.val_fraction`` and ``data.original_groups``
+decide which original fields it held out, so the split is rebuilt from them and not from
+today's config: a TFLite variant chosen (``hv export``) or a benchmark scored on today's
+split would read images the model trained on whenever the two differ. A model trained with
+the split by file-name ids (before ``data.original_groups``) held out copies of blood-cells/
+originals it trained on; those are dropped by the bundled grouping and counted apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from hv.config import Config
+from training.data import (
+    DataError,
+    DataReport,
+    Split,
+    discover_sources,
+    load_originals,
+    original_key,
+    source_name,
+    split_by_field,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSplit:
+    """A model's training images, the ones it held out and never saw, and the held-out copies it did see."""
+
+    trained_on: Split
+    held_out: Split  # no image of an original field the model trained on
+    leaked: Split  # held out by the training, but copies of originals it trained on: not for validation
+    seed: int
+    described: str  # where the split came from, for reports
+    reports: list[DataReport]  # what discovery found in each source
+
+
+def saved_config(model_path: str | Path) -> tuple[Path, dict] | None:
+    """The config a model was trained with: ``<model>.config.json`` beside it, or its run folder's ``config.json``.
+
+    Raises:
+        DataError: the file exists but is not a saved config.
+    """
+    model_path = Path(model_path)
+    for path in (model_path.with_suffix(".config.json"), model_path.parent / "config.json"):
+        if path.is_file():
+            try:
+                saved = json.loads(path.read_text())
+                saved["train"]["seed"], saved["data"]["val_fraction"]  # noqa: B018 (the keys the split needs)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DataError(f"{path}: not a config saved by hv train ({exc!r}); move it away from "
+                                f"{model_path.name} or restore it from the run folder") from exc
+            return path, saved
+    return None
+
+
+def model_split(model_path: str | Path, config: Config) -> ModelSplit:
+    """The split ``hv train`` made for ``model_path``, over today's ``config.data.train_dirs``.
+
+    Without a saved config (a model from elsewhere) today's config stands in, with a warning:
+    that model may have trained on some of the images called held out.
+    """
+    data, reports = discover_sources(config.data.train_dirs)
+    found = saved_config(model_path)
+    if found is None:
+        log.warning("%s: no config saved beside it; today's config decides its validation split, which may hold "
+                    "images it trained on", model_path)
+        seed, fraction, grouping = config.train.seed, config.data.val_fraction, config.data.original_groups
+        described = "the validation split of today's config (no config saved beside the model)"
+    else:
+        path, saved = found
+        seed, fraction = saved["train"]["seed"], saved["data"]["val_fraction"]
+        grouping = saved["data"].get("original_groups", "none")  # saved before the option: split by ids
+        described = f"the validation split the model's training held out (seed {seed}, {path.name})"
+        then = sorted(map(source_name, saved["data"].get("train_dirs", config.data.train_dirs)))
+        now = sorted(map(source_name, config.data.train_dirs))
+        if then != now:
+            log.warning("%s trained on %s; today's config lists %s: the rebuilt split differs from its own",
+                        model_path, ", ".join(then), ", ".join(now))
+            described += f"; it trained on {', '.join(then)}, today's sources differ"
+    trained_on, held_out = split_by_field(data, fraction, seed, load_originals(grouping))
+    known = load_originals("bundled")
+    seen = {known[k] for k in map(original_key, trained_on.paths) if k in known}
+    copies = [known.get(original_key(p)) in seen for p in held_out.paths]
+    leaked = held_out.select(copies)
+    if len(leaked):
+        described += f"; {len(leaked)} held-out copies of originals it trained on left out"
+    return ModelSplit(trained_on, held_out.select(not c for c in copies), leaked, seed, described, reports)
