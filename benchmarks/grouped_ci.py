@@ -15,7 +15,13 @@ whether two models (an int8 package and its Keras model) differ by more than the
 With ``--new-originals`` it scores only the images whose original field has no copy in
 blood-cells/TRAIN (by the grouping): what the model does on fields it never saw.
 
+It also reports ``accuracy_per_original``: the share of each original's copies called
+right, averaged over originals, so that one original with 155 copies (a tenth of a
+validation split) weighs as much as one with 5; ``per_class`` gives, for each class, the
+originals and their copies; ``--list`` prints every original with its copies and answers.
+
 Usage: python benchmarks/grouped_ci.py EVAL_DIR [EVAL_DIR ...] [--draws 2000] [--versus OTHER_DIR] [--new-originals]
+       [--list]
 (EVAL_DIR: a folder with the predictions.csv that hv evaluate writes)
 """
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +63,25 @@ def image_key(path: str) -> str:
     return "/".join(Path(path).parts[-2:])
 
 
+def by_original(rows: list[dict], groups: list[str], correct: np.ndarray, listing: bool) -> dict:
+    """Accuracy with every original weighted alike, and how many originals each class rests on."""
+    members: dict[str, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    shares = [correct[m].mean() for m in members.values()]
+    per_class: dict[str, dict[str, int]] = {}
+    for group, m in members.items():
+        true = Counter(rows[i]["true"] for i in m).most_common(1)[0][0]
+        entry = per_class.setdefault(true, {"originals": 0, "images": 0})
+        entry["originals"] += 1
+        entry["images"] += len(m)
+        if listing:
+            answers = dict(Counter(rows[i]["predicted"] for i in m).most_common())
+            print(f"{group.split(':')[-1]:20s} {true:11s} {len(m):4d} copies, answered {answers}")
+    return {"accuracy_per_original": round(float(np.mean(shares)), 4),
+            "per_class": dict(sorted(per_class.items()))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("eval_dirs", nargs="+")
@@ -65,6 +91,7 @@ def main() -> None:
                         help='which images are copies of one original: "bundled", "none" (file-name ids) or a CSV')
     parser.add_argument("--new-originals", action="store_true",
                         help="score only images whose original has no copy in blood-cells/TRAIN")
+    parser.add_argument("--list", action="store_true", help="print every original: class, copies, answers")
     args = parser.parse_args()
     originals = load_originals(args.originals)
     trained = {group for key, group in originals.items() if key.split("/")[1] == "TRAIN"}
@@ -78,7 +105,8 @@ def main() -> None:
         correct = np.array([r["true"] == r["predicted"] for r in rows], float)
         low, high = grouped_interval(groups, correct, args.draws)
         results[folder] = {"n_images": len(rows), "groups": len(set(groups)), "accuracy": round(correct.mean(), 4),
-                           "ci95_grouped": [round(low, 4), round(high, 4)]}
+                           "ci95_grouped": [round(low, 4), round(high, 4)],
+                           **by_original(rows, groups, correct, args.list)}
         if other is not None:
             missing = [r["path"] for r in rows if image_key(r["path"]) not in other]
             if missing:

@@ -70,10 +70,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     args.overrides = {"data.input": args.input}
     config = _load(args)
-    data = args.data or list(config.data.test_dirs)
-    if not data:
-        raise ConfigError("no test data: pass --data FOLDER [FOLDER ...] or set data.test_dirs")
-    metrics = evaluate(load_classifier(args.model), data, config, Path(args.out), tta=args.tta)
+    if args.held_out:
+        metrics = _evaluate_held_out(args, config)
+    else:
+        data = args.data or list(config.data.test_dirs)
+        if not data:
+            raise ConfigError("no test data: pass --data FOLDER [FOLDER ...] or set data.test_dirs")
+        metrics = evaluate(load_classifier(args.model), data, config, Path(args.out), tta=args.tta)
     summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "n_images", "flagged_share")}
     summary["per_class_recall"] = {k: round(v["recall"], 4) for k, v in metrics["per_class"].items() if v["support"]}
     for key in ("other", "sources"):
@@ -82,6 +85,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(json.dumps(summary, indent=2))
     print(f"metrics, confusion matrix and mistakes written to {args.out}")
     return 0
+
+
+def _evaluate_held_out(args: argparse.Namespace, config: Config) -> dict:
+    """Score the training sources' images the model's training held out: validation, never a test set."""
+    from hv.classifier import load_classifier
+    from training.evaluate import evaluate_sources
+    from training.heldout import held_out_sources, model_split, saved_config
+
+    if args.data:
+        raise ConfigError("--held-out scores the images the model's training held out from data.train_dirs; "
+                          "drop --data (or drop --held-out to score those folders)")
+    if saved_config(args.model) is None:
+        raise ConfigError(f"{args.model}: --held-out needs the config hv train saved beside the model (config.json "
+                          "in its run folder, or <model>.config.json); pass such a .keras model with --model")
+    split = model_split(args.model, config)
+    if not len(split.held_out):
+        raise ConfigError(f"{args.model}: its training held out no image it did not train on ({split.described})")
+    log.info("scoring %d held-out images: %s", len(split.held_out), split.described)
+    return evaluate_sources(load_classifier(args.model), held_out_sources(split), config, Path(args.out),
+                            tta=args.tta, data=split.described)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -236,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", nargs="+", metavar="FOLDER",
                           help="sources to score apart and together; class folders outside the four count as "
                                "\"other\" (default: data.test_dirs)")
+    evaluate.add_argument("--held-out", action="store_true",
+                          help="score the images of data.train_dirs that the model's training held out "
+                               "(rebuilt from the config saved beside it): validation, for choosing recipes")
     evaluate.add_argument("--out", required=True, help="output folder")
     evaluate.add_argument("--input", choices=["cell", "field"], help="must match how the model was trained")
     evaluate.add_argument("--tta", action="store_true",

@@ -6,10 +6,10 @@ from hv import cli
 from tests.conftest import SAMPLES
 
 
-def _write_config(tmp_path, config_fixture) -> str:
+def _write_config(tmp_path, config_fixture, val_fraction=0.0) -> str:
     path = tmp_path / "config.toml"
     path.write_text(
-        f'[data]\ntrain_dirs = ["{config_fixture.data.train_dirs[0]}"]\nval_fraction = 0.0\n'
+        f'[data]\ntrain_dirs = ["{config_fixture.data.train_dirs[0]}"]\nval_fraction = {val_fraction}\n'
         f'[model]\nweights = "none"\nimage_size = 32\n'
         "[train]\nbatch_size = 4\n[train.phase1]\nepochs = 1\n[train.phase2]\nepochs = 1\n"
     )
@@ -17,7 +17,7 @@ def _write_config(tmp_path, config_fixture) -> str:
 
 
 def test_train_and_evaluate_in_process(tmp_path, config, capsys):
-    config_path = _write_config(tmp_path, config)
+    config_path = _write_config(tmp_path, config, val_fraction=0.34)
     assert cli.main(["--config", config_path, "train", "--out", str(tmp_path / "runs"), "--name", "r",
                      "--seed", "1"]) == 0
     model = tmp_path / "runs" / "r" / "model.keras"
@@ -26,6 +26,28 @@ def test_train_and_evaluate_in_process(tmp_path, config, capsys):
     assert cli.main(["--config", config_path, "evaluate", "--model", str(model), "--data",
                      config.data.train_dirs[0], "--out", str(tmp_path / "eval")]) == 0
     assert '"n_images": 12' in capsys.readouterr().out
+
+    # --held-out scores exactly the images the training held out (validation.txt), per source.
+    assert cli.main(["--config", config_path, "evaluate", "--model", str(model), "--held-out",
+                     "--out", str(tmp_path / "held_out")]) == 0
+    metrics = json.loads((tmp_path / "held_out" / "metrics.json").read_text())
+    assert metrics["n_images"] == 4 and "seed 1, config.json" in metrics["data"]
+    (source,) = metrics["sources"].values()
+    with open(tmp_path / "held_out" / source["folder"] / "predictions.csv") as f:
+        scored = {line.split(",")[0] for line in list(f)[1:]}
+    listed = {line.split("\t")[0] for line in (model.parent / "validation.txt").read_text().splitlines()}
+    assert scored == listed and len(listed) == 4
+
+
+def test_held_out_needs_the_models_saved_config(tmp_path, config, tiny_model_path, capsys):
+    config_path = _write_config(tmp_path, config, val_fraction=0.34)
+    assert cli.main(["--config", config_path, "evaluate", "--model", str(tiny_model_path), "--held-out",
+                     "--out", str(tmp_path / "x")]) == 1
+    assert "--held-out needs the config hv train saved beside the model" in capsys.readouterr().err
+    assert cli.main(["--config", config_path, "evaluate", "--model", str(tiny_model_path), "--held-out",
+                     "--data", config.data.train_dirs[0], "--out", str(tmp_path / "x")]) == 1
+    assert "drop --data" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_classify_sample_fields(tmp_path, tiny_model_path, capsys):

@@ -74,8 +74,7 @@ def evaluate(classifier: Classifier, data_dirs: str | Path | list, config: Confi
     """Evaluate on one or several folder data sets (sources).
 
     One source: its files go straight into ``out_dir`` (see ``evaluate_split``). Several:
-    each source's files go into ``out_dir/<source>/``, and ``out_dir/metrics.json`` scores
-    all of them together, with ``sources.<source>`` holding each one's headline figures.
+    see ``evaluate_sources``.
 
     Returns:
         The (combined) metrics dictionary.
@@ -84,16 +83,28 @@ def evaluate(classifier: Classifier, data_dirs: str | Path | list, config: Confi
     if len(specs) == 1:
         split, report = discover(specs[0], any_other=True, require_all=False)
         return evaluate_split(classifier, split, report, config, out_dir, tta=tta)
+    sources = [(source_name(spec), *discover(spec, any_other=True, require_all=False)) for spec in specs]
+    return evaluate_sources(classifier, sources, config, out_dir, tta=tta, data=[str(s) for s in specs])
+
+
+def evaluate_sources(classifier: Classifier, sources: list[tuple[str, Split, DataReport]], config: Config,
+                     out_dir: Path, *, tta: bool = False, data: list[str] | str = "") -> dict:
+    """Score each (name, split, report) apart, in ``out_dir/<name>/``, and all of them together.
+
+    ``out_dir/metrics.json`` scores all sources together, with ``sources.<name>`` holding
+    each one's headline figures.
+
+    Returns:
+        The combined metrics dictionary.
+    """
     matrix, per_source = 0, {}
-    for spec in specs:
-        split, report = discover(spec, any_other=True, require_all=False)
-        name = source_name(spec)
+    for name, split, report in sources:
         folder = out_dir / name.replace("/", "_").replace("#", "_")
         metrics = evaluate_split(classifier, split, report, config, folder, tta=tta)
         matrix = matrix + np.array(metrics["confusion_matrix"])
         per_source[name] = _headline(metrics) | {"folder": folder.name}
     combined = metrics_from_confusion(matrix)
-    combined.update({"data": [str(s) for s in specs], "model": str(getattr(classifier, "path", "")), "tta": tta,
+    combined.update({"data": data, "model": str(getattr(classifier, "path", "")), "tta": tta,
                      "sources": per_source})
     plot_confusion(np.array(combined["confusion_matrix"]), out_dir / "confusion_matrix.png",
                    f"all sources: accuracy {combined['accuracy']:.1%}, n = {combined['n_images']}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hv.config import Config
+from hv.labels import OUTPUT_NAMES
 from training.data import (
     DataError,
     DataReport,
@@ -94,3 +95,14 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
     if len(leaked):
         described += f"; {len(leaked)} held-out copies of originals it trained on left out"
     return ModelSplit(trained_on, held_out.select(not c for c in copies), leaked, seed, described, reports)
+
+
+def held_out_sources(split: ModelSplit) -> list[tuple[str, Split, DataReport]]:
+    """The held-out images source by source, as ``training.evaluate.evaluate_sources`` takes them."""
+    sources = split.held_out.source_of()
+    named = []
+    for name in sorted(set(sources)):
+        part = split.held_out.select(s == name for s in sources)
+        counts = {OUTPUT_NAMES[y]: part.labels.count(y) for y in sorted(set(part.labels))}
+        named.append((name, part, DataReport(root=name, counts=counts)))
+    return named
