@@ -8,7 +8,9 @@ cannot tell "the same cell" from "the same kind of cell"). A validation split th
 every copy of an original on one side needs the originals.
 
 Copies of one field share their red cells' exact arrangement, which no other field has.
-This script finds SIFT keypoints in every image (rotation and scale invariant), proposes
+This script finds SIFT keypoints in every image and in its mirror image (SIFT is rotation
+and scale invariant, not mirror invariant: without the mirror view, 2026-12-05's first
+grouping split most originals into a mirrored and an unmirrored group), proposes
 for each image the images that share most descriptors (a FLANN index over all of them;
 then, in a second pass, those in other groups than its own by then), and keeps a pair only
 if an affine map, fitted with RANSAC, carries at least ``--min-inliers`` keypoints of one
@@ -49,11 +51,18 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 
 
-def keypoints(path: Path, sift: cv2.SIFT) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoint positions (n, 2) and SIFT descriptors (n, 128) of one image's smear, in grey."""
+def keypoints(path: Path, sift: cv2.SIFT, mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoint positions (n, 2) and SIFT descriptors (n, 128) of one image's smear, in grey.
+
+    ``mirror``: of the image flipped left to right. SIFT matches turned and scaled copies but
+    not mirrored ones, and the data set's augmentation mirrors: a mirrored copy matches the
+    other copies only through its mirror image (a flip upside down is a mirror and a half turn).
+    """
     grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if grey is None:
         return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
+    if mirror:
+        grey = np.ascontiguousarray(grey[:, ::-1])
     # Rotated copies have black wedges at the corners; their straight edges and corners match
     # between any two copies rotated alike, so only the smear itself is searched.
     smear = cv2.erode((grey > 12).astype(np.uint8), np.ones((15, 15), np.uint8))
@@ -139,11 +148,13 @@ def check_against_simple(root: Path, grouping: Path, min_inliers: int, features:
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     matched = {}
     for path in sorted((root / "TEST_SIMPLE").glob("*/*")):
-        points, descriptors = keypoints(path, sift)
-        votes = Counter(owner[m.trainIdx] for row in index.knnMatch(descriptors, k=6) for m in row)
-        matched[f"{path.parent.name}/{path.name}"] = sorted({
-            group[test[j]] for j, _ in votes.most_common(candidates)
-            if affine_inliers(points, descriptors, *found[j], matcher) >= min_inliers})
+        groups = set()
+        for mirror in (False, True):
+            points, descriptors = keypoints(path, sift, mirror)
+            votes = Counter(owner[m.trainIdx] for row in index.knnMatch(descriptors, k=6) for m in row)
+            groups |= {group[test[j]] for j, _ in votes.most_common(candidates)
+                       if affine_inliers(points, descriptors, *found[j], matcher) >= min_inliers}
+        matched[f"{path.parent.name}/{path.name}"] = sorted(groups)
     spread = Counter(min(len(g), 2) for g in matched.values())
     return {"simple_images": len(matched), "matching_0_1_2plus_originals": [spread[n] for n in (0, 1, 2)],
             "matching_two_or_more": {k: v for k, v in matched.items() if len(v) > 1}}
@@ -180,58 +191,64 @@ def main() -> None:
 
     started = time.perf_counter()
     sift = cv2.SIFT_create(nfeatures=args.features, contrastThreshold=0.01)
-    points, descriptors = [], []
+    # Each image as it is and mirrored ("views" 0 and 1); the index holds the first only, and
+    # an image queried mirrored finds the copies mirrored relative to it.
+    points, descriptors = ([], []), ([], [])
     for i, path in enumerate(paths + fields):
-        p, d = keypoints(path, sift)
-        points.append(p)
-        descriptors.append(d.astype(np.float16))  # half the memory; ample for matching
+        for view in (0, 1):
+            p, d = keypoints(path, sift, mirror=bool(view))
+            points[view].append(p)
+            descriptors[view].append(d.astype(np.float16))  # half the memory; ample for matching
         if i % 2000 == 0:
             print(f"keypoints: {i} of {len(names)} images  [{time.perf_counter() - started:.0f} s]", flush=True)
-    owner = np.concatenate([np.full(len(d), i) for i, d in enumerate(descriptors)])
-    # Candidates: the images that own most of an image's nearest descriptors. The index is
-    # built over a part of the images at a time, to stay within a few GB beside a training.
-    votes = [Counter() for _ in names]
+    owner = np.concatenate([np.full(len(d), i) for i, d in enumerate(descriptors[0])])
+    # Candidates: the images that own most of an image's nearest descriptors, for each view.
+    # The index is built over a part of the images at a time, to stay within a few GB beside a training.
+    votes = ([Counter() for _ in names], [Counter() for _ in names])
     bounds = np.linspace(0, len(names), args.index_parts + 1).astype(int)
     for part, (low, high) in enumerate(zip(bounds[:-1], bounds[1:])):
         index = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 32})
-        index.add([np.vstack(descriptors[low:high]).astype(np.float32)])
+        index.add([np.vstack(descriptors[0][low:high]).astype(np.float32)])
         index.train()
         part_owner = owner[(owner >= low) & (owner < high)]
-        for i, d in enumerate(descriptors):
-            if len(d):
-                votes[i].update(part_owner[m.trainIdx] for row in index.knnMatch(d.astype(np.float32), k=6)
-                                for m in row)
+        for view in (0, 1):
+            for i, d in enumerate(descriptors[view]):
+                if len(d):
+                    votes[view][i].update(part_owner[m.trainIdx]
+                                          for row in index.knnMatch(d.astype(np.float32), k=6) for m in row)
         print(f"candidates: index part {part + 1} of {args.index_parts}  [{time.perf_counter() - started:.0f} s]",
               flush=True)
         del index
 
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     union = UnionFind(len(names))
-    edges = []  # (i, j, inliers) for every pair checked
+    edges = []  # (i, j, mirrored, inliers) for every pair checked
     # Two passes: the first checks each image's most voted candidates, mostly copies of its own
     # original; the second checks the most voted candidates from other groups than its own by
-    # then, which is how a field that appears twice (BCCD holds some twice) is joined.
+    # then, which is how a field that appears twice (BCCD holds some twice) is joined. Each
+    # view of image i is matched against the candidates it voted for.
     for pass_number in (1, 2):
-        for i, d in enumerate(descriptors):
-            votes[i].pop(i, None)
-            ranked = (j for j, _ in votes[i].most_common())
-            if pass_number == 2:
-                ranked = (j for j in ranked if union.find(int(j)) != union.find(i))
-            for j in itertools.islice(ranked, args.candidates):
-                count = affine_inliers(points[i], d.astype(np.float32), points[j], descriptors[j].astype(np.float32),
-                                       matcher)
-                edges.append((i, int(j), count))
-                if count >= args.min_inliers:
-                    union.join(i, int(j))
+        for i in range(len(names)):
+            for view in (0, 1):
+                votes[view][i].pop(i, None)
+                ranked = (j for j, _ in votes[view][i].most_common())
+                if pass_number == 2:
+                    ranked = (j for j in ranked if union.find(int(j)) != union.find(i))
+                for j in itertools.islice(ranked, args.candidates):
+                    count = affine_inliers(points[view][i], descriptors[view][i].astype(np.float32), points[0][j],
+                                           descriptors[0][j].astype(np.float32), matcher)
+                    edges.append((i, int(j), view, count))
+                    if count >= args.min_inliers:
+                        union.join(i, int(j))
             if i % 2000 == 0:
                 print(f"pairs, pass {pass_number}: {i} of {len(names)} images  [{time.perf_counter() - started:.0f} s]",
                       flush=True)
     with open(out / "pairs.csv", "w") as f:
-        f.write("a,b,inliers\n")
-        f.writelines(f"{names[i]},{names[j]},{n}\n" for i, j, n in edges)
+        f.write("a,b,mirrored,inliers\n")
+        f.writelines(f"{names[i]},{names[j]},{view},{n}\n" for i, j, view, n in edges)
 
     inliers_same, inliers_other = [], []
-    for i, j, count in edges:
+    for i, j, _, count in edges:
         if classes[i] and classes[j]:
             (inliers_same if classes[i] == classes[j] else inliers_other).append(count)
 

@@ -31,7 +31,7 @@ def test_train_and_evaluate_in_process(tmp_path, config, capsys):
     assert cli.main(["--config", config_path, "evaluate", "--model", str(model), "--held-out",
                      "--out", str(tmp_path / "held_out")]) == 0
     metrics = json.loads((tmp_path / "held_out" / "metrics.json").read_text())
-    assert metrics["n_images"] == 4 and "seed 1, config.json" in metrics["data"]
+    assert metrics["n_images"] == 4 and "validation.txt, seed 1" in metrics["data"]
     (source,) = metrics["sources"].values()
     with open(tmp_path / "held_out" / source["folder"] / "predictions.csv") as f:
         scored = {line.split(",")[0] for line in list(f)[1:]}

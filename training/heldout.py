@@ -1,12 +1,15 @@
 """The training images a saved model never saw, rebuilt from the config it was trained with.
 
 ``hv train`` saves its config beside the model (a run folder's ``config.json``; the bundle's
-``models/<name>.config.json``). Its seed, ``data.val_fraction`` and ``data.original_groups``
-decide which original fields it held out, so the split is rebuilt from them and not from
-today's config: a TFLite variant chosen (``hv export``) or a benchmark scored on today's
-split would read images the model trained on whenever the two differ. A model trained with
-the split by file-name ids (before ``data.original_groups``) held out copies of blood-cells/
-originals it trained on; those are dropped by the bundled grouping and counted apart.
+``models/<name>.config.json``), and since 2026-12-05 the list of the images it held out
+(``validation.txt`` in the run folder), which is read as it is. Otherwise the seed,
+``data.val_fraction`` and ``data.original_groups`` saved decide which original fields it
+held out, so the split is rebuilt from them and not from today's config: a TFLite variant
+chosen (``hv export``) or a benchmark scored on today's split would read images the model
+trained on whenever the two differ. A model trained with the split by file-name ids
+(before ``data.original_groups``), or with a grouping that missed some copies, held out
+copies of blood-cells/ originals it trained on; those are dropped by today's bundled
+grouping and counted apart.
 """
 
 from __future__ import annotations
@@ -87,7 +90,16 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
             log.warning("%s trained on %s; today's config lists %s: the rebuilt split differs from its own",
                         model_path, ", ".join(then), ", ".join(now))
             described += f"; it trained on {', '.join(then)}, today's sources differ"
-    trained_on, held_out = split_by_field(data, fraction, seed, load_originals(grouping))
+    listed = _listed_validation(model_path, found)
+    if listed is not None:  # the exact list the training wrote: no rebuilding, whatever the grouping file is today
+        pick = [original_key(p) in listed for p in data.paths]
+        trained_on, held_out = data.select(not p for p in pick), data.select(pick)
+        described = f"the images the model's training held out (validation.txt, seed {seed})"
+        if len(held_out) < len(listed):
+            described += f"; {len(listed) - len(held_out)} of those listed are not in today's sources"
+    else:
+        trained_on, held_out = split_by_field(data, fraction, seed, load_originals(grouping))
+    # Today's grouping of blood-cells/ may know copies the model's split did not.
     known = load_originals("bundled")
     seen = {known[k] for k in map(original_key, trained_on.paths) if k in known}
     copies = [known.get(original_key(p)) in seen for p in held_out.paths]
@@ -95,6 +107,14 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
     if len(leaked):
         described += f"; {len(leaked)} held-out copies of originals it trained on left out"
     return ModelSplit(trained_on, held_out.select(not c for c in copies), leaked, seed, described, reports)
+
+
+def _listed_validation(model_path: Path, found: tuple[Path, dict] | None) -> set[str] | None:
+    """The ``original_key`` of every image in the run folder's ``validation.txt``, if the model sits in one."""
+    listing = Path(model_path).parent / "validation.txt"
+    if found is None or found[0].name != "config.json" or not listing.is_file():
+        return None
+    return {original_key(line.split("\t")[0]) for line in listing.read_text().splitlines() if line.strip()}
 
 
 def held_out_sources(split: ModelSplit) -> list[tuple[str, Split, DataReport]]:

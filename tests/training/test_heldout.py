@@ -72,3 +72,16 @@ def test_held_out_copies_of_trained_originals_are_left_out(tmp_path, config):
     _save_config(tmp_path / "config.json", seed=0, val_fraction=0.5, original_groups="bundled")
     split = model_split(tmp_path / "model.keras", config)
     assert not len(split.leaked) and split.held_out.labels.count(0) in (0, 2)
+
+
+def test_a_run_folders_validation_list_is_read_as_written(tmp_path, config):
+    run = tmp_path / "run"
+    run.mkdir()
+    _save_config(run / "config.json", seed=7)
+    data, _ = discover_sources(config.data.train_dirs)
+    listed = [data.paths[0], data.paths[5], str(tmp_path / "gone" / "EOSINOPHIL" / "_9_9.png")]
+    (run / "validation.txt").write_text("".join(f"{p}\t0\n" for p in listed))
+    split = model_split(run / "model.keras", config)
+    assert split.held_out.paths == (data.paths[0], data.paths[5]) and len(split.trained_on) == len(data) - 2
+    assert "validation.txt, seed 7" in split.described
+    assert "1 of those listed are not in today's sources" in split.described
