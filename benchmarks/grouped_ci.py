@@ -37,19 +37,7 @@ import numpy as np
 
 from hv.labels import OUTPUT_NAMES
 from training.data import field_group, load_originals, original_key
-
-
-def grouped_interval(groups: list[str], correct: np.ndarray, draws: int, seed: int = 0) -> tuple[float, float]:
-    names = sorted(set(groups))
-    index = {g: i for i, g in enumerate(names)}
-    ids = np.array([index[g] for g in groups])
-    right = np.bincount(ids, weights=correct, minlength=len(names))
-    total = np.bincount(ids, minlength=len(names)).astype(float)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(names), size=(draws, len(names)))
-    accuracy = right[picks].sum(axis=1) / total[picks].sum(axis=1)
-    low, high = np.percentile(accuracy, [2.5, 97.5])
-    return float(low), float(high)
+from training.metrics import grouped_interval
 
 
 def read_rows(folder: str | Path) -> list[dict]:

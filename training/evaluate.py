@@ -19,8 +19,8 @@ from hv.config import Config
 from hv.labels import OUTPUT_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
 from stream.sinks import write_json_atomic
-from training.data import DataReport, Split, discover, source_name
-from training.metrics import classification_metrics, metrics_from_confusion
+from training.data import DataReport, Split, discover, field_group, load_originals, source_name
+from training.metrics import accuracy_interval, classification_metrics, metrics_from_confusion
 from training.plots import plot_confusion, plot_mistakes
 
 log = logging.getLogger(__name__)
@@ -97,13 +97,16 @@ def evaluate_sources(classifier: Classifier, sources: list[tuple[str, Split, Dat
     Returns:
         The combined metrics dictionary.
     """
-    matrix, per_source = 0, {}
+    matrix, per_source, answers = 0, {}, []
     for name, split, report in sources:
         folder = out_dir / name.replace("/", "_").replace("#", "_")
-        metrics = evaluate_split(classifier, split, report, config, folder, tta=tta)
+        metrics = evaluate_split(classifier, split, report, config, folder, tta=tta, answers=answers)
         matrix = matrix + np.array(metrics["confusion_matrix"])
         per_source[name] = _headline(metrics) | {"folder": folder.name}
     combined = metrics_from_confusion(matrix)
+    groups, true, pred = (sum((a[0] for a in answers), []), np.concatenate([a[1] for a in answers]),
+                          np.concatenate([a[2] for a in answers]))
+    combined["accuracy_ci95"], combined["accuracy_ci95_method"] = accuracy_interval(groups, true, pred)
     combined.update({"data": data, "model": str(getattr(classifier, "path", "")), "tta": tta,
                      "sources": per_source})
     plot_confusion(np.array(combined["confusion_matrix"]), out_dir / "confusion_matrix.png",
@@ -114,7 +117,8 @@ def evaluate_sources(classifier: Classifier, sources: list[tuple[str, Split, Dat
 
 def _headline(metrics: dict) -> dict:
     """The figures a summary quotes for one source."""
-    head = {k: metrics[k] for k in ("accuracy", "accuracy_ci95", "macro_f1", "n_images", "flagged_share")}
+    head = {k: metrics[k] for k in ("accuracy", "accuracy_ci95", "accuracy_ci95_method", "macro_f1", "n_images",
+                                    "flagged_share")}
     head["per_class_recall"] = {k: round(v["recall"], 4) for k, v in metrics["per_class"].items() if v["support"]}
     if "other" in metrics:
         head["other"] = metrics["other"]
@@ -122,13 +126,15 @@ def _headline(metrics: dict) -> dict:
 
 
 def evaluate_split(classifier: Classifier, split: Split, report: DataReport, config: Config, out_dir: Path,
-                   *, tta: bool = False) -> dict:
+                   *, tta: bool = False, answers: list | None = None) -> dict:
     """Write ``metrics.json``, ``confusion_matrix.png``, ``mistakes.png``, ``data_report.json``.
 
-    ``metrics.json`` holds ``accuracy``, ``macro_f1``, ``n_images`` (cells of the four
-    classes), ``flagged_share``, ``per_class.<class>.{precision,recall,f1,support,flagged_share}``
-    and, when the data holds cells outside the four, ``other.{n,flagged_share}`` (the
-    contract other tools use).
+    ``metrics.json`` holds ``accuracy`` (its 95 % interval ``accuracy_ci95`` draws whole
+    original fields where the data holds copies of them, ``accuracy_ci95_method`` says how),
+    ``macro_f1``, ``n_images`` (cells of the four classes), ``flagged_share``,
+    ``per_class.<class>.{precision,recall,f1,support,flagged_share}`` and, when the data
+    holds cells outside the four, ``other.{n,flagged_share}`` (the contract other tools use).
+    ``answers``, if given, gets (each image's original, true, predicted) appended.
 
     Returns:
         The metrics dictionary.
@@ -137,6 +143,12 @@ def evaluate_split(classifier: Classifier, split: Split, report: DataReport, con
     true = np.array(split.labels)
     pred = probs.argmax(axis=1)
     metrics = classification_metrics(true, pred)
+    # Copies of one original field are one cell: the interval draws originals where they repeat.
+    originals = load_originals(config.data.original_groups)
+    groups = [field_group(p, y, originals=originals) for p, y in zip(split.paths, split.labels)]
+    metrics["accuracy_ci95"], metrics["accuracy_ci95_method"] = accuracy_interval(groups, true, pred)
+    if answers is not None:  # for an interval over several sources
+        answers.append(([f"{report.root}|{g}" for g in groups], true, pred))
     metrics.update({"data": report.root, "model": str(getattr(classifier, "path", "")),
                     "tta": tta, "not_located": len(not_located)})
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,37 @@ def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float,
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def grouped_interval(groups: list[str], correct: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the mean of ``correct`` from a bootstrap that draws whole groups.
+
+    Copies of one original (an augmented data set holds dozens) are not independent cells:
+    drawing images would give an interval several times too narrow.
+    """
+    names = sorted(set(groups))
+    index = {g: i for i, g in enumerate(names)}
+    ids = np.array([index[g] for g in groups])
+    right = np.bincount(ids, weights=correct, minlength=len(names))
+    total = np.bincount(ids, minlength=len(names)).astype(float)
+    picks = np.random.default_rng(seed).integers(0, len(names), size=(draws, len(names)))
+    accuracy = right[picks].sum(axis=1) / total[picks].sum(axis=1)
+    low, high = np.percentile(accuracy, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def accuracy_interval(groups: list[str], true: np.ndarray, pred: np.ndarray) -> tuple[list[float], str]:
+    """The 95 % interval of four-class accuracy that fits the data, and how it was made.
+
+    Where some original field has several images (``groups``: each image's original) the
+    bootstrap draws originals; with one image per cell, Wilson's interval.
+    """
+    four = np.asarray(true) < OTHER_ID
+    groups = [g for g, keep in zip(groups, four) if keep]
+    correct = (np.asarray(pred)[four] == np.asarray(true)[four]).astype(float)
+    if not len(correct) or len(set(groups)) == len(groups):
+        return list(wilson_interval(int(correct.sum()), len(correct))), "Wilson, one image per cell"
+    return list(grouped_interval(groups, correct)), f"bootstrap over {len(set(groups))} original fields"
+
+
 def classification_metrics(true: np.ndarray, pred: np.ndarray) -> dict:
     """Metrics of output ids ``pred`` against ``true``; see ``metrics_from_confusion``."""
     return metrics_from_confusion(confusion_matrix(true, pred))

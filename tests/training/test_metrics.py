@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training.metrics import classification_metrics, wilson_interval
+from training.metrics import accuracy_interval, classification_metrics, wilson_interval
 
 
 def test_metrics_from_a_known_confusion():
@@ -24,3 +24,18 @@ def test_wilson_interval():
     assert 0.73 < low < 0.75 and 0.91 < high < 0.93
     assert wilson_interval(0, 0) == (0.0, 0.0)
     assert wilson_interval(10, 10)[1] == 1.0
+
+
+def test_copies_of_one_original_widen_the_interval():
+    # 20 originals, 10 copies each, 14 originals right and 6 wrong in every copy: 70 % of 200 images.
+    groups = [f"g{i}" for i in range(20) for _ in range(10)]
+    true = np.zeros(200, int)
+    pred = np.array([0 if i < 14 else 1 for i in range(20) for _ in range(10)])
+    (low, high), method = accuracy_interval(groups, true, pred)
+    wilson_low, wilson_high = wilson_interval(140, 200)
+    assert method == "bootstrap over 20 original fields"
+    assert low < 0.7 < high and high - low > 2 * (wilson_high - wilson_low)  # about sqrt(10) wider
+
+    # One image per cell: Wilson; cells outside the four are not part of the accuracy.
+    interval, method = accuracy_interval([f"c{i}" for i in range(201)], np.append(true, 4), np.append(pred, 4))
+    assert method == "Wilson, one image per cell" and interval == pytest.approx(list(wilson_interval(140, 200)))

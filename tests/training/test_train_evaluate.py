@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,3 +88,23 @@ def test_tta_prediction_does_not_depend_on_the_crop_orientation():
                 for view in symmetries(batch)]
     assert all(np.allclose(a, averaged[0]) for a in averaged)
     assert np.allclose(averaged[0], [[0.25, 0.75]])  # 2 of the 8 views put the marked pixel in the corner
+
+
+def test_copies_of_a_field_give_an_interval_by_original(tmp_path, tiny_model_path, config):
+    import shutil
+
+    # Each of the 3 fields per class copied 4 times (_<field>_<copy>): 48 images, 12 originals.
+    copies = tmp_path / "copies"
+    data = config.data.train_dirs[0]
+    for image in sorted(Path(data).rglob("*.png")):
+        field = image.stem.split("_")[1]
+        (copies / image.parent.name).mkdir(parents=True, exist_ok=True)
+        for copy in range(4):
+            shutil.copy(image, copies / image.parent.name / f"_{field}_{copy + 100}.png")
+    classifier = load_classifier(tiny_model_path)
+    metrics = evaluate(classifier, str(copies), config, tmp_path / "eval_copies")
+    assert metrics["n_images"] == 48 and metrics["accuracy_ci95_method"] == "bootstrap over 12 original fields"
+    single = evaluate(classifier, data, config, tmp_path / "eval_single")
+    assert single["accuracy_ci95_method"] == "Wilson, one image per cell"
+    both = evaluate(classifier, [str(copies), data], config, tmp_path / "eval_both")
+    assert both["accuracy_ci95_method"] == "bootstrap over 24 original fields"  # each source's fields apart
