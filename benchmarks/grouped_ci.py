@@ -18,10 +18,11 @@ blood-cells/TRAIN (by the grouping): what the model does on fields it never saw.
 It also reports ``accuracy_per_original``: the share of each original's copies called
 right, averaged over originals, so that one original with 155 copies (a tenth of a
 validation split) weighs as much as one with 5; ``per_class`` gives, for each class, the
-originals and their copies; ``--list`` prints every original with its copies and answers.
+originals and their copies; ``--list`` prints every original with its copies and answers;
+``--show FILE`` draws one copy of each, worst answered first.
 
 Usage: python benchmarks/grouped_ci.py EVAL_DIR [EVAL_DIR ...] [--draws 2000] [--versus OTHER_DIR] [--new-originals]
-       [--list]
+       [--list] [--show FILE.jpg]
 (EVAL_DIR: a folder with the predictions.csv that hv evaluate writes)
 """
 
@@ -70,6 +71,33 @@ def by_original(rows: list[dict], groups: list[str], correct: np.ndarray, listin
             "per_class": dict(sorted(per_class.items()))}
 
 
+def originals_picture(rows: list[dict], groups: list[str], out: Path, tile_px: int = 200, columns: int = 6) -> None:
+    """One copy of each original, worst answered first, captioned with its class, copies and share right."""
+    import cv2
+
+    members: dict[str, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    order = sorted(members.values(), key=lambda m: np.mean([rows[i]["true"] == rows[i]["predicted"] for i in m]))
+    tiles = []
+    for m in order:
+        true = Counter(rows[i]["true"] for i in m).most_common(1)[0][0]
+        right = np.mean([rows[i]["true"] == rows[i]["predicted"] for i in m])
+        wrong_as = Counter(rows[i]["predicted"] for i in m if rows[i]["predicted"] != true).most_common(1)
+        image = cv2.imread(rows[m[0]]["path"])
+        tile = np.full((tile_px + 34, tile_px, 3), 255, np.uint8)
+        if image is not None:
+            tile[34:] = cv2.resize(image, (tile_px, tile_px), interpolation=cv2.INTER_AREA)
+        lines = (f"{true}, {len(m)} copies", f"{right:.0%} right" + (f", else {wrong_as[0][0]}" if wrong_as else ""))
+        for k, line in enumerate(lines):
+            cv2.putText(tile, line, (3, 13 + 16 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    blank = np.full_like(tiles[0], 255)
+    tiles += [blank] * (-len(tiles) % columns)
+    grid = np.vstack([np.hstack(tiles[r : r + columns]) for r in range(0, len(tiles), columns)])
+    cv2.imwrite(str(out), grid, [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("eval_dirs", nargs="+")
@@ -80,6 +108,7 @@ def main() -> None:
     parser.add_argument("--new-originals", action="store_true",
                         help="score only images whose original has no copy in blood-cells/TRAIN")
     parser.add_argument("--list", action="store_true", help="print every original: class, copies, answers")
+    parser.add_argument("--show", type=Path, help="write a picture of one copy of each original (one folder only)")
     args = parser.parse_args()
     originals = load_originals(args.originals)
     trained = {group for key, group in originals.items() if key.split("/")[1] == "TRAIN"}
@@ -95,6 +124,8 @@ def main() -> None:
         results[folder] = {"n_images": len(rows), "groups": len(set(groups)), "accuracy": round(correct.mean(), 4),
                            "ci95_grouped": [round(low, 4), round(high, 4)],
                            **by_original(rows, groups, correct, args.list)}
+        if args.show:
+            originals_picture(rows, groups, args.show)
         if other is not None:
             missing = [r["path"] for r in rows if image_key(r["path"]) not in other]
             if missing:
