@@ -260,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="sources to score apart and together; class folders outside the four count as "
                                "\"other\" (default: data.test_dirs)")
     evaluate.add_argument("--held-out", action="store_true",
-                          help="score the images of data.train_dirs that the model's training held out "
-                               "(rebuilt from the config saved beside it): validation, for choosing recipes")
+                          help="score the images of data.train_dirs that the model's training held out (its run "
+                               "folder's validation.txt, or the split rebuilt from the config saved beside it), "
+                               "minus copies of originals it trained on: validation, for choosing recipes")
     evaluate.add_argument("--out", required=True, help="output folder")
     evaluate.add_argument("--input", choices=["cell", "field"], help="must match how the model was trained")
     evaluate.add_argument("--tta", action="store_true",
