@@ -78,10 +78,12 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
         log.warning("%s: no config saved beside it; today's config decides its validation split, which may hold "
                     "images it trained on", model_path)
         seed, fraction, grouping = config.train.seed, config.data.val_fraction, config.data.original_groups
+        test_fraction = 0.0 if config.data.test_dirs else config.data.test_fraction
         described = "the validation split of today's config (no config saved beside the model)"
     else:
         path, saved = found
         seed, fraction = saved["train"]["seed"], saved["data"]["val_fraction"]
+        test_fraction = 0.0 if saved["data"].get("test_dirs", True) else saved["data"].get("test_fraction", 0.0)
         grouping = saved["data"].get("original_groups", "none")  # saved before the option: split by ids
         described = f"the validation split the model's training held out (seed {seed}, {path.name})"
         then = sorted(map(source_name, saved["data"].get("train_dirs", config.data.train_dirs)))
@@ -93,12 +95,17 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
     listed = _listed_validation(model_path, found)
     if listed is not None:  # the exact list the training wrote: no rebuilding, whatever the grouping file is today
         pick = [original_key(p) in listed for p in data.paths]
-        trained_on, held_out = data.select(not p for p in pick), data.select(pick)
+        test = _listed(Path(model_path).parent / "holdout.txt")  # its own test split, when it had no test folders
+        trained_on = data.select(not p and original_key(path) not in test for p, path in zip(pick, data.paths))
+        held_out = data.select(pick)
         described = f"the images the model's training held out (validation.txt, seed {seed})"
         if len(held_out) < len(listed):
             described += f"; {len(listed) - len(held_out)} of those listed are not in today's sources"
     else:
-        trained_on, held_out = split_by_field(data, fraction, seed, load_originals(grouping))
+        originals = load_originals(grouping)
+        if test_fraction:  # as hv train does without test folders: its own test split first, then validation
+            data, _ = split_by_field(data, test_fraction, seed + 1, originals)
+        trained_on, held_out = split_by_field(data, fraction, seed, originals)
     # Today's grouping of blood-cells/ may know copies the model's split did not.
     known = load_originals("bundled")
     seen = {known[k] for k in map(original_key, trained_on.paths) if k in known}
@@ -114,6 +121,13 @@ def _listed_validation(model_path: Path, found: tuple[Path, dict] | None) -> set
     listing = Path(model_path).parent / "validation.txt"
     if found is None or found[0].name != "config.json" or not listing.is_file():
         return None
+    return _listed(listing)
+
+
+def _listed(listing: Path) -> set[str]:
+    """The ``original_key`` of every image a ``path<TAB>label`` list names (none if there is no such file)."""
+    if not listing.is_file():
+        return set()
     return {original_key(line.split("\t")[0]) for line in listing.read_text().splitlines() if line.strip()}
 
 

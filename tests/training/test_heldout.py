@@ -85,3 +85,21 @@ def test_a_run_folders_validation_list_is_read_as_written(tmp_path, config):
     assert split.held_out.paths == (data.paths[0], data.paths[5]) and len(split.trained_on) == len(data) - 2
     assert "validation.txt, seed 7" in split.described
     assert "1 of those listed are not in today's sources" in split.described
+
+    # A run without test folders also held out its own test split (holdout.txt): not trained on either.
+    (run / "holdout.txt").write_text(f"{data.paths[1]}\t0\n")
+    split = model_split(run / "model.keras", config)
+    assert data.paths[1] not in split.trained_on.paths and len(split.trained_on) == len(data) - 3
+
+
+def test_a_run_without_test_folders_is_rebuilt_as_hv_train_split_it(tmp_path, config):
+    from training.train import train
+
+    config = replace(config, data=replace(config.data, test_dirs=(), test_fraction=0.34, val_fraction=0.5))
+    run = train(config, tmp_path / "runs" / "r")
+    written = {line.split("\t")[0] for line in (run / "validation.txt").read_text().splitlines()}
+    (run / "validation.txt").unlink()  # as a run from before the list was written
+    split = model_split(run / "model.keras", config)
+    test = {line.split("\t")[0] for line in (run / "holdout.txt").read_text().splitlines()}
+    assert set(split.held_out.paths) == written and len(written) == 4
+    assert not test & (set(split.held_out.paths) | set(split.trained_on.paths))
