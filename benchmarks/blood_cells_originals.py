@@ -28,7 +28,8 @@ threshold sits in the gap between them).
 Writes ``--out``/blood_cells_originals.csv (``path,group``, ``blood-cells/TRAIN/<class>/<file>``
 and TEST; ``training/originals/blood-cells.csv`` is this file), pairs.csv (every pair checked,
 with its inlier count), originals.json (the checks) and two_classes.jpg (copies of one
-original filed under two classes). One core; about 30 minutes here beside a training.
+original filed under two classes). One core; about 50 minutes here beside a training, and up
+to 7 GB: beside a two-lab training (16 GB) on a 24 GB machine it got a training killed.
 
 Usage: python benchmarks/blood_cells_originals.py [--data ../shared/data] [--out out/blood_cells_originals]
        python benchmarks/blood_cells_originals.py --check-simple training/originals/blood-cells.csv
@@ -203,7 +204,7 @@ def main() -> None:
             print(f"keypoints: {i} of {len(names)} images  [{time.perf_counter() - started:.0f} s]", flush=True)
     owner = np.concatenate([np.full(len(d), i) for i, d in enumerate(descriptors[0])])
     # Candidates: the images that own most of an image's nearest descriptors, for each view.
-    # The index is built over a part of the images at a time, to stay within a few GB beside a training.
+    # The index is built over a part of the images at a time; the votes still grow to several GB.
     votes = ([Counter() for _ in names], [Counter() for _ in names])
     bounds = np.linspace(0, len(names), args.index_parts + 1).astype(int)
     for part, (low, high) in enumerate(zip(bounds[:-1], bounds[1:])):

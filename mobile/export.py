@@ -121,7 +121,7 @@ def training_lab_data(model_path: Path, config: Config, variants: tuple[str, ...
     """
     split = model_split(model_path, config)
     train_split, validation, chosen_on = split.trained_on, split.held_out, split.described
-    if not len(validation):  # data.val_fraction = 0: a sample of the training images stands in
+    if not len(validation):  # nothing held out (val_fraction 0) or all of it copies: training images stand in
         validation, chosen_on = train_split, "training images (the model held out none it did not train on)"
     calibration = calibration_crops(train_split, config, calibration_images)
     if verify_images:
@@ -177,7 +177,8 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     """Convert ``model_path``, choose a variant on validation crops, score it on TEST, write the app package.
 
     The variant is chosen on the training sources' images the model's training held out
-    (rebuilt from the config saved beside it, ``training.heldout``), never on a test set; each test source
+    (its run's ``validation.txt``, or the split rebuilt from the config saved beside it, less
+    copies of originals it trained on: ``training.heldout``), never on a test set; each test source
     (``verify_data`` or ``data.test_dirs``) is then scored once, for the shipped variant.
     With ``lab_data`` (folders of a new lab's unlabelled images, for a model ``hv adapt`` made)
     the int8 model is calibrated, fine-tuned and chosen on that lab's cells instead

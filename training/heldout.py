@@ -98,7 +98,8 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
         test = _listed(Path(model_path).parent / "holdout.txt")  # its own test split, when it had no test folders
         trained_on = data.select(not p and original_key(path) not in test for p, path in zip(pick, data.paths))
         held_out = data.select(pick)
-        described = f"the images the model's training held out (validation.txt, seed {seed})"
+        described = described.replace("the validation split the model's training held out (seed",
+                                      "the images the model's training held out (validation.txt, seed")
         if len(held_out) < len(listed):
             described += f"; {len(listed) - len(held_out)} of those listed are not in today's sources"
     else:
