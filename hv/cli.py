@@ -53,6 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "data.input": args.input,
         "train.batch_size": args.batch_size,
         "train.strategy": args.strategy,
+        "train.keep_epoch_models": args.keep_epoch_models or None,
     }
     config = _load(args)
     name = (
@@ -252,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--phase1-epochs", type=int)
     train.add_argument("--phase2-epochs", type=int)
+    train.add_argument("--keep-epoch-models", action="store_true",
+                       help="also save the model after every epoch (epoch_NN.keras), to choose the epoch count "
+                            "with hv evaluate --held-out")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="metrics, confusion matrix and mistakes on a folder data set")

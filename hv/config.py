@@ -117,6 +117,9 @@ class TrainConfig:
     label_smoothing: float = 0.1
     out_dir: str = "runs"
     early_stopping_patience: int = 0  # 0 = off
+    # Also save the model after every epoch (epoch_NN.keras in the run folder, without the training
+    # lab's statistics that model.keras stores for hv adapt): to choose the epoch count on held-out data.
+    keep_epoch_models: bool = False
     # Run the frozen part of the backbone once over augmented views and train the rest on the
     # cached activations: the same model, several times faster on a CPU.
     cache_frozen_features: bool = True

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from hv import cli
@@ -19,10 +20,17 @@ def _write_config(tmp_path, config_fixture, val_fraction=0.0) -> str:
 def test_train_and_evaluate_in_process(tmp_path, config, capsys):
     config_path = _write_config(tmp_path, config, val_fraction=0.34)
     assert cli.main(["--config", config_path, "train", "--out", str(tmp_path / "runs"), "--name", "r",
-                     "--seed", "1"]) == 0
+                     "--seed", "1", "--keep-epoch-models"]) == 0
     model = tmp_path / "runs" / "r" / "model.keras"
     assert model.is_file()
     assert json.loads((model.parent / "config.json").read_text())["train"]["seed"] == 1
+    # One model per epoch (phase 1, then phase 2); the last answers as model.keras does.
+    assert sorted(p.name for p in model.parent.glob("epoch_*.keras")) == ["epoch_01.keras", "epoch_02.keras"]
+    from hv.classifier import KerasClassifier
+
+    crops = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    last, final = (KerasClassifier(p).model.predict(crops, verbose=0) for p in (model.parent / "epoch_02.keras", model))
+    np.testing.assert_allclose(last, final, atol=1e-4)
     assert cli.main(["--config", config_path, "evaluate", "--model", str(model), "--data",
                      config.data.train_dirs[0], "--out", str(tmp_path / "eval")]) == 0
     assert '"n_images": 12' in capsys.readouterr().out

@@ -44,23 +44,31 @@ def _compile(model: keras.Model, phase: PhaseConfig, config: Config) -> None:
 
 
 class FullModelCheckpoint(keras.callbacks.Callback):
-    """Save the full model (not the trainer that fit() sees) when validation loss improves."""
+    """Save the full model (not the trainer that fit() sees): when validation loss improves, or every epoch.
 
-    def __init__(self, model_to_save: keras.Model, path: Path):
+    ``path`` may hold ``{epoch}`` (1-based, as Keras' ``ModelCheckpoint`` formats it).
+    """
+
+    def __init__(self, model_to_save: keras.Model, path: Path, save_best_only: bool = True):
         super().__init__()
         self._full_model, self._path, self._best = model_to_save, path, float("inf")
+        self._save_best_only = save_best_only
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("val_loss")
-        if loss is not None and loss < self._best:
+        if self._save_best_only:
+            if loss is None or loss >= self._best:
+                return
             self._best = loss
-            self._full_model.save(self._path)
+        self._full_model.save(str(self._path).format(epoch=epoch + 1))
 
 
 def _callbacks(run_dir: Path, model: keras.Model, config: Config) -> list[keras.callbacks.Callback]:
     checkpoint_cb = FullModelCheckpoint(model, run_dir / "best_val.keras")
     csv_logger_cb = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)
     callbacks = [checkpoint_cb, csv_logger_cb]
+    if config.train.keep_epoch_models:  # the epoch count is then chosen on held-out data (hv evaluate --held-out)
+        callbacks.append(FullModelCheckpoint(model, run_dir / "epoch_{epoch:02d}.keras", save_best_only=False))
     if config.train.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(patience=config.train.early_stopping_patience))
     return callbacks
