@@ -131,7 +131,7 @@ class TrainConfig:
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     phase1: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=4, learning_rate=1e-3))
     phase2: PhaseConfig = field(
-        default_factory=lambda: PhaseConfig(epochs=4, learning_rate=1e-4, unfreeze_layers=56)
+        default_factory=lambda: PhaseConfig(epochs=2, learning_rate=1e-4, unfreeze_layers=56)
     )
 
 
