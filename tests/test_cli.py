@@ -19,9 +19,9 @@ def _write_config(tmp_path, config_fixture, val_fraction=0.0) -> str:
 
 def test_train_and_evaluate_in_process(tmp_path, config, capsys):
     config_path = _write_config(tmp_path, config, val_fraction=0.34)
-    assert cli.main(["--config", config_path, "train", "--out", str(tmp_path / "runs"), "--name", "r",
+    assert cli.main(["--config", config_path, "train", "--out", str(tmp_path / "runs"), "--name", "r{0}",
                      "--seed", "1", "--keep-epoch-models"]) == 0
-    model = tmp_path / "runs" / "r" / "model.keras"
+    model = tmp_path / "runs" / "r{0}" / "model.keras"  # braces in a run name are not a format pattern
     assert model.is_file()
     assert json.loads((model.parent / "config.json").read_text())["train"]["seed"] == 1
     # One model per epoch (phase 1, then phase 2); the last answers as model.keras does.

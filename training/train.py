@@ -46,7 +46,8 @@ def _compile(model: keras.Model, phase: PhaseConfig, config: Config) -> None:
 class FullModelCheckpoint(keras.callbacks.Callback):
     """Save the full model (not the trainer that fit() sees): when validation loss improves, or every epoch.
 
-    ``path`` may hold ``{epoch}`` (1-based, as Keras' ``ModelCheckpoint`` formats it).
+    The file name (not the folders, whose names may hold braces) may hold ``{epoch}``, 1-based
+    as Keras' ``ModelCheckpoint`` formats it.
     """
 
     def __init__(self, model_to_save: keras.Model, path: Path, save_best_only: bool = True):
@@ -60,7 +61,7 @@ class FullModelCheckpoint(keras.callbacks.Callback):
             if loss is None or loss >= self._best:
                 return
             self._best = loss
-        self._full_model.save(str(self._path).format(epoch=epoch + 1))
+        self._full_model.save(self._path.with_name(self._path.name.format(epoch=epoch + 1)))
 
 
 def _callbacks(run_dir: Path, model: keras.Model, config: Config) -> list[keras.callbacks.Callback]:
@@ -91,6 +92,8 @@ def _fit_phases(model, trainer, train_ds, val_ds, run_dir: Path, config: Config)
         if is_multi_worker(strategy):
             if val_ds is not None:
                 log.info("several workers: validation is not watched during training")
+            if config.train.keep_epoch_models:
+                log.warning("several workers: no epoch_NN.keras is saved (train on one machine to choose epochs)")
             phase_history = fit_multi_worker(strategy, trainer, train_ds, epochs=phase.epochs,
                                              initial_epoch=starts[-1], learning_rate=phase.learning_rate,
                                              label_smoothing=config.train.label_smoothing,
