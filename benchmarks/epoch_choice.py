@@ -155,6 +155,9 @@ def main() -> None:
         models = epoch_models(run)
         saved = json.loads((run / "config.json").read_text())
         default = saved["train"]["phase2"]["epochs"] if default is None else default
+        first_epochs = set(next(iter(results.values()))) if results else set(models)
+        if saved["train"]["phase2"]["epochs"] != default or set(models) != first_epochs:
+            raise SystemExit(f"{run}: trained for other epochs than {args.runs[0]}; compare runs of one recipe")
         crops = held_out_crops(models[max(models)], config)
         print(f"{run}: {', '.join(f'{k} {len(v[1])}' for k, v in crops.items())} held-out images", flush=True)
         results[str(run)] = {epochs: scores(path, crops) for epochs, path in models.items()}
