@@ -35,10 +35,11 @@ import numpy as np
 
 from hv.classifier import KerasClassifier
 from hv.config import load_config
-from hv.labels import OTHER_ID
+from hv.labels import CLASS_NAMES, OTHER_ID
 from training.data import field_group, load_originals
 from training.evaluate import crop_fields
 from training.heldout import held_out_sources, model_split, saved_config
+from training.metrics import accuracy_per_group, classification_metrics
 
 BLOOD_CELLS, PBC, OTHER = "blood-cells/TRAIN", "pbc/TRAIN", "pbc/OTHER#train"
 
@@ -69,18 +70,16 @@ def scores(model: Path, crops: dict) -> dict[str, dict[str, float]]:
     found = {}
     for name, (images, labels, groups) in crops.items():
         pred = classifier.predict(images).argmax(axis=1)
+        metrics = classification_metrics(labels, pred)
         four = labels < OTHER_ID
         entry = {"n": int(len(labels))}
         if four.any():
-            right = pred[four] == labels[four]
-            entry["accuracy"] = float(right.mean())
-            per_group: dict[str, list[bool]] = {}
-            for g, r in zip(np.array(groups)[four], right):
-                per_group.setdefault(g, []).append(bool(r))
-            entry["per_original"] = float(np.mean([np.mean(v) for v in per_group.values()]))
-            entry["eosinophil_recall"] = float(right[labels[four] == 0].mean()) if (labels == 0).any() else None
-        if (~four).any():
-            entry["flagged"] = float((pred[~four] == OTHER_ID).mean())
+            entry["accuracy"] = metrics["accuracy"]
+            entry["per_original"] = accuracy_per_group(list(np.array(groups)[four]), pred[four] == labels[four])
+            eosinophils = metrics["per_class"][CLASS_NAMES[0]]
+            entry["eosinophil_recall"] = eosinophils["recall"] if eosinophils["support"] else None
+        if "other" in metrics:
+            entry["flagged"] = metrics["other"]["flagged_share"]
         found[name] = entry
     return found
 

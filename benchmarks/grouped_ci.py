@@ -38,7 +38,7 @@ import numpy as np
 
 from hv.labels import OUTPUT_NAMES
 from training.data import field_group, load_originals, original_key
-from training.metrics import grouped_interval
+from training.metrics import accuracy_per_group, group_members, grouped_interval
 
 
 def read_rows(folder: str | Path) -> list[dict]:
@@ -54,10 +54,7 @@ def image_key(path: str) -> str:
 
 def by_original(rows: list[dict], groups: list[str], correct: np.ndarray, listing: bool) -> dict:
     """Accuracy with every original weighted alike, and how many originals each class rests on."""
-    members: dict[str, list[int]] = {}
-    for i, group in enumerate(groups):
-        members.setdefault(group, []).append(i)
-    shares = [correct[m].mean() for m in members.values()]
+    members = group_members(groups)
     per_class: dict[str, dict[str, int]] = {}
     for group, m in members.items():
         true = Counter(rows[i]["true"] for i in m).most_common(1)[0][0]
@@ -67,7 +64,7 @@ def by_original(rows: list[dict], groups: list[str], correct: np.ndarray, listin
         if listing:
             answers = dict(Counter(rows[i]["predicted"] for i in m).most_common())
             print(f"{group.split(':')[-1]:20s} {true:11s} {len(m):4d} copies, answered {answers}")
-    return {"accuracy_per_original": round(float(np.mean(shares)), 4),
+    return {"accuracy_per_original": round(accuracy_per_group(groups, correct), 4),
             "per_class": dict(sorted(per_class.items()))}
 
 
@@ -75,14 +72,13 @@ def originals_picture(rows: list[dict], groups: list[str], out: Path, tile_px: i
     """One copy of each original, worst answered first, captioned with its class, copies and share right."""
     import cv2
 
-    members: dict[str, list[int]] = {}
-    for i, group in enumerate(groups):
-        members.setdefault(group, []).append(i)
-    order = sorted(members.values(), key=lambda m: np.mean([rows[i]["true"] == rows[i]["predicted"] for i in m]))
+    def share_right(m: list[int]) -> float:
+        return float(np.mean([rows[i]["true"] == rows[i]["predicted"] for i in m]))
+
     tiles = []
-    for m in order:
+    for m in sorted(group_members(groups).values(), key=share_right):
+        right = share_right(m)
         true = Counter(rows[i]["true"] for i in m).most_common(1)[0][0]
-        right = np.mean([rows[i]["true"] == rows[i]["predicted"] for i in m])
         wrong_as = Counter(rows[i]["predicted"] for i in m if rows[i]["predicted"] != true).most_common(1)
         image = cv2.imread(rows[m[0]]["path"])
         tile = np.full((tile_px + 34, tile_px, 3), 255, np.uint8)

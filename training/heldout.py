@@ -74,34 +74,36 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
     """
     data, reports = discover_sources(config.data.train_dirs)
     found = saved_config(model_path)
+    listed = _listed_validation(model_path, found)
+    notes = []  # what a report should know about the split, after where it came from
     if found is None:
         log.warning("%s: no config saved beside it; today's config decides its validation split, which may hold "
                     "images it trained on", model_path)
         seed, fraction, grouping = config.train.seed, config.data.val_fraction, config.data.original_groups
         test_fraction = 0.0 if config.data.test_dirs else config.data.test_fraction
-        described = "the validation split of today's config (no config saved beside the model)"
+        origin = "the validation split of today's config (no config saved beside the model)"
     else:
         path, saved = found
         seed, fraction = saved["train"]["seed"], saved["data"]["val_fraction"]
         test_fraction = 0.0 if saved["data"].get("test_dirs", True) else saved["data"].get("test_fraction", 0.0)
         grouping = saved["data"].get("original_groups", "none")  # saved before the option: split by ids
-        described = f"the validation split the model's training held out (seed {seed}, {path.name})"
+        if listed is not None:
+            origin = f"the images the model's training held out (validation.txt, seed {seed}, {path.name})"
+        else:
+            origin = f"the validation split the model's training held out (seed {seed}, {path.name})"
         then = sorted(map(source_name, saved["data"].get("train_dirs", config.data.train_dirs)))
         now = sorted(map(source_name, config.data.train_dirs))
         if then != now:
             log.warning("%s trained on %s; today's config lists %s: the rebuilt split differs from its own",
                         model_path, ", ".join(then), ", ".join(now))
-            described += f"; it trained on {', '.join(then)}, today's sources differ"
-    listed = _listed_validation(model_path, found)
+            notes.append(f"it trained on {', '.join(then)}, today's sources differ")
     if listed is not None:  # the exact list the training wrote: no rebuilding, whatever the grouping file is today
         pick = [original_key(p) in listed for p in data.paths]
         test = _listed(Path(model_path).parent / "holdout.txt")  # its own test split, when it had no test folders
         trained_on = data.select(not p and original_key(path) not in test for p, path in zip(pick, data.paths))
         held_out = data.select(pick)
-        described = described.replace("the validation split the model's training held out (seed",
-                                      "the images the model's training held out (validation.txt, seed")
         if len(held_out) < len(listed):
-            described += f"; {len(listed) - len(held_out)} of those listed are not in today's sources"
+            notes.append(f"{len(listed) - len(held_out)} of those listed are not in today's sources")
     else:
         originals = load_originals(grouping)
         if test_fraction:  # as hv train does without test folders: its own test split first, then validation
@@ -113,7 +115,8 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
     copies = [known.get(original_key(p)) in seen for p in held_out.paths]
     leaked = held_out.select(copies)
     if len(leaked):
-        described += f"; {len(leaked)} held-out copies of originals it trained on left out"
+        notes.append(f"{len(leaked)} held-out copies of originals it trained on left out")
+    described = "; ".join([origin, *notes])
     return ModelSplit(trained_on, held_out.select(not c for c in copies), leaked, seed, described, reports)
 
 

@@ -49,6 +49,20 @@ def grouped_interval(groups: list[str], correct: np.ndarray, draws: int = 2000, 
     return float(low), float(high)
 
 
+def group_members(groups: list[str]) -> dict[str, list[int]]:
+    """Each group's indices into ``groups``, groups in the order first seen."""
+    members: dict[str, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    return members
+
+
+def accuracy_per_group(groups: list[str], correct: np.ndarray) -> float:
+    """Mean of each group's share right: every original weighted alike, however many copies it has."""
+    correct = np.asarray(correct, float)
+    return float(np.mean([correct[m].mean() for m in group_members(groups).values()]))
+
+
 def accuracy_interval(groups: list[str], true: np.ndarray, pred: np.ndarray) -> tuple[list[float], str]:
     """The 95 % interval of four-class accuracy that fits the data, and how it was made.
 

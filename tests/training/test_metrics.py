@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from training.metrics import accuracy_interval, classification_metrics, wilson_interval
+from training.metrics import (
+    accuracy_interval,
+    accuracy_per_group,
+    classification_metrics,
+    group_members,
+    wilson_interval,
+)
 
 
 def test_metrics_from_a_known_confusion():
@@ -39,3 +45,12 @@ def test_copies_of_one_original_widen_the_interval():
     # One image per cell: Wilson; cells outside the four are not part of the accuracy.
     interval, method = accuracy_interval([f"c{i}" for i in range(201)], np.append(true, 4), np.append(pred, 4))
     assert method == "Wilson, one image per cell" and interval == pytest.approx(list(wilson_interval(140, 200)))
+
+
+def test_every_original_weighs_alike_however_many_copies():
+    # One original with 9 copies all right, one with a single copy wrong: 90 % by image, 50 % by original.
+    groups = ["big"] * 9 + ["small"]
+    correct = np.array([1.0] * 9 + [0.0])
+    assert group_members(groups) == {"big": list(range(9)), "small": [9]}
+    assert correct.mean() == pytest.approx(0.9)
+    assert accuracy_per_group(groups, correct) == pytest.approx(0.5)
