@@ -13,7 +13,7 @@ import numpy as np
 
 from hv.classifier import KerasClassifier
 from hv.config import Config
-from hv.labels import NUM_OUTPUTS
+from hv.labels import NUM_OUTPUTS, OTHER_ID
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import VARIANTS, convert_keras
 from mobile.model_card import percent, render_model_card
@@ -220,16 +220,7 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     (out_dir / "verification.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "verification.md").write_text(verification_table(report))
 
-    combined = np.sum([np.array(t["confusion_matrix"]) for t in tests.values()], axis=0) if tests else None
-    n_test = int(combined[:4].sum()) if combined is not None else 0
-    metrics = {"verified_on": report["verified_on"], "n_images": n_test,
-               "accuracy": float(np.trace(combined[:4, :4]) / n_test) if n_test else None,
-               "reference_accuracy": _weighted(tests, "reference_accuracy"),
-               "top1_agreement": _weighted(tests, "top1_agreement"),
-               "confusion_matrix": combined.tolist() if combined is not None else None,
-               "per_source": {name: {"n_images": int(np.sum(t["confusion_matrix"])),
-                                     **{k: t[k] for k in ("accuracy", "reference_accuracy", "top1_agreement")}}
-                              for name, t in tests.items()}}
+    metrics = {"verified_on": report["verified_on"], **summarise_test_sets(tests)}
     int8_tuning = None
     if len(data.tuning):
         int8_tuning = {"steps": config.export.qat_steps, "learning_rate": config.export.qat_learning_rate,
@@ -242,11 +233,29 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     return report
 
 
-def _weighted(tests: dict[str, dict], key: str) -> float | None:
-    """A per-source figure averaged over all test images (sources weighted by their size)."""
+def summarise_test_sets(tests: dict[str, dict]) -> dict:
+    """The test sets together, for ``model.json``.
+
+    ``accuracy`` and ``reference_accuracy`` (the Keras model's) are over the same four-class
+    cells: cells outside the four (a source such as pbc/OTHER) have no right class among them,
+    and their flagged share stays in ``per_source``. ``top1_agreement`` needs no labels: it is
+    over every test image.
+    """
+    if not tests:
+        return {"n_images": 0, "accuracy": None, "reference_accuracy": None, "top1_agreement": None,
+                "confusion_matrix": None, "per_source": {}}
+    ours = np.sum([np.array(t["confusion_matrix"]) for t in tests.values()], axis=0)
+    theirs = np.sum([np.array(t["reference_confusion_matrix"]) for t in tests.values()], axis=0)
     sizes = {name: int(np.sum(t["confusion_matrix"])) for name, t in tests.items()}
-    total = sum(sizes.values())
-    return sum(t[key] * sizes[name] for name, t in tests.items()) / total if total else None
+    four = int(ours[:OTHER_ID].sum())
+    return {"n_images": four,
+            "accuracy": float(np.trace(ours[:OTHER_ID, :OTHER_ID]) / four) if four else None,
+            "reference_accuracy": float(np.trace(theirs[:OTHER_ID, :OTHER_ID]) / four) if four else None,
+            "top1_agreement": sum(t["top1_agreement"] * sizes[name] for name, t in tests.items()) / sum(sizes.values()),
+            "confusion_matrix": ours.tolist(),
+            "per_source": {name: {"n_images": sizes[name],
+                                  **{k: t[k] for k in ("accuracy", "reference_accuracy", "top1_agreement")}}
+                           for name, t in tests.items()}}
 
 
 def verification_table(report: dict) -> str:

@@ -43,7 +43,8 @@ def verify_litert(model_path: Path, reference_probs: np.ndarray, crops_rgb: np.n
     Returns:
         ``top1_agreement``, ``max_abs_prob_diff``, ``accuracy`` (or None), ``size_mb``,
         ``latency_ms_1_thread``, ``latency_ms_2_threads``; with labels also the
-        ``confusion_matrix`` (rows true classes, columns predictions).
+        ``confusion_matrix`` (rows true classes, columns predictions) and the Keras model's,
+        ``reference_confusion_matrix``.
 
     Raises:
         VerificationError: agreement below ``min_agreement``.
@@ -62,6 +63,7 @@ def verify_litert(model_path: Path, reference_probs: np.ndarray, crops_rgb: np.n
     }
     if labels is not None:
         result["confusion_matrix"] = confusion_matrix(labels, ours.argmax(1)).tolist()
+        result["reference_confusion_matrix"] = confusion_matrix(labels, theirs.argmax(1)).tolist()
     if min_agreement is not None and agreement < min_agreement:
         raise VerificationError(f"{model_path}: top-1 agreement {agreement:.3f} with Keras is below {min_agreement}")
     return result

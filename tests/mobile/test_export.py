@@ -11,7 +11,7 @@ from hv.labels import OUTPUT_NAMES
 from mobile.app_check import app_predict
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import ConversionError, convert_keras
-from mobile.export import choose_variant, export, int8_preparation, new_lab_data
+from mobile.export import choose_variant, export, int8_preparation, new_lab_data, summarise_test_sets
 from mobile.model_card import frequent_confusions, per_class_recall
 from mobile.package import PackageError, check_package
 from mobile.verify import VerificationError, verify_litert
@@ -139,6 +139,29 @@ def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     (package / "labels.txt").unlink()
     with pytest.raises(PackageError, match="incomplete package, missing labels.txt"):
         check_package(package)
+
+
+def test_test_sets_together_compare_both_models_on_the_same_cells():
+    # 10 four-class cells (int8 right on 8, Keras on 9) and 10 cells outside the four (int8 flags 5, Keras 10):
+    # the sets together compare the two models on the 10 four-class cells only, 80 against 90 %.
+    four, other = np.zeros((5, 5), int), np.zeros((5, 5), int)
+    four[0, 0], four[0, 3] = 8, 2
+    four_keras = four.copy()
+    four_keras[0, 0], four_keras[0, 3] = 9, 1
+    other[4, 4], other[4, 1] = 5, 5
+    other_keras = np.zeros((5, 5), int)
+    other_keras[4, 4] = 10
+    tests = {"lab/TEST": {"confusion_matrix": four.tolist(), "reference_confusion_matrix": four_keras.tolist(),
+                          "accuracy": 0.8, "reference_accuracy": 0.9, "top1_agreement": 0.9},
+             "lab/OTHER": {"confusion_matrix": other.tolist(), "reference_confusion_matrix": other_keras.tolist(),
+                           "accuracy": 0.5, "reference_accuracy": 1.0, "top1_agreement": 0.5}}
+    summary = summarise_test_sets(tests)
+    assert summary["n_images"] == 10
+    assert summary["accuracy"] == pytest.approx(0.8) and summary["reference_accuracy"] == pytest.approx(0.9)
+    assert summary["top1_agreement"] == pytest.approx(0.7)  # over all 20 images: needs no labels
+    assert summary["per_source"]["lab/OTHER"] == {"n_images": 10, "accuracy": 0.5, "reference_accuracy": 1.0,
+                                                  "top1_agreement": 0.5}
+    assert summarise_test_sets({})["accuracy"] is None
 
 
 def test_model_card_names_the_most_frequent_mistakes():
