@@ -54,6 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "train.batch_size": args.batch_size,
         "train.strategy": args.strategy,
         "train.keep_epoch_models": args.keep_epoch_models or None,
+        "data.val_fold": args.fold,
     }
     config = _load(args)
     name = (
@@ -253,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--phase1-epochs", type=int)
     train.add_argument("--phase2-epochs", type=int)
+    train.add_argument("--fold", metavar="I/K",
+                       help="hold out fold I of K folds of the original fields for validation instead of "
+                            "data.val_fraction (data.val_fold); K runs, I = 1..K, validate on every original once")
     train.add_argument("--keep-epoch-models", action="store_true",
                        help="also save the model after every epoch (epoch_NN.keras), to choose the epoch count "
                             "with hv evaluate --held-out")

@@ -34,6 +34,11 @@ class DataConfig:
     test_fraction: float = 0.2
     # Fraction of TRAIN's original fields held out for validation (grouped, see training/data.py).
     val_fraction: float = 0.1
+    # Cross-validation by original field: "I/K" holds out the I-th of K folds of every source's and
+    # class's originals (drawn with train.seed) instead of val_fraction, so K runs with I = 1..K and
+    # one seed validate on every original once; "" = val_fraction. One split holds ~24
+    # blood-cells originals, too few to tell recipes apart (BENCHMARKS.md, "How many epochs").
+    val_fold: str = ""
     # Which images are copies of one original field, for the validation and test splits:
     # "bundled" (blood-cells/'s originals, training/originals/blood-cells.csv), "none" (the
     # _<field>_ id in file names only: leaky on blood-cells/) or a CSV of path,group rows.
@@ -41,6 +46,26 @@ class DataConfig:
     # "cell": classify a crop around the located white cell (what the stream sees);
     # "field": classify the whole image.
     input: Literal["cell", "field"] = "cell"
+
+    @property
+    def fold(self) -> tuple[int, int] | None:
+        """``val_fold`` as (I, K), or None for a ``val_fraction`` split."""
+        return parse_fold(self.val_fold) if self.val_fold else None
+
+
+def parse_fold(text: str) -> tuple[int, int]:
+    """"I/K" -> (I, K) with 1 <= I <= K and K >= 2.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    index, slash, folds = text.partition("/")
+    if slash and index.strip().isdigit() and folds.strip().isdigit():
+        i, k = int(index), int(folds)
+        if k >= 2 and 1 <= i <= k:
+            return i, k
+    raise ConfigError(f"data.val_fold = {text!r}: expected \"I/K\", fold I of K folds, with K >= 2 and 1 <= I <= K "
+                      f"(e.g. \"1/5\"), or \"\" to hold out data.val_fraction")
 
 
 @dataclass(frozen=True)
@@ -355,6 +380,8 @@ def config_from_dict(table: dict, base_dir: Path | None = None) -> Config:
         ConfigError: unknown key, wrong type or impossible value.
     """
     config = _build(Config, table, "", base_dir)
+    if config.data.val_fold:
+        parse_fold(config.data.val_fold)  # a clear error now, not when the split is made
     if config.model.weights not in ("imagenet", "none") and base_dir is not None:
         weights = (base_dir / config.model.weights).resolve()
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, weights=str(weights)))

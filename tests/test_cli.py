@@ -20,10 +20,11 @@ def _write_config(tmp_path, config_fixture, val_fraction=0.0) -> str:
 def test_train_and_evaluate_in_process(tmp_path, config, capsys):
     config_path = _write_config(tmp_path, config, val_fraction=0.34)
     assert cli.main(["--config", config_path, "train", "--out", str(tmp_path / "runs"), "--name", "r{0}",
-                     "--seed", "1", "--keep-epoch-models"]) == 0
+                     "--seed", "1", "--keep-epoch-models", "--fold", "2/3"]) == 0
     model = tmp_path / "runs" / "r{0}" / "model.keras"  # braces in a run name are not a format pattern
     assert model.is_file()
-    assert json.loads((model.parent / "config.json").read_text())["train"]["seed"] == 1
+    saved = json.loads((model.parent / "config.json").read_text())
+    assert saved["train"]["seed"] == 1 and saved["data"]["val_fold"] == "2/3"
     # One model per epoch (phase 1, then phase 2); the last answers as model.keras does.
     assert sorted(p.name for p in model.parent.glob("epoch_*.keras")) == ["epoch_01.keras", "epoch_02.keras"]
     from hv.classifier import KerasClassifier
@@ -45,6 +46,10 @@ def test_train_and_evaluate_in_process(tmp_path, config, capsys):
         scored = {line.split(",")[0] for line in list(f)[1:]}
     listed = {line.split("\t")[0] for line in (model.parent / "validation.txt").read_text().splitlines()}
     assert scored == listed and len(listed) == 4
+    from training.data import discover_sources, split_by_field
+
+    data, _ = discover_sources(config.data.train_dirs)
+    assert listed == set(split_by_field(data, 0.34, 1, fold=(2, 3))[1].paths)  # the fold, not val_fraction
 
 
 def test_held_out_needs_the_models_saved_config(tmp_path, config, tiny_model_path, capsys):
@@ -75,6 +80,7 @@ def test_classify_sample_fields(tmp_path, tiny_model_path, capsys):
         (["--config", "/no/such.toml", "train"], "config file /no/such.toml not found"),
         (["export", "--model", "m.keras", "--out", "x", "--qat-steps", "-1"],
          "export.qat_steps = -1: expected a value >= 0"),
+        (["train", "--fold", "4/3"], "data.val_fold = '4/3': expected \"I/K\""),
     ],
 )
 def test_user_errors_are_one_line_and_exit_1(argv, message, capsys, tmp_path, monkeypatch):

@@ -273,8 +273,8 @@ def field_group(path: str, label: int, source: str = "", originals: dict[str, st
     return f"{source}:{label}:{match.group(1) if match else stem}"
 
 
-def split_by_field(data: Split, val_fraction: float, seed: int,
-                   originals: dict[str, str] | None = None) -> tuple[Split, Split]:
+def split_by_field(data: Split, val_fraction: float, seed: int, originals: dict[str, str] | None = None,
+                   fold: tuple[int, int] | None = None) -> tuple[Split, Split]:
     """Hold out whole original fields (``field_group``), stratified by source and class.
 
     TRAIN holds dozens of augmented copies of each field; a split that puts copies of
@@ -284,6 +284,10 @@ def split_by_field(data: Split, val_fraction: float, seed: int,
     A field whose copies sit in several class folders counts in the stratum of most
     of them. Without ``originals`` the split is the one earlier versions made, image
     for image, so a model trained then can still find the images it never saw.
+
+    With ``fold = (I, K)`` the originals of each stratum are shuffled once (``seed``) and cut
+    into K near-equal folds; fold I (1-based) is held out and ``val_fraction`` is not used. The
+    K folds of one seed hold out every original exactly once.
 
     Returns:
         (train, validation); validation is empty when ``val_fraction`` is 0.
@@ -297,6 +301,10 @@ def split_by_field(data: Split, val_fraction: float, seed: int,
     held_out: set[str] = set()
     for stratum in sorted(set(stratum_of.values())):
         stratum_groups = sorted(g for g, s in stratum_of.items() if s == stratum)
+        if fold is not None:
+            index, folds = fold
+            held_out.update(np.array_split(rng.permutation(stratum_groups), folds)[index - 1].tolist())
+            continue
         count = int(round(len(stratum_groups) * val_fraction))
         if count:
             held_out.update(rng.choice(stratum_groups, size=count, replace=False).tolist())

@@ -3,8 +3,8 @@
 ``hv train`` saves its config beside the model (a run folder's ``config.json``; the bundle's
 ``models/<name>.config.json``), and since 2026-12-05 the list of the images it held out
 (``validation.txt`` in the run folder), which is read as it is. Otherwise the seed,
-``data.val_fraction`` and ``data.original_groups`` saved decide which original fields it
-held out, so the split is rebuilt from them and not from today's config: a TFLite variant
+``data.val_fraction`` (or ``data.val_fold``) and ``data.original_groups`` saved decide which
+original fields it held out, so the split is rebuilt from them and not from today's config: a TFLite variant
 chosen (``hv export``) or a benchmark scored on today's split would read images the model
 trained on whenever the two differ. A model trained with the split by file-name ids
 (before ``data.original_groups``), or with a grouping that missed some copies, held out
@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from hv.config import Config
+from hv.config import Config, parse_fold
 from hv.labels import OUTPUT_NAMES
 from training.data import (
     DataError,
@@ -80,6 +80,7 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
         log.warning("%s: no config saved beside it; today's config decides its validation split, which may hold "
                     "images it trained on", model_path)
         seed, fraction, grouping = config.train.seed, config.data.val_fraction, config.data.original_groups
+        fold = config.data.fold
         test_fraction = 0.0 if config.data.test_dirs else config.data.test_fraction
         origin = "the validation split of today's config (no config saved beside the model)"
     else:
@@ -87,6 +88,7 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
         seed, fraction = saved["train"]["seed"], saved["data"]["val_fraction"]
         test_fraction = 0.0 if saved["data"].get("test_dirs", True) else saved["data"].get("test_fraction", 0.0)
         grouping = saved["data"].get("original_groups", "none")  # saved before the option: split by ids
+        fold = parse_fold(saved["data"]["val_fold"]) if saved["data"].get("val_fold") else None
         if listed is not None:
             origin = f"the images the model's training held out (validation.txt, seed {seed}, {path.name})"
         else:
@@ -108,7 +110,7 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
         originals = load_originals(grouping)
         if test_fraction:  # as hv train does without test folders: its own test split first, then validation
             data, _ = split_by_field(data, test_fraction, seed + 1, originals)
-        trained_on, held_out = split_by_field(data, fraction, seed, originals)
+        trained_on, held_out = split_by_field(data, fraction, seed, originals, fold)
     # Today's grouping of blood-cells/ may know copies the model's split did not.
     known = load_originals("bundled")
     seen = {known[k] for k in map(original_key, trained_on.paths) if k in known}

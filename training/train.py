@@ -176,11 +176,13 @@ def train(config: Config, run_dir: Path) -> Path:
         (partial / "holdout.txt").write_text("".join(f"{p}\t{y}\n" for p, y in zip(holdout.paths, holdout.labels)))
         log.info("no test folders: %d images of the training sources held out as the test set (whole fields)",
                  len(holdout))
-    train_split, val_split = split_by_field(data, config.data.val_fraction, config.train.seed, originals)
+    train_split, val_split = split_by_field(data, config.data.val_fraction, config.train.seed, originals,
+                                            config.data.fold)
     # The images it never trained on, listed: validating this model later needs no code of today.
     (partial / "validation.txt").write_text("".join(f"{p}\t{y}\n" for p, y in zip(val_split.paths, val_split.labels)))
-    log.info("train %d images, validation %d images (whole original fields held out)", len(train_split),
-             len(val_split))
+    held = f"fold {config.data.val_fold} of the" if config.data.fold else "whole"
+    log.info("train %d images, validation %d images (%s original fields held out)", len(train_split),
+             len(val_split), held)
     for source in sorted(set(train_split.source_of())):
         log.info("  source %s: %d training images", source, train_split.source_of().count(source))
     loader = FieldLoader(config)

@@ -41,6 +41,9 @@ def test_partial_table_keeps_other_defaults():
         ({"train": {"phase1": {"epochs": -1}}}, "train.phase1.epochs = -1: expected a value >= 0"),
         ({"model": {"colour": "red"}}, "unknown key 'colour' in [model]"),
         ({"modle": {}}, "unknown key 'modle' in the top level"),
+        ({"data": {"val_fold": "3/2"}}, "data.val_fold = '3/2': expected \"I/K\""),
+        ({"data": {"val_fold": "1/1"}}, "data.val_fold = '1/1': expected \"I/K\""),
+        ({"data": {"val_fold": "first"}}, "data.val_fold = 'first': expected \"I/K\""),
     ],
 )
 def test_invalid_values_name_the_key(table, message):
@@ -75,3 +78,8 @@ def test_cell_diameter_is_auto_or_a_fraction():
         config_from_dict({"locator": {"cell_diameter_frac": 1.5}})
     with pytest.raises(ConfigError, match="cell_diameter_frac = 'big': expected a number or 'auto'"):
         config_from_dict({"locator": {"cell_diameter_frac": "big"}})
+
+
+def test_a_validation_fold_reads_as_fold_and_count():
+    assert config_from_dict({"data": {"val_fold": "2/5"}}).data.fold == (2, 5)
+    assert Config().data.fold is None

@@ -71,6 +71,23 @@ def test_original_split_keeps_every_copy_of_an_original_on_one_side():
     assert {key[p] for p in train_ids.paths} & {key[p] for p in val_ids.paths}
 
 
+def test_folds_of_one_seed_hold_out_every_original_once():
+    paths = tuple(f"/d/{c}/_{f}_{k}.jpeg" for c in range(4) for f in range(10) for k in range(3))
+    labels = tuple(c for c in range(4) for _ in range(10) for _ in range(3))
+    data = Split(paths, labels)
+    held = []
+    for i in range(1, 5):
+        train, val = split_by_field(data, 0.9, seed=2, fold=(i, 4))  # val_fraction is not used with a fold
+        val_groups = {field_group(p, y) for p, y in zip(val.paths, val.labels)}
+        assert not val_groups & {field_group(p, y) for p, y in zip(train.paths, train.labels)}
+        assert len(train) + len(val) == len(data)
+        fields_per_class = 3 if i <= 2 else 2  # each class's 10 fields cut into folds of 3, 3, 2, 2
+        assert [val.labels.count(c) for c in range(4)] == [3 * fields_per_class] * 4
+        held.append(val_groups)
+    assert sum(len(g) for g in held) == 40 and len(set().union(*held)) == 40  # each field in exactly one fold
+    assert split_by_field(data, 0.1, seed=2, fold=(3, 4)) == split_by_field(data, 0.1, seed=2, fold=(3, 4))
+
+
 def test_original_groups_file_errors_are_specific(tmp_path):
     assert load_originals("none") == {}
     with pytest.raises(DataError, match="original_groups: cannot read .*nowhere.csv"):

@@ -36,6 +36,16 @@ def test_the_split_is_the_models_own_not_todays(tmp_path, config):
     assert "it trained on other-lab/TRAIN, today's sources differ" in model_split(run / "model.keras", config).described
 
 
+def test_a_model_trained_on_a_fold_is_scored_on_that_fold(tmp_path, config):
+    run = tmp_path / "run"
+    run.mkdir()
+    _save_config(run / "config.json", seed=1, val_fold="2/3")
+    split = model_split(run / "model.keras", config)  # today's config: no fold
+    data, _ = discover_sources(config.data.train_dirs)
+    assert split.held_out == split_by_field(data, 0.34, 1, fold=(2, 3))[1]
+    assert split.held_out != split_by_field(data, 0.34, 1, fold=(1, 3))[1]
+
+
 def test_a_model_without_a_saved_config_warns_and_uses_todays(tmp_path, config, caplog):
     config = replace(config, data=replace(config.data, val_fraction=0.34))
     with caplog.at_level(logging.WARNING):
