@@ -247,11 +247,12 @@ def summarise_test_sets(tests: dict[str, dict]) -> dict:
     ours = np.sum([np.array(t["confusion_matrix"]) for t in tests.values()], axis=0)
     theirs = np.sum([np.array(t["reference_confusion_matrix"]) for t in tests.values()], axis=0)
     sizes = {name: int(np.sum(t["confusion_matrix"])) for name, t in tests.items()}
-    four = int(ours[:OTHER_ID].sum())
+    four, total = int(ours[:OTHER_ID].sum()), sum(sizes.values())
     return {"n_images": four,
             "accuracy": float(np.trace(ours[:OTHER_ID, :OTHER_ID]) / four) if four else None,
             "reference_accuracy": float(np.trace(theirs[:OTHER_ID, :OTHER_ID]) / four) if four else None,
-            "top1_agreement": sum(t["top1_agreement"] * sizes[name] for name, t in tests.items()) / sum(sizes.values()),
+            "top1_agreement": (sum(t["top1_agreement"] * sizes[name] for name, t in tests.items()) / total
+                               if total else None),
             "confusion_matrix": ours.tolist(),
             "per_source": {name: {"n_images": sizes[name],
                                   **{k: t[k] for k in ("accuracy", "reference_accuracy", "top1_agreement")}}

@@ -92,7 +92,8 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
         if listed is not None:
             origin = f"the images the model's training held out (validation.txt, seed {seed}, {path.name})"
         else:
-            origin = f"the validation split the model's training held out (seed {seed}, {path.name})"
+            held = f"fold {saved['data']['val_fold']}, " if fold else ""
+            origin = f"the validation split the model's training held out ({held}seed {seed}, {path.name})"
         then = sorted(map(source_name, saved["data"].get("train_dirs", config.data.train_dirs)))
         now = sorted(map(source_name, config.data.train_dirs))
         if then != now:

@@ -44,6 +44,7 @@ def test_a_model_trained_on_a_fold_is_scored_on_that_fold(tmp_path, config):
     data, _ = discover_sources(config.data.train_dirs)
     assert split.held_out == split_by_field(data, 0.34, 1, fold=(2, 3))[1]
     assert split.held_out != split_by_field(data, 0.34, 1, fold=(1, 3))[1]
+    assert "(fold 2/3, seed 1, config.json)" in split.described
 
 
 def test_a_model_without_a_saved_config_warns_and_uses_todays(tmp_path, config, caplog):
