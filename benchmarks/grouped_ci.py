@@ -12,6 +12,11 @@ With ``--versus OTHER_DIR`` (another model's evaluation of the same images) it a
 each folder's accuracy minus the other's, paired image by image, with the same interval:
 whether two models (an int8 package and its Keras model) differ by more than the copies allow.
 
+With ``--pool`` the EVAL_DIRs are one evaluation: the folds of a cross-validation (``hv train
+--fold I/K``, then ``hv evaluate --held-out`` of each fold's model), each original held out in
+exactly one of them; an image in two of them is an error. ``--versus`` then takes the other
+run's folds too, pooled the same way.
+
 With ``--new-originals`` it scores only the images whose original field has no copy in
 blood-cells/TRAIN (by the grouping): what the model does on fields it never saw.
 
@@ -21,8 +26,8 @@ validation split) weighs as much as one with 5; ``per_class`` gives, for each cl
 originals and their copies; ``--list`` prints every original with its copies and answers;
 ``--show FILE`` draws one copy of each, worst answered first.
 
-Usage: python benchmarks/grouped_ci.py EVAL_DIR [EVAL_DIR ...] [--draws 2000] [--versus OTHER_DIR] [--new-originals]
-       [--list] [--show FILE.jpg]
+Usage: python benchmarks/grouped_ci.py EVAL_DIR [EVAL_DIR ...] [--pool] [--draws 2000] [--versus OTHER_DIR [...]]
+       [--new-originals] [--list] [--show FILE.jpg]
 (EVAL_DIR: a folder with the predictions.csv that hv evaluate writes)
 """
 
@@ -50,6 +55,20 @@ def read_rows(folder: str | Path) -> list[dict]:
 def image_key(path: str) -> str:
     """Class folder and file name: the same image in two evaluations, whether run with absolute or relative paths."""
     return "/".join(Path(path).parts[-2:])
+
+
+def pooled_rows(folders: list[str]) -> list[dict]:
+    """The rows of several evaluations that hold disjoint images (the folds of one cross-validation)."""
+    rows, seen = [], {}
+    for folder in folders:
+        for row in read_rows(folder):
+            key = image_key(row["path"])
+            if key in seen:
+                raise SystemExit(f"{key} is in both {seen[key]} and {folder}: --pool takes evaluations of disjoint "
+                                 "images (one per fold of a cross-validation)")
+            seen[key] = folder
+            rows.append(row)
+    return rows
 
 
 def by_original(rows: list[dict], groups: list[str], correct: np.ndarray, listing: bool) -> dict:
@@ -98,7 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("eval_dirs", nargs="+")
     parser.add_argument("--draws", type=int, default=2000)
-    parser.add_argument("--versus", help="another evaluation of the same images: the paired difference")
+    parser.add_argument("--versus", nargs="+", help="another evaluation of the same images (with --pool, its "
+                        "folds): the paired difference")
+    parser.add_argument("--pool", action="store_true", help="the EVAL_DIRs are the folds of one cross-validation")
     parser.add_argument("--originals", default="bundled",
                         help='which images are copies of one original: "bundled", "none" (file-name ids) or a CSV')
     parser.add_argument("--new-originals", action="store_true",
@@ -108,10 +129,13 @@ def main() -> None:
     args = parser.parse_args()
     originals = load_originals(args.originals)
     trained = {group for key, group in originals.items() if key.split("/")[1] == "TRAIN"}
-    other = {image_key(r["path"]): r["true"] == r["predicted"] for r in read_rows(args.versus)} if args.versus else None
+    other = None
+    if args.versus:
+        other = {image_key(r["path"]): r["true"] == r["predicted"] for r in pooled_rows(args.versus)}
     results = {}
-    for folder in args.eval_dirs:
-        rows = read_rows(folder)
+    evaluations = {" + ".join(args.eval_dirs): pooled_rows(args.eval_dirs)} if args.pool else \
+        {folder: read_rows(folder) for folder in args.eval_dirs}
+    for folder, rows in evaluations.items():
         if args.new_originals:
             rows = [r for r in rows if originals.get(original_key(r["path"])) not in trained]
         groups = [field_group(r["path"], OUTPUT_NAMES.index(r["true"]), originals=originals) for r in rows]
@@ -125,11 +149,12 @@ def main() -> None:
         if other is not None:
             missing = [r["path"] for r in rows if image_key(r["path"]) not in other]
             if missing:
-                raise SystemExit(f"{args.versus}: no prediction for {len(missing)} images of {folder}, "
+                raise SystemExit(f"{' + '.join(args.versus)}: no prediction for {len(missing)} images of {folder}, "
                                  f"e.g. {missing[0]}: compare evaluations of the same images")
             difference = correct - np.array([other[image_key(r["path"])] for r in rows], float)
             low, high = grouped_interval(groups, difference, args.draws)
-            results[folder]["minus_versus"] = {"versus": args.versus, "difference": round(difference.mean(), 4),
+            results[folder]["minus_versus"] = {"versus": " + ".join(args.versus),
+                                               "difference": round(difference.mean(), 4),
                                                "ci95_grouped": [round(low, 4), round(high, 4)],
                                                "images_differing": int(np.abs(difference).sum())}
     print(json.dumps(results, indent=2))
