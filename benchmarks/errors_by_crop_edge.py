@@ -3,9 +3,12 @@
 Reads the ``predictions.csv`` that ``hv evaluate`` writes, locates the cell of each image
 again, and groups images two ways: by the crop window (inside the frame, past an edge and
 filled by ``locator.edge_fill``, no cell located) and by the cell's own box (whole, cut by
-the frame edge, no cell located). Also counts errors per field id (Kaggle names copies of
-one field ``_<field>_<copy>``) to show whether a few originals or many copies carry the
-errors, and in how many fields over half of the copies are classified right.
+the frame edge, no cell located). The crop window is measured as ``hv.locator.crop_cell``
+cuts it, with the frame's own expected diameter (``cell_diameter_px``: "auto" reads it from
+the red cells). Also counts errors per original field (``data.original_groups``: the
+shipped grouping of blood-cells/ by original; an image it does not list falls back to the
+``_<field>_<copy>`` id of its name) to show whether a few originals or many copies carry
+the errors, and in how many originals over half of the copies are classified right.
 
 Usage: python benchmarks/errors_by_crop_edge.py EVAL_DIR [--config config.toml]
 """
@@ -19,9 +22,9 @@ from pathlib import Path
 
 from hv.config import load_config
 from hv.labels import CLASS_NAMES, class_index
-from hv.locator import locate_cells
+from hv.locator import cell_diameter_px, locate_cells
 from hv.preprocess import read_image_rgb
-from training.data import field_group
+from training.data import field_group, load_originals
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,20 +34,23 @@ def main() -> None:
     parser.add_argument("eval_dir")
     parser.add_argument("--config", default=str(REPO / "config.toml"))
     args = parser.parse_args()
-    locator = load_config(args.config).locator
+    config = load_config(args.config)
+    locator = config.locator
+    originals = load_originals(config.data.original_groups)
     groups = {"inside": [0, 0], "past_edge": [0, 0], "not_located": [0, 0]}
     cell_box = {"whole": [0, 0], "cut_by_frame_edge": [0, 0], "not_located": [0, 0]}
-    by_field: dict[str, list[int]] = {}
+    by_field: dict[tuple[str, str], list[int]] = {}  # (class, original) -> [images, errors]
     with open(Path(args.eval_dir) / "predictions.csv", newline="") as f:
         for row in csv.DictReader(f):
             image = read_image_rgb(row["path"])
             height, width = image.shape[:2]
-            boxes = locate_cells(image, locator)
+            diameter = cell_diameter_px(image, locator)
+            boxes = locate_cells(image, locator, diameter)
             if not len(boxes):
                 group = cut = "not_located"
             else:
                 x1, y1, x2, y2 = boxes[0]
-                half = max(locator.crop_context * locator.cell_diameter_frac * width, x2 - x1, y2 - y1) / 2
+                half = max(locator.crop_context * diameter, x2 - x1, y2 - y1) / 2
                 cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
                 inside = cx - half >= 0 and cy - half >= 0 and cx + half <= width and cy + half <= height
                 group = "inside" if inside else "past_edge"
@@ -55,7 +61,7 @@ def main() -> None:
             for counts in (groups[group], cell_box[cut]):
                 counts[0] += 1
                 counts[1] += wrong
-            field = field_group(row["path"], class_index(row["true"]))
+            field = (row["true"], field_group(row["path"], class_index(row["true"]), originals=originals))
             by_field.setdefault(field, [0, 0])
             by_field[field][0] += 1
             by_field[field][1] += wrong
@@ -64,12 +70,12 @@ def main() -> None:
                 for k, (n, e) in table.items()}
 
     result = {"crop_window": rates(groups), "cell_box": rates(cell_box),
-              "fields_with_over_half_of_copies_right": sum(2 * e < n for n, e in by_field.values()),
-              "fields": len(by_field)}
-    result["errors_by_field"] = {
-        name: sorted(([k.split(":")[1], e, n] for k, (n, e) in by_field.items() if k.startswith(f"{i}:")),
+              "originals_with_over_half_of_copies_right": sum(2 * e < n for n, e in by_field.values()),
+              "originals": len(by_field)}
+    result["errors_by_original"] = {  # [original, errors, images], most errors first
+        name: sorted(([group.rsplit(":", 1)[-1], e, n] for (true, group), (n, e) in by_field.items() if true == name),
                      key=lambda item: -item[1])
-        for i, name in enumerate(CLASS_NAMES)}
+        for name in CLASS_NAMES}
     print(json.dumps(result))
 
 
