@@ -252,6 +252,20 @@ def _outline_box(
     return np.array([x0 + x, y0 + y, x0 + x + w, y0 + y + h], np.float64)
 
 
+def clear_of_edge(boxes_xyxy: np.ndarray, frame_size: tuple[int, int], margin_px: float) -> np.ndarray:
+    """(n,) bool: which boxes keep more than ``margin_px`` from every edge of a ``(width, height)`` frame.
+
+    A cell the edge cuts has a box that touches it, or nearly: the locator's box can stop
+    short of the cell's true outline. Its crop is part of a cell padded by the fill, and its
+    class a guess. The stream classifies only cells clear of the edge; still images mark the
+    others as cut. ``stream.edge_margin_frac`` times the expected diameter is the margin.
+    """
+    width, height = frame_size
+    boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
+    return ((boxes[:, 0] > margin_px) & (boxes[:, 1] > margin_px)
+            & (boxes[:, 2] < width - margin_px) & (boxes[:, 3] < height - margin_px))
+
+
 def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig, size: int,
               diameter_px: float | None = None) -> np.ndarray:
     """Cut the classifier's input around one cell.

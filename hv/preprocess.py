@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from hv.config import Config
-from hv.locator import cell_diameter_px, crop_cell, locate_cells
+from hv.locator import cell_diameter_px, clear_of_edge, crop_cell, locate_cells
 
 # File types read as images, by data discovery and by the commands that take folders.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
@@ -44,26 +44,40 @@ def resize_field(image_rgb: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def field_to_model_input(image_rgb: np.ndarray, config: Config) -> tuple[np.ndarray, bool]:
-    """What the classifier sees for a one-cell field image.
+# How the classifier saw a one-cell image's cell (``field_view``).
+VIEWS = ("whole", "cut", "not_located", "field")
 
-    With ``data.input = "cell"`` it is the crop around the largest located white cell; if
-    none is found, the crop around the field's centre (data sets centre their cell) so that
-    no image is silently dropped from an evaluation.
+
+def field_view(image_rgb: np.ndarray, config: Config) -> tuple[np.ndarray, str]:
+    """What the classifier sees for a one-cell field image, and how it saw the cell.
+
+    With ``data.input = "cell"`` it is the crop around the largest located white cell: a
+    "whole" view if its box keeps ``stream.edge_margin_frac`` expected diameters from every
+    image edge, else "cut" (the stream would not classify that view). If no cell is found,
+    the crop around the field's centre (data sets centre their cell), "not_located", so that
+    no image is silently dropped from an evaluation. With ``data.input = "field"``, the
+    whole image resized: "field".
 
     Returns:
-        ((S, S, 3) uint8 RGB, whether a cell was located).
+        ((S, S, 3) uint8 RGB, one of ``VIEWS``).
     """
     size = config.model.image_size
     if config.data.input == "field":
-        return resize_field(image_rgb, size), True
+        return resize_field(image_rgb, size), "field"
+    height, width = image_rgb.shape[:2]
     diameter = cell_diameter_px(image_rgb, config.locator)  # measured once, for the locator and the crop
     boxes = locate_cells(image_rgb, config.locator, diameter)
     if len(boxes):
-        return crop_cell(image_rgb, boxes[0], config.locator, size, diameter), True
-    height, width = image_rgb.shape[:2]
+        whole = clear_of_edge(boxes[:1], (width, height), config.stream.edge_margin_frac * diameter)[0]
+        return crop_cell(image_rgb, boxes[0], config.locator, size, diameter), "whole" if whole else "cut"
     centre = np.array([width / 2, height / 2, width / 2, height / 2], np.float32)
-    return crop_cell(image_rgb, centre, config.locator, size, diameter), False
+    return crop_cell(image_rgb, centre, config.locator, size, diameter), "not_located"
+
+
+def field_to_model_input(image_rgb: np.ndarray, config: Config) -> tuple[np.ndarray, bool]:
+    """``field_view``'s crop, and whether a cell was located."""
+    crop, view = field_view(image_rgb, config)
+    return crop, view != "not_located"
 
 
 def to_model_batch(crops_rgb: np.ndarray) -> np.ndarray:

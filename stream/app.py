@@ -294,11 +294,12 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         if mode == "single cell":
             probs = active.predict(resize_field(image_rgb, active.image_size)[None])[0]
             return image_rgb, {name: float(p) for name, p in zip(OUTPUT_NAMES, probs)}, None
-        boxes, probs = classify_image(active, image_rgb, config)
-        annotated = cv2.cvtColor(draw_cells(image_rgb, boxes, probs), cv2.COLOR_BGR2RGB)
+        boxes, probs, whole = classify_image(active, image_rgb, config)
+        annotated = cv2.cvtColor(draw_cells(image_rgb, boxes, probs, whole), cv2.COLOR_BGR2RGB)
         rows = [{"cell": i + 1, "label": OUTPUT_NAMES[p.argmax()], "confidence": round(float(p.max()), 3),
+                 "view": "whole" if w else "cut",
                  "x": int(b[0]), "y": int(b[1]), "w": int(b[2] - b[0]), "h": int(b[3] - b[1])}
-                for i, (b, p) in enumerate(zip(boxes, probs))]
+                for i, (b, p, w) in enumerate(zip(boxes, probs, whole))]
         if not rows:
             gr.Warning("No white cell found in this image.")
         return annotated, None, pd.DataFrame(rows)
@@ -441,6 +442,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             image_out = gr.Image(label="Cells", elem_id="image-out")
             image_probs = gr.Label(label="Class probabilities", num_top_classes=len(OUTPUT_NAMES))
             image_table = gr.Dataframe(label="Cells found", elem_id="image-table")
+            gr.Markdown("'cut': the cell lies at the image edge and may be cut off; its label is less sure (the "
+                        "live count never classifies such a view).")
             image_btn.click(classify_upload, [image_in, mode, adapted], [image_out, image_probs, image_table])
         with gr.Tab("Review"):
             gr.Markdown(f"The live session's counted cells by class, least confident first ('check': under "

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hv.labels import UNIDENTIFIED_ID
+from hv.locator import clear_of_edge
 
 UNTRACKED_ID = -1
 
@@ -73,14 +74,6 @@ class Detections:
 
 
 def mark_cut_cells(detections: Detections, frame_size: tuple[int, int], margin_px: float) -> Detections:
-    """Set ``whole`` False for boxes within ``margin_px`` of the edge of a ``(width, height)`` frame.
-
-    A cell the edge cuts has a box that touches it, or nearly: the locator's box can stop short
-    of the cell's true outline. Its crop would be part of a cell padded by the fill, and its
-    class a guess.
-    """
-    width, height = frame_size
-    boxes = detections.boxes_xyxy
-    whole = ((boxes[:, 0] > margin_px) & (boxes[:, 1] > margin_px)
-             & (boxes[:, 2] < width - margin_px) & (boxes[:, 3] < height - margin_px))
-    return detections.replace(whole=whole)
+    """Set ``whole`` False for boxes within ``margin_px`` of the edge of a ``(width, height)`` frame
+    (``hv.locator.clear_of_edge``)."""
+    return detections.replace(whole=clear_of_edge(detections.boxes_xyxy, frame_size, margin_px))

@@ -67,7 +67,9 @@ def test_classify_sample_fields(tmp_path, tiny_model_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["classify", "--model", str(tiny_model_path), "--out", str(out)]) == 0
     rows = (out / "cells.csv").read_text().strip().splitlines()
-    assert rows[0] == "image,x,y,w,h,label,confidence"
+    assert rows[0] == "image,x,y,w,h,label,confidence,view"
+    # The view depends on the locator alone: BloodImage_00021's cell and 00043's second keep clear of the edges.
+    assert [row.rsplit(",", 1)[1] for row in rows[1:]] == ["cut", "cut", "cut", "whole", "cut", "whole"]
     assert len(rows) - 1 == 6  # five sample fields, one of them with two white cells
     assert len(list(out.glob("*.annotated.png"))) == len(list(SAMPLES.glob("*.jpg")))
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from hv.classifier import Classifier
 from hv.config import Config
-from hv.labels import OUTPUT_NAMES
-from hv.preprocess import field_to_model_input, read_image_rgb
+from hv.labels import NUM_CLASSES, OUTPUT_NAMES
+from hv.preprocess import VIEWS, field_view, read_image_rgb
 from stream.sinks import write_json_atomic
 from training.data import DataReport, Split, discover, field_group, load_originals, source_name
 from training.metrics import accuracy_interval, classification_metrics, metrics_from_confusion
@@ -32,13 +32,13 @@ def crop_fields(paths: list[str], config: Config) -> tuple[np.ndarray, list[str]
     """Decode and crop fields in parallel threads, as the stream crops them.
 
     Returns:
-        ((n, S, S, 3) uint8 RGB crops, paths of fields where no cell was located).
+        ((n, S, S, 3) uint8 RGB crops, how each cell was seen: ``hv.preprocess.VIEWS``).
     """
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda p: field_to_model_input(read_image_rgb(p), config), paths))
+        results = list(pool.map(lambda p: field_view(read_image_rgb(p), config), paths))
     size = config.model.image_size
     crops = np.stack([crop for crop, _ in results]) if results else np.zeros((0, size, size, 3), np.uint8)
-    return crops, [p for p, (_, located) in zip(paths, results) if not located]
+    return crops, [view for _, view in results]
 
 
 def symmetries(batch: np.ndarray) -> list[np.ndarray]:
@@ -52,21 +52,21 @@ def predict_folder(classifier: Classifier, paths: list[str], config: Config, *, 
     """Crop every field as the stream does and classify it.
 
     Returns:
-        (probabilities (n, 4), crops (n, S, S, 3), paths of fields where no cell was located).
+        (probabilities (n, 5), crops (n, S, S, 3), how each cell was seen: ``hv.preprocess.VIEWS``).
     """
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, image_size=classifier.image_size))
-    probs, crops, not_located = [], [], []
+    probs, crops, views = [], [], []
     for start in range(0, len(paths), chunk):
-        batch, missed = crop_fields(paths[start : start + chunk], config)
+        batch, batch_views = crop_fields(paths[start : start + chunk], config)
         if tta:  # a cell on a slide has no up, down or handedness: average over all of them
             out = np.mean([classifier.predict(view) for view in symmetries(batch)], axis=0)
         else:
             out = classifier.predict(batch)
         probs.append(out)
         crops.append(batch)
-        not_located += missed
+        views += batch_views
         log.info("classified %d / %d", min(start + chunk, len(paths)), len(paths))
-    return np.concatenate(probs), np.concatenate(crops), not_located
+    return np.concatenate(probs), np.concatenate(crops), views
 
 
 def evaluate(classifier: Classifier, data_dirs: str | Path | list, config: Config, out_dir: Path,
@@ -122,6 +122,7 @@ def _headline(metrics: dict) -> dict:
     head["per_class_recall"] = {k: round(v["recall"], 4) for k, v in metrics["per_class"].items() if v["support"]}
     if "other" in metrics:
         head["other"] = metrics["other"]
+    head["by_view"] = metrics["by_view"]
     return head
 
 
@@ -133,16 +134,21 @@ def evaluate_split(classifier: Classifier, split: Split, report: DataReport, con
     original fields where the data holds copies of them, ``accuracy_ci95_method`` says how),
     ``macro_f1``, ``n_images`` (cells of the four classes), ``flagged_share``,
     ``per_class.<class>.{precision,recall,f1,support,flagged_share}`` and, when the data
-    holds cells outside the four, ``other.{n,flagged_share}`` (the contract other tools use).
+    holds cells outside the four, ``other.{n,flagged_share}`` (the contract other tools use), and
+    ``by_view.<view>.{n,accuracy}``: the four-class cells whose located cell was whole, cut by the
+    image edge (what the stream would not classify) or not found (``hv.preprocess.field_view``).
+    ``predictions.csv`` gives each image's view.
     ``answers``, if given, gets (each image's original, true, predicted) appended.
 
     Returns:
         The metrics dictionary.
     """
-    probs, crops, not_located = predict_folder(classifier, list(split.paths), config, tta=tta)
+    probs, crops, views = predict_folder(classifier, list(split.paths), config, tta=tta)
     true = np.array(split.labels)
     pred = probs.argmax(axis=1)
     metrics = classification_metrics(true, pred)
+    metrics["by_view"] = accuracy_by_view(true, pred, views)
+    not_located = [path for path, view in zip(split.paths, views) if view == "not_located"]
     # Copies of one original field are one cell: the interval draws originals where they repeat.
     originals = load_originals(config.data.original_groups)
     groups = [field_group(p, y, originals=originals) for p, y in zip(split.paths, split.labels)]
@@ -161,11 +167,25 @@ def evaluate_split(classifier: Classifier, split: Split, report: DataReport, con
                   [f"{OUTPUT_NAMES[true[i]]} -> {OUTPUT_NAMES[pred[i]]} ({probs[i].max():.2f})" for i in wrong],
                   out_dir / "mistakes.png")
     with (out_dir / "predictions.csv").open("w") as f:
-        f.write("path,true,predicted,confidence\n")
-        for path, t, p, prob in zip(split.paths, true, pred, probs):
-            f.write(f"{_csv_field(path)},{OUTPUT_NAMES[t]},{OUTPUT_NAMES[p]},{prob.max():.4f}\n")
+        f.write("path,true,predicted,confidence,view\n")
+        for path, t, p, prob, view in zip(split.paths, true, pred, probs, views):
+            f.write(f"{_csv_field(path)},{OUTPUT_NAMES[t]},{OUTPUT_NAMES[p]},{prob.max():.4f},{view}\n")
     write_json_atomic(out_dir / "metrics.json", metrics)  # written last: its presence means the folder is complete
     return metrics
+
+
+def accuracy_by_view(true: np.ndarray, pred: np.ndarray, views: list[str]) -> dict:
+    """Four-class cells and their accuracy for each way the cell was seen (whole, cut by the image edge, not found).
+
+    A cut cell is what the stream never classifies; a data set of shifted copies holds many.
+    """
+    four = true < NUM_CLASSES
+    result = {}
+    for view in VIEWS:
+        chosen = four & (np.asarray(views) == view)
+        if chosen.any():
+            result[view] = {"n": int(chosen.sum()), "accuracy": round(float((pred[chosen] == true[chosen]).mean()), 4)}
+    return result
 
 
 def _csv_field(text: str) -> str:

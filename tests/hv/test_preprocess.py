@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from hv.config import Config, DataConfig
-from hv.preprocess import ImageReadError, field_to_model_input, read_image_rgb, to_model_batch
+from hv.locator import locate_cells
+from hv.preprocess import ImageReadError, field_to_model_input, field_view, read_image_rgb, to_model_batch
 from tests.conftest import SAMPLES
 
 
@@ -32,6 +33,18 @@ def test_field_input_modes():
     assert field.shape == (224, 224, 3)
     blank, located = field_to_model_input(np.full((240, 320, 3), 220, np.uint8), Config())
     assert not located and blank.shape == (224, 224, 3)
+
+
+def test_field_view_says_when_the_image_edge_cuts_the_cell():
+    config = Config()
+    image = read_image_rgb(str(SAMPLES / "BloodImage_00021.jpg"))  # its one white cell well inside the field
+    assert field_view(image, config)[1] == "whole"
+    x1, _, x2, _ = locate_cells(image, config.locator)[0]
+    cut = image[:, int((x1 + x2) / 2):]  # the left half of the cell is outside this picture
+    crop, view = field_view(cut, config)
+    assert view == "cut" and crop.shape == (224, 224, 3)
+    assert field_view(np.full((240, 320, 3), 220, np.uint8), config)[1] == "not_located"
+    assert field_view(image, Config(data=DataConfig(input="field")))[1] == "field"
 
 
 def test_model_batch_keeps_raw_pixel_values():

@@ -31,8 +31,8 @@ def test_image_tab_and_hv_classify_agree(learned_model, tmp_path):
         fields.append(path)
     assert cli.main(["classify", *map(str, fields), "--model", str(model_path), "--out", str(tmp_path / "out")]) == 0
     with (tmp_path / "out" / "cells.csv").open() as f:
-        by_cli = [(r["label"], float(r["confidence"])) for r in csv.DictReader(f)]
-    assert len({label for label, _ in by_cli}) > 1 and len(by_cli) == 4
+        by_cli = [(r["label"], float(r["confidence"]), r["view"]) for r in csv.DictReader(f)]
+    assert len({label for label, *_ in by_cli}) > 1 and len(by_cli) == 4
 
     port = free_port()
     app = launch_app(KerasClassifier(model_path), load_config(cli.DEFAULT_CONFIG), port=port, block=False)
@@ -42,8 +42,9 @@ def test_image_tab_and_hv_classify_agree(learned_model, tmp_path):
         for path in fields:
             _, _, table = client.predict(gradio_client.handle_file(str(path)), "field", api_name="/classify_upload")
             headers, rows = table["headers"], table["data"]
-            by_page += [(row[headers.index("label")], float(row[headers.index("confidence")])) for row in rows]
+            by_page += [(row[headers.index("label")], float(row[headers.index("confidence")]),
+                         row[headers.index("view")]) for row in rows]
     finally:
         app.close()
-    assert [label for label, _ in by_page] == [label for label, _ in by_cli]
-    np.testing.assert_allclose([c for _, c in by_page], [c for _, c in by_cli], atol=2e-3)
+    assert [(label, view) for label, _, view in by_page] == [(label, view) for label, _, view in by_cli]
+    np.testing.assert_allclose([c for _, c, _ in by_page], [c for _, c, _ in by_cli], atol=2e-3)

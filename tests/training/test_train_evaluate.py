@@ -8,7 +8,7 @@ import pytest
 from hv.classifier import load_classifier
 from hv.model import build_model, unfreeze_top_layers
 from tests.conftest import replace
-from training.evaluate import evaluate, symmetries
+from training.evaluate import accuracy_by_view, evaluate, symmetries
 from training.frozen_features import split_model
 from training.train import train
 
@@ -53,6 +53,17 @@ def test_train_then_evaluate_round_trip(tmp_path, config, cache):
     assert set(saved["per_class"]) == {"eosinophil", "lymphocyte", "monocyte", "neutrophil"}
     assert set(saved["per_class"]["monocyte"]) == {"precision", "recall", "f1", "support", "flagged_share"}
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
+    assert sum(v["n"] for v in saved["by_view"].values()) == 12  # every cell is seen whole, cut or not at all
+    with (tmp_path / "eval" / "predictions.csv").open() as f:
+        assert {row["view"] for row in csv.DictReader(f)} == set(saved["by_view"])
+
+
+def test_accuracy_is_reported_apart_for_whole_and_cut_cells():
+    true = np.array([0, 1, 2, 3, 0, 4])  # the last is an "other" cell: not one of the four
+    pred = np.array([0, 1, 3, 3, 2, 4])
+    views = ["whole", "whole", "cut", "cut", "not_located", "whole"]
+    assert accuracy_by_view(true, pred, views) == {"whole": {"n": 2, "accuracy": 1.0}, "cut": {"n": 2, "accuracy": 0.5},
+                                                   "not_located": {"n": 1, "accuracy": 0.0}}
 
 
 def test_single_folder_holds_out_a_test_split_and_evaluates_it(tmp_path, config):
