@@ -19,6 +19,14 @@ def test_bundled_model_is_a_checked_int8_package():
     assert DEFAULT_MODEL.stat().st_size <= 6_000_000
 
 
+def test_bundled_package_states_the_crop_and_edge_rule_of_the_default_config():
+    crop = check_package(DEFAULT_MODEL.parent)["crop"]
+    config = load_config(DEFAULT_CONFIG)
+    for key in ("cell_diameter_frac", "red_cell_ratio", "fallback_diameter_frac", "crop_context", "edge_fill"):
+        assert crop[key] == getattr(config.locator, key), key
+    assert crop["edge_margin_frac"] == config.stream.edge_margin_frac
+
+
 # One single-class sample field of each class (hv/bundled/fields/wbc_labels.csv).
 SAMPLE_LABELS = {"BloodImage_00001": "neutrophil", "BloodImage_00009": "eosinophil",
                  "BloodImage_00015": "monocyte", "BloodImage_00021": "lymphocyte"}

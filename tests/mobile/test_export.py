@@ -113,6 +113,7 @@ def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     assert description["input"]["dtype"] == "uint8" and description["input"]["colour_order"] == "RGB"
     assert description["input"]["quantization"]["scale"] > 0 and description["float_layers"] == []
     assert description["bias_correction"] is True  # config.export's default
+    assert description["crop"]["edge_margin_frac"] == config.stream.edge_margin_frac  # an app marks cut cells alike
     assert description["quantisation_aware_training"] == {"steps": 2, "learning_rate": 1e-5, "train_images": 8}
     data_set = "/".join(Path(config.data.train_dirs[0]).parts[-2:])  # not the exporting machine's whole path
     assert description["training"]["data"] == description["metrics"]["verified_on"] == data_set
