@@ -17,6 +17,14 @@ With ``--pool`` the EVAL_DIRs are one evaluation: the folds of a cross-validatio
 exactly one of them; an image in two of them is an error. ``--versus`` then takes the other
 run's folds too, pooled the same way.
 
+With ``--view whole`` (or ``cut``) it scores only the images whose located cell ``hv evaluate``
+saw that way (predictions.csv's ``view``): what the live count, which classifies only whole
+views, can expect.
+
+With ``--whole-vs-cut`` it also compares, within each original that has copies seen both ways,
+the share of its whole copies called right with the share of its cut ones: the cost of a cut
+view with the original held fixed (the images' mix of originals differs between the views).
+
 With ``--new-originals`` it scores only the images whose original field has no copy in
 blood-cells/TRAIN (by the grouping): what the model does on fields it never saw.
 
@@ -27,7 +35,7 @@ originals and their copies; ``--list`` prints every original with its copies and
 ``--show FILE`` draws one copy of each, worst answered first.
 
 Usage: python benchmarks/grouped_ci.py EVAL_DIR [EVAL_DIR ...] [--pool] [--draws 2000] [--versus OTHER_DIR [...]]
-       [--new-originals] [--list] [--show FILE.jpg]
+       [--view whole|cut] [--whole-vs-cut] [--new-originals] [--list] [--show FILE.jpg]
 (EVAL_DIR: a folder with the predictions.csv that hv evaluate writes)
 """
 
@@ -87,6 +95,20 @@ def by_original(rows: list[dict], groups: list[str], correct: np.ndarray, listin
             "per_class": dict(sorted(per_class.items()))}
 
 
+def whole_versus_cut(rows: list[dict], groups: list[str], correct: np.ndarray) -> dict:
+    """Per original seen both whole and cut: its whole copies' accuracy, its cut copies', and the mean difference."""
+    shares: dict[str, dict[str, list[float]]] = {}
+    for row, group, right in zip(rows, groups, correct):
+        shares.setdefault(group, {}).setdefault(row["view"], []).append(right)
+    both = [(np.mean(v["whole"]), np.mean(v["cut"])) for v in shares.values() if "whole" in v and "cut" in v]
+    if not both:
+        return {"originals": 0}
+    whole, cut = np.array(both).T
+    return {"originals": len(both), "whole": round(float(whole.mean()), 4), "cut": round(float(cut.mean()), 4),
+            "difference": round(float((whole - cut).mean()), 4),
+            "originals_better_whole": int((whole > cut).sum()), "originals_better_cut": int((whole < cut).sum())}
+
+
 def originals_picture(rows: list[dict], groups: list[str], out: Path, tile_px: int = 200, columns: int = 6) -> None:
     """One copy of each original, worst answered first, captioned with its class, copies and share right."""
     import cv2
@@ -122,6 +144,10 @@ def main() -> None:
     parser.add_argument("--pool", action="store_true", help="the EVAL_DIRs are the folds of one cross-validation")
     parser.add_argument("--originals", default="bundled",
                         help='which images are copies of one original: "bundled", "none" (file-name ids) or a CSV')
+    parser.add_argument("--view", choices=("whole", "cut", "not_located"),
+                        help="score only the images whose cell was seen this way (predictions.csv's view)")
+    parser.add_argument("--whole-vs-cut", action="store_true",
+                        help="within each original seen both ways: whole copies' accuracy minus cut copies'")
     parser.add_argument("--new-originals", action="store_true",
                         help="score only images whose original has no copy in blood-cells/TRAIN")
     parser.add_argument("--list", action="store_true", help="print every original: class, copies, answers")
@@ -138,12 +164,19 @@ def main() -> None:
     for folder, rows in evaluations.items():
         if args.new_originals:
             rows = [r for r in rows if originals.get(original_key(r["path"])) not in trained]
+        if (args.view or args.whole_vs_cut) and rows and "view" not in rows[0]:
+            raise SystemExit(f"{folder}: its predictions.csv has no view column (written before 2026-12-05): "
+                             "evaluate again")
+        if args.view:
+            rows = [r for r in rows if r["view"] == args.view]
         groups = [field_group(r["path"], OUTPUT_NAMES.index(r["true"]), originals=originals) for r in rows]
         correct = np.array([r["true"] == r["predicted"] for r in rows], float)
         low, high = grouped_interval(groups, correct, args.draws)
         results[folder] = {"n_images": len(rows), "groups": len(set(groups)), "accuracy": round(correct.mean(), 4),
                            "ci95_grouped": [round(low, 4), round(high, 4)],
                            **by_original(rows, groups, correct, args.list)}
+        if args.whole_vs_cut:
+            results[folder]["whole_vs_cut"] = whole_versus_cut(rows, groups, correct)
         if args.show:
             originals_picture(rows, groups, args.show)
         if other is not None:

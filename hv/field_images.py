@@ -32,8 +32,8 @@ def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config
     """Locate and classify the white cells of one field.
 
     A still image cannot be panned, so a cell the image edge may cut (within
-    ``stream.edge_margin_frac`` diameters of it) is classified too, and marked: on blood-cells
-    originals no model saw, such views are wrong about 2.4 times as often (BENCHMARKS.md).
+    ``stream.edge_margin_frac`` diameters of it) is classified too, and marked: its answer is
+    less sure (BENCHMARKS.md, "Cells the image edge may cut").
     """
     height, width = image_rgb.shape[:2]
     diameter = cell_diameter_px(image_rgb, config.locator)
