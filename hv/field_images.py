@@ -32,8 +32,8 @@ def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config
     """Locate and classify the white cells of one field.
 
     A still image cannot be panned, so a cell the image edge may cut (within
-    ``stream.edge_margin_frac`` diameters of it) is classified too, and marked: its answer is
-    less sure (BENCHMARKS.md, "Cells the image edge may cut").
+    ``stream.edge_margin_frac`` diameters of it) is classified too, and marked, so that a user
+    can check it: the live count would not classify that view.
     """
     height, width = image_rgb.shape[:2]
     diameter = cell_diameter_px(image_rgb, config.locator)
@@ -93,7 +93,7 @@ def classify_fields(classifier: Classifier, images: list[Path], config: Config, 
                 label, confidence = OUTPUT_NAMES[prob.argmax()], prob.max()
                 view = "whole" if is_whole else "cut"
                 writer.writerow([str(path), x1, y1, x2 - x1, y2 - y1, label, f"{confidence:.4f}", view])
-                note = "" if is_whole else ", at the image edge: the cell may be cut, the label is less sure"
+                note = "" if is_whole else " (cut: at the image edge, the cell may be cut off)"
                 print(f"{path}: {label} ({confidence:.0%}) at x={x1} y={y1} w={x2 - x1} h={y2 - y1}{note}")
             if not len(boxes):
                 print(f"{path}: no white cell found")

@@ -82,7 +82,7 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
             "side_px": "crop_context * cell_diameter_px (or the cell box, if larger)",
             "edge_margin_frac": config.stream.edge_margin_frac,
             "cut": ("a cell whose box comes within edge_margin_frac * cell_diameter_px of a frame edge may be cut "
-                    "off: hv's live count does not classify it; still images classify it and mark it cut (less sure)"),
+                    "off: hv's live count does not classify it; still images classify it and mark it cut"),
             "cell_diameter_px": (
                 "cell_diameter_frac * frame_width when cell_diameter_frac is a number; when it is \"auto\": "
                 "red_cell_ratio * the frame's red-cell diameter, measured as hv/scale.py does (green channel "

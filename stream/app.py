@@ -442,7 +442,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             image_out = gr.Image(label="Cells", elem_id="image-out")
             image_probs = gr.Label(label="Class probabilities", num_top_classes=len(OUTPUT_NAMES))
             image_table = gr.Dataframe(label="Cells found", elem_id="image-table")
-            gr.Markdown("'cut': the cell lies at the image edge and may be cut off; its label is less sure (the "
+            gr.Markdown("'cut': the cell lies at the image edge and may be cut off: check it (the "
                         "live count never classifies such a view).")
             image_btn.click(classify_upload, [image_in, mode, adapted], [image_out, image_probs, image_table])
         with gr.Tab("Review"):
