@@ -256,9 +256,10 @@ def clear_of_edge(boxes_xyxy: np.ndarray, frame_size: tuple[int, int], margin_px
     """(n,) bool: which boxes keep more than ``margin_px`` from every edge of a ``(width, height)`` frame.
 
     A cell the edge cuts has a box that touches it, or nearly: the locator's box can stop
-    short of the cell's true outline. Its crop is part of a cell padded by the fill, and its
-    class a guess. The stream classifies only cells clear of the edge; still images mark the
-    others as cut. ``stream.edge_margin_frac`` times the expected diameter is the margin.
+    short of the cell's true outline. Its crop may show part of a cell padded by the fill, and
+    a moving slide will show it whole soon: the stream classifies only cells clear of the
+    edge. Still images classify the others too and mark them cut. The margin is
+    ``stream.edge_margin_frac`` times the expected diameter.
     """
     width, height = frame_size
     boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
