@@ -137,7 +137,7 @@ def evaluate_split(classifier: Classifier, split: Split, report: DataReport, con
     holds cells outside the four, ``other.{n,flagged_share}`` (the contract other tools use), and
     ``by_view.<view>.{n,accuracy}``: the four-class cells whose located cell was whole, cut by the
     image edge (what the stream would not classify) or not found (``hv.preprocess.field_view``).
-    ``predictions.csv`` gives each image's view.
+    ``predictions.csv`` gives each image's answer, view and every output's probability.
     ``answers``, if given, gets (each image's original, true, predicted) appended.
 
     Returns:
@@ -167,9 +167,11 @@ def evaluate_split(classifier: Classifier, split: Split, report: DataReport, con
                   [f"{OUTPUT_NAMES[true[i]]} -> {OUTPUT_NAMES[pred[i]]} ({probs[i].max():.2f})" for i in wrong],
                   out_dir / "mistakes.png")
     with (out_dir / "predictions.csv").open("w") as f:
-        f.write("path,true,predicted,confidence,view\n")
+        # Every output's probability too: thresholds (when to flag "other") can be drawn from a validation run.
+        f.write(",".join(["path", "true", "predicted", "confidence", "view", *(f"p_{n}" for n in OUTPUT_NAMES)]) + "\n")
         for path, t, p, prob, view in zip(split.paths, true, pred, probs, views):
-            f.write(f"{_csv_field(path)},{OUTPUT_NAMES[t]},{OUTPUT_NAMES[p]},{prob.max():.4f},{view}\n")
+            f.write(f"{_csv_field(path)},{OUTPUT_NAMES[t]},{OUTPUT_NAMES[p]},{prob.max():.4f},{view},"
+                    + ",".join(f"{v:.4f}" for v in prob) + "\n")
     write_json_atomic(out_dir / "metrics.json", metrics)  # written last: its presence means the folder is complete
     return metrics
 

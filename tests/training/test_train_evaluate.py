@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hv.classifier import load_classifier
+from hv.labels import OUTPUT_NAMES
 from hv.model import build_model, unfreeze_top_layers
 from tests.conftest import replace
 from training.evaluate import accuracy_by_view, evaluate, symmetries
@@ -55,7 +56,11 @@ def test_train_then_evaluate_round_trip(tmp_path, config, cache):
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
     assert sum(v["n"] for v in saved["by_view"].values()) == 12  # every cell is seen whole, cut or not at all
     with (tmp_path / "eval" / "predictions.csv").open() as f:
-        assert {row["view"] for row in csv.DictReader(f)} == set(saved["by_view"])
+        rows = list(csv.DictReader(f))
+    assert {row["view"] for row in rows} == set(saved["by_view"])
+    for row in rows:  # the top probability is the answer and its confidence
+        probs = {name: float(row[f"p_{name}"]) for name in OUTPUT_NAMES}
+        assert probs[row["predicted"]] == max(probs.values()) == float(row["confidence"])
 
 
 def test_accuracy_is_reported_apart_for_whole_and_cut_cells():
