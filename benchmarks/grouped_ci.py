@@ -184,12 +184,16 @@ def main() -> None:
             if missing:
                 raise SystemExit(f"{' + '.join(args.versus)}: no prediction for {len(missing)} images of {folder}, "
                                  f"e.g. {missing[0]}: compare evaluations of the same images")
-            difference = correct - np.array([other[image_key(r["path"])] for r in rows], float)
+            versus_correct = np.array([other[image_key(r["path"])] for r in rows], float)
+            difference = correct - versus_correct
             low, high = grouped_interval(groups, difference, args.draws)
             results[folder]["minus_versus"] = {"versus": " + ".join(args.versus),
                                                "difference": round(difference.mean(), 4),
                                                "ci95_grouped": [round(low, 4), round(high, 4)],
-                                               "images_differing": int(np.abs(difference).sum())}
+                                               "images_differing": int(np.abs(difference).sum()),
+                                               # the other run on the same images, each original weighted alike
+                                               "versus_accuracy_per_original":
+                                                   round(accuracy_per_group(groups, versus_correct), 4)}
     print(json.dumps(results, indent=2))
 
 
