@@ -65,6 +65,14 @@ def image_key(path: str) -> str:
     return "/".join(Path(path).parts[-2:])
 
 
+def probabilities(rows: list[dict]) -> np.ndarray:
+    """(n, 5) class probabilities of predictions.csv rows (its ``p_<class>`` columns)."""
+    columns = [f"p_{name}" for name in OUTPUT_NAMES]
+    if rows and columns[0] not in rows[0]:
+        raise SystemExit("a predictions.csv without class probabilities (written before 2026-12-05): evaluate again")
+    return np.array([[float(row[c]) for c in columns] for row in rows])
+
+
 def pooled_rows(folders: list[str]) -> list[dict]:
     """The rows of several evaluations that hold disjoint images (the folds of one cross-validation)."""
     rows, seen = [], {}

@@ -26,8 +26,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from grouped_ci import probabilities  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from hv.labels import CLASS_NAMES, OTHER_NAME, OUTPUT_NAMES  # noqa: E402
+from hv.labels import CLASS_NAMES, OUTPUT_NAMES  # noqa: E402
 
 THRESHOLDS = np.round(np.arange(0.10, 0.951, 0.05), 2)
 
@@ -38,12 +39,10 @@ def read_sources(eval_dirs: list[Path]) -> dict[str, tuple[np.ndarray, np.ndarra
     for eval_dir in eval_dirs:
         for path in sorted(eval_dir.glob("*/predictions.csv")):
             with path.open(newline="") as f:
-                rows = list(csv.DictReader(f))
-            if rows and f"p_{OTHER_NAME}" not in rows[0]:
-                raise SystemExit(f"{path}: no class probabilities (written before 2026-12-05): evaluate again")
+                rows = list(csv.DictReader(f))  # every row: the cells outside the four too
             true, probs = pooled.setdefault(path.parent.name, ([], []))
             true += [OUTPUT_NAMES.index(r["true"]) for r in rows]
-            probs += [[float(r[f"p_{name}"]) for name in OUTPUT_NAMES] for r in rows]
+            probs += list(probabilities(rows))
     return {name: (np.array(t), np.array(p)) for name, (t, p) in pooled.items()}
 
 

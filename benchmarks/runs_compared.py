@@ -20,18 +20,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from grouped_ci import image_key, pooled_rows  # benchmarks/ is on sys.path when run as a script
+from grouped_ci import image_key, pooled_rows, probabilities  # benchmarks/ is on sys.path when run as a script
 
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
 from training.data import field_group, load_originals
 from training.metrics import accuracy_per_group, group_members
-
-
-def probabilities(rows: list[dict]) -> np.ndarray:
-    columns = [f"p_{name}" for name in OUTPUT_NAMES]
-    if rows and columns[0] not in rows[0]:
-        raise SystemExit("a predictions.csv without class probabilities (written before 2026-12-05): evaluate again")
-    return np.array([[float(row[c]) for c in columns] for row in rows])
 
 
 def figures(true: np.ndarray, probs: np.ndarray, groups: list[str]) -> dict:
