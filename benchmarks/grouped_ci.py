@@ -54,10 +54,10 @@ from training.data import field_group, load_originals, original_key
 from training.metrics import accuracy_per_group, group_members, grouped_interval
 
 
-def read_rows(folder: str | Path) -> list[dict]:
-    """The four-class rows of an evaluation's predictions.csv."""
+def read_rows(folder: str | Path, other: bool = False) -> list[dict]:
+    """The four-class rows of an evaluation's predictions.csv; with ``other``, the rows of cells outside the four."""
     with open(Path(folder) / "predictions.csv", newline="") as f:
-        return [r for r in csv.DictReader(f) if r["true"] != OUTPUT_NAMES[-1]]
+        return [r for r in csv.DictReader(f) if (r["true"] == OUTPUT_NAMES[-1]) == other]
 
 
 def image_key(path: str) -> str:
@@ -73,11 +73,11 @@ def probabilities(rows: list[dict]) -> np.ndarray:
     return np.array([[float(row[c]) for c in columns] for row in rows])
 
 
-def pooled_rows(folders: list[str]) -> list[dict]:
+def pooled_rows(folders: list[str], other: bool = False) -> list[dict]:
     """The rows of several evaluations that hold disjoint images (the folds of one cross-validation)."""
     rows, seen = [], {}
     for folder in folders:
-        for row in read_rows(folder):
+        for row in read_rows(folder, other):
             key = image_key(row["path"])
             if key in seen:
                 raise SystemExit(f"{key} is in both {seen[key]} and {folder}: --pool takes evaluations of disjoint "

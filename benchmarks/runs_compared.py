@@ -7,7 +7,11 @@ run must hold an answer for each. For the blood-cells source the figures are per
 their paired difference with its standard error over originals (how far two runs of one
 recipe drift apart by chance: the noise a recipe comparison must beat), the originals whose
 share right moved by more than 20 points, and the ensemble of the two (the mean of their
-class probabilities, from ``predictions.csv``'s ``p_<class>`` columns). Validation only.
+class probabilities, from ``predictions.csv``'s ``p_<class>`` columns) with its gain over the
+mean of the two runs, paired per original: mean, standard error, a 95 % bootstrap interval over
+originals, and the gain on each of the first run's folders (its folds) apart. For other sources
+(``--source pbc_TRAIN``: one image per cell) each image is its own original; for a source of
+cells outside the four (``--source pbc_OTHER_train``) "right" is "flagged as other". Validation only.
 
 Usage: python benchmarks/runs_compared.py --first DIR [DIR ...] --second DIR [DIR ...]
            [--source blood-cells_TRAIN] [--json OUT]
@@ -34,6 +38,22 @@ def figures(true: np.ndarray, probs: np.ndarray, groups: list[str]) -> dict:
                                 for k, name in enumerate(CLASS_NAMES) if (true == k).any()}}
 
 
+def shares_right(probs: np.ndarray, true: np.ndarray, members: dict[str, list[int]]) -> np.ndarray:
+    """Each original's share of copies called right."""
+    answers = probs.argmax(axis=1)
+    return np.array([np.mean(answers[m] == true[m]) for m in members.values()])
+
+
+def paired_gain(gain: np.ndarray, draws: int = 2000, seed: int = 0) -> dict:
+    """Mean of per-original differences, its standard error and a bootstrap 95 % interval over originals."""
+    rng = np.random.default_rng(seed)
+    means = gain[rng.integers(0, len(gain), size=(draws, len(gain)))].mean(axis=1)
+    return {"mean": round(float(gain.mean()), 4),
+            "standard_error": round(float(gain.std(ddof=1) / np.sqrt(len(gain))), 4),
+            "interval_95": [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)],
+            "originals": len(gain)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--first", nargs="+", type=Path, required=True)
@@ -41,24 +61,38 @@ def main() -> None:
     parser.add_argument("--source", default="blood-cells_TRAIN", help="the source sub-folder to compare")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    first = pooled_rows([str(d / args.source) for d in args.first])
-    second = {image_key(r["path"]): r for r in pooled_rows([str(d / args.source) for d in args.second])}
+    other = "OTHER" in args.source
+    folds = [pooled_rows([str(d / args.source)], other) for d in args.first]
+    first = [row for fold in folds for row in fold]
+    second = {image_key(r["path"]): r for r in pooled_rows([str(d / args.source) for d in args.second], other)}
     missing = [r["path"] for r in first if image_key(r["path"]) not in second]
     if missing:
         raise SystemExit(f"the second run has no answer for {len(missing)} images, e.g. {missing[0]}")
     paired = [second[image_key(r["path"])] for r in first]
     true = np.array([OUTPUT_NAMES.index(r["true"]) for r in first])
     originals = load_originals("bundled")
-    groups = [field_group(r["path"], int(t), originals=originals) for r, t in zip(first, true)]
+    if args.source.startswith("blood-cells"):
+        groups = [field_group(r["path"], int(t), originals=originals) for r, t in zip(first, true)]
+    else:
+        groups = [image_key(r["path"]) for r in first]
     p1, p2 = probabilities(first), probabilities(paired)
     members = group_members(groups)
-    share = {name: np.array([np.mean(p.argmax(axis=1)[m] == true[m]) for m in members.values()])
-             for name, p in (("first", p1), ("second", p2))}
+    share = {name: shares_right(p, true, members)
+             for name, p in (("first", p1), ("second", p2), ("ensemble", (p1 + p2) / 2))}
     moved = share["first"] - share["second"]
+    gain = share["ensemble"] - (share["first"] + share["second"]) / 2
+    # The first run's rows are its folders' rows in order: each folder's originals, and their gains.
+    gain_by_fold, start, names = {}, 0, list(members)
+    for folder, fold in zip(args.first, folds):
+        in_fold = set(groups[start:start + len(fold)])
+        start += len(fold)
+        gain_by_fold[folder.name] = paired_gain(gain[[k for k, name in enumerate(names) if name in in_fold]])
     result = {
         "source": args.source, "images": len(first), "originals": len(members),
         "first": figures(true, p1, groups), "second": figures(true, p2, groups),
         "ensemble_mean_probabilities": figures(true, (p1 + p2) / 2, groups),
+        "ensemble_gain_per_original": paired_gain(gain),
+        "ensemble_gain_per_original_by_fold": gain_by_fold,
         "per_original_difference": {"mean": round(float(moved.mean()), 4),
                                     "standard_error": round(float(moved.std(ddof=1) / np.sqrt(len(moved))), 4),
                                     "sd_over_originals": round(float(moved.std(ddof=1)), 4),
