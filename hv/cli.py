@@ -55,6 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "train.strategy": args.strategy,
         "train.keep_epoch_models": args.keep_epoch_models or None,
         "data.val_fold": args.fold,
+        "data.split_seed": args.split_seed,
     }
     config = _load(args)
     name = (
@@ -257,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fold", metavar="I/K",
                        help="hold out fold I of K folds of the original fields for validation instead of "
                             "data.val_fraction (data.val_fold); K runs, I = 1..K, validate on every original once")
+    train.add_argument("--split-seed", type=int, metavar="SEED",
+                       help="seed of the validation split (data.split_seed; default: --seed): runs to average with "
+                            "hv average share one, so that they hold out the same originals")
     train.add_argument("--keep-epoch-models", action="store_true",
                        help="also save the model after every epoch (epoch_NN.keras), to choose the epoch count "
                             "with hv evaluate --held-out")

@@ -39,6 +39,9 @@ class DataConfig:
     # one seed validate on every original once; "" = val_fraction. One split holds ~24
     # blood-cells originals, too few to tell recipes apart (BENCHMARKS.md, "How many epochs").
     val_fold: str = ""
+    # Seed of the validation (and test) split; -1: train.seed. Runs to be averaged (hv average) are
+    # trained with one split seed and different train.seed, so that they hold out the same originals.
+    split_seed: int = -1
     # Which images are copies of one original field, for the validation and test splits:
     # "bundled" (blood-cells/'s originals, training/originals/blood-cells.csv), "none" (the
     # _<field>_ id in file names only: leaky on blood-cells/) or a CSV of path,group rows.
@@ -251,6 +254,11 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
+    @property
+    def split_seed(self) -> int:
+        """The seed of the validation and test splits: ``data.split_seed``, or ``train.seed`` when it is -1."""
+        return self.data.split_seed if self.data.split_seed >= 0 else self.train.seed
+
 
 # Values that must be positive / in [0, 1]; checked after types.
 _POSITIVE = {
@@ -361,6 +369,8 @@ def _build(cls: type, table: dict, prefix: str, base_dir: Path | None) -> Any:
             raise ConfigError(f"{key} = {value!r}: expected a value between 0 and 1")
         if numeric and key in _NON_NEGATIVE and value < 0:
             raise ConfigError(f"{key} = {value!r}: expected a value >= 0")
+        if key == "data.split_seed" and value < -1:
+            raise ConfigError(f"{key} = {value!r}: expected a seed >= 0, or -1 for train.seed")
         if key in _PATHS and base_dir is not None and name in table and value and value not in _PATH_KEYWORDS:
             value = str((base_dir / value).resolve())
         if key in _PATH_LISTS and base_dir is not None and name in table:

@@ -79,13 +79,15 @@ def model_split(model_path: str | Path, config: Config) -> ModelSplit:
     if found is None:
         log.warning("%s: no config saved beside it; today's config decides its validation split, which may hold "
                     "images it trained on", model_path)
-        seed, fraction, grouping = config.train.seed, config.data.val_fraction, config.data.original_groups
+        seed, fraction, grouping = config.split_seed, config.data.val_fraction, config.data.original_groups
         fold = config.data.fold
         test_fraction = 0.0 if config.data.test_dirs else config.data.test_fraction
         origin = "the validation split of today's config (no config saved beside the model)"
     else:
         path, saved = found
         seed, fraction = saved["train"]["seed"], saved["data"]["val_fraction"]
+        if saved["data"].get("split_seed", -1) >= 0:  # -1, or saved before the option: train.seed drew the split
+            seed = saved["data"]["split_seed"]
         test_fraction = 0.0 if saved["data"].get("test_dirs", True) else saved["data"].get("test_fraction", 0.0)
         grouping = saved["data"].get("original_groups", "none")  # saved before the option: split by ids
         fold = parse_fold(saved["data"]["val_fold"]) if saved["data"].get("val_fold") else None

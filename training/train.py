@@ -172,11 +172,11 @@ def train(config: Config, run_dir: Path) -> Path:
     (partial / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     holdout = None
     if not config.data.test_dirs:
-        data, holdout = split_by_field(data, config.data.test_fraction, config.train.seed + 1, originals)
+        data, holdout = split_by_field(data, config.data.test_fraction, config.split_seed + 1, originals)
         (partial / "holdout.txt").write_text("".join(f"{p}\t{y}\n" for p, y in zip(holdout.paths, holdout.labels)))
         log.info("no test folders: %d images of the training sources held out as the test set (whole fields)",
                  len(holdout))
-    train_split, val_split = split_by_field(data, config.data.val_fraction, config.train.seed, originals,
+    train_split, val_split = split_by_field(data, config.data.val_fraction, config.split_seed, originals,
                                             config.data.fold)
     # The images it never trained on, listed: validating this model later needs no code of today.
     (partial / "validation.txt").write_text("".join(f"{p}\t{y}\n" for p, y in zip(val_split.paths, val_split.labels)))

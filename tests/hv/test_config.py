@@ -44,6 +44,7 @@ def test_partial_table_keeps_other_defaults():
         ({"data": {"val_fold": "3/2"}}, "data.val_fold = '3/2': expected \"I/K\""),
         ({"data": {"val_fold": "1/1"}}, "data.val_fold = '1/1': expected \"I/K\""),
         ({"data": {"val_fold": "first"}}, "data.val_fold = 'first': expected \"I/K\""),
+        ({"data": {"split_seed": -2}}, "data.split_seed = -2: expected a seed >= 0, or -1 for train.seed"),
     ],
 )
 def test_invalid_values_name_the_key(table, message):
@@ -83,3 +84,8 @@ def test_cell_diameter_is_auto_or_a_fraction():
 def test_a_validation_fold_reads_as_fold_and_count():
     assert config_from_dict({"data": {"val_fold": "2/5"}}).data.fold == (2, 5)
     assert Config().data.fold is None
+
+
+def test_the_split_seed_follows_the_training_seed_unless_set():
+    assert config_from_dict({"train": {"seed": 4}}).split_seed == 4
+    assert config_from_dict({"train": {"seed": 4}, "data": {"split_seed": 0}}).split_seed == 0

@@ -114,3 +114,14 @@ def test_a_run_without_test_folders_is_rebuilt_as_hv_train_split_it(tmp_path, co
     test = {line.split("\t")[0] for line in (run / "holdout.txt").read_text().splitlines()}
     assert set(split.held_out.paths) == written and len(written) == 4
     assert not test & (set(split.held_out.paths) | set(split.trained_on.paths))
+
+
+def test_a_saved_split_seed_decides_the_split_not_the_training_seed(tmp_path, config):
+    run = tmp_path / "run"
+    run.mkdir()
+    _save_config(run / "config.json", seed=7, split_seed=2)
+    data, _ = discover_sources(config.data.train_dirs)
+    assert model_split(run / "model.keras", config).held_out == split_by_field(data, 0.34, 2)[1]
+    assert split_by_field(data, 0.34, 2)[1] != split_by_field(data, 0.34, 7)[1]
+    _save_config(run / "config.json", seed=7, split_seed=-1)  # -1: train.seed, as before the option
+    assert model_split(run / "model.keras", config).held_out == split_by_field(data, 0.34, 7)[1]
