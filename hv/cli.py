@@ -159,6 +159,17 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    from training.averaging import average_runs
+
+    description = average_runs([Path(m) for m in args.models], Path(args.out), _load(args))
+    print(f"{args.out}: the mean of {len(description['members'])} runs' class probabilities (model.keras); "
+          f"{description['held_out_by_all']} images held out by every run (validation.txt)")
+    print(f"next: hv evaluate --model {shlex.quote(str(Path(args.out) / 'model.keras'))} --held-out, "
+          "then hv export")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from hv.classifier import load_classifier
     from stream.batch_replay import expand_videos, replay_videos
@@ -321,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the class folders the model was trained on: rebase on them first, for a model trained "
                             "before hv train stored its training lab's statistics (2026-12-04)")
     adapt.set_defaults(func=cmd_adapt)
+
+    average = sub.add_parser("average", help="average several runs' class probabilities in one model (a run folder)")
+    average.add_argument("models", nargs="+", metavar="MODEL",
+                         help="two or more model.keras files of hv train's run folders (trained with one --split-seed, "
+                              "so that they hold out the same originals)")
+    average.add_argument("--out", required=True, help="the run folder to write (must not exist)")
+    average.set_defaults(func=cmd_average)
 
     replay = sub.add_parser("replay", help="process recorded videos as fast as possible")
     replay.add_argument("video", nargs="+", help="video files, globs or folders (several: one folder each in --out, "

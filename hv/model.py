@@ -8,7 +8,7 @@ so training, the stream and the TFLite app all feed the same thing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -21,6 +21,7 @@ from hv.lite0 import build_lite0, imagenet_lite0
 log = logging.getLogger(__name__)
 
 BACKBONE_LAYER = "backbone"
+MEMBER_PREFIX = "member_"  # the runs inside an average of runs (``average_models``)
 _DEFAULT_CACHE = Path.home() / ".cache" / "hematovision"
 
 
@@ -112,3 +113,34 @@ def unfreeze_top_layers(model: keras.Model, count: int) -> list[str]:
         if layer.trainable and layer.weights:
             opened.append(layer.name)
     return opened
+
+
+def average_models(models: Sequence[keras.Model], name: str = "hv_average") -> keras.Model:
+    """One model whose output is the mean of ``models``' class probabilities (an ensemble of runs).
+
+    Two runs of one recipe draw the eosinophil/neutrophil boundary differently; their mean is
+    steadier than either (BENCHMARKS.md, "Averaging two runs"). The result is an ordinary Keras
+    model (one file, one TFLite graph), with each run inside it as the layer ``member_<i>``.
+
+    Raises:
+        ValueError: fewer than two models, or models whose inputs or outputs differ.
+    """
+    if len(models) < 2:
+        raise ValueError("an average needs at least two models")
+    shapes = {(tuple(m.input_shape[1:]), m.output_shape[-1]) for m in models}
+    if len(shapes) > 1:
+        raise ValueError(f"the models take different inputs or give different outputs: {sorted(shapes)}")
+    for index, model in enumerate(models):
+        if member_models(model) != [model]:
+            raise ValueError(f"model {index} ({model.name}) is itself an average: average the runs it holds")
+        model.name = f"{MEMBER_PREFIX}{index}"
+    inputs = keras.Input(shape=models[0].input_shape[1:], name="image")
+    outputs = layers.Average(name="mean_probabilities")([model(inputs) for model in models])
+    return keras.Model(inputs, outputs, name=name)
+
+
+def member_models(model: keras.Model) -> list[keras.Model]:
+    """The ``build_model`` runs a model holds: itself, or the members of an average (``average_models``)."""
+    members = [layer for layer in model.layers
+               if isinstance(layer, keras.Model) and layer.name.startswith(MEMBER_PREFIX)]
+    return members or [model]

@@ -25,7 +25,7 @@ _HEAD_LAYERS = ("avg_pool", "top_dropout", "dense", "pred")  # hv.model.build_mo
 
 
 class GradCam:
-    """Grad-CAM over ``hv.model.build_model``'s backbone output.
+    """Grad-CAM over ``hv.model.build_model``'s backbone output (each run's, for an average of runs).
 
     Example:
         cam = GradCam("models/hv_lite0.keras")
@@ -36,13 +36,14 @@ class GradCam:
     def __init__(self, path: str | Path):
         import keras  # TensorFlow loads only when heat maps are asked for
 
-        from hv.model import BACKBONE_LAYER
+        from hv.model import BACKBONE_LAYER, member_models
 
         path = Path(path)
         try:
             model = keras.saving.load_model(path, compile=False)
-            self._backbone = model.get_layer(BACKBONE_LAYER)
-            self._head = [model.get_layer(name) for name in _HEAD_LAYERS]
+            # (backbone, head layers) of each run: one for a trained model, each member for an average of runs
+            self._members = [(member.get_layer(BACKBONE_LAYER), [member.get_layer(name) for name in _HEAD_LAYERS])
+                             for member in member_models(model)]
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{path}: not a HematoVision Keras model ({exc})") from exc
         self.path = path
@@ -50,16 +51,24 @@ class GradCam:
 
     def heat_map(self, crop_rgb: np.ndarray, class_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(S, S) heat map in [0, 1] of the evidence for ``class_id`` in one (S, S, 3) uint8 RGB crop,
-        and the Keras model's probabilities for the crop (the page shows both)."""
-        import tensorflow as tf
+        and the Keras model's probabilities for the crop (the page shows both).
 
+        For an average of runs, each run's map is scaled to [0, 1] and the maps are averaged, as
+        its answer is their answers' mean."""
         if crop_rgb.shape[:2] != (self.image_size, self.image_size):
             crop_rgb = cv2.resize(crop_rgb, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
-        features = self._backbone(tf.constant(to_model_batch(crop_rgb[None])), training=False)
+        batch = to_model_batch(crop_rgb[None])
+        maps, probs = zip(*(self._member_heat_map(batch, backbone, head, class_id) for backbone, head in self._members))
+        return np.mean(maps, axis=0), np.mean(probs, axis=0)
+
+    def _member_heat_map(self, batch: np.ndarray, backbone, head: list, class_id: int) -> tuple[np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
+        features = backbone(tf.constant(batch), training=False)
         with tf.GradientTape() as tape:
             tape.watch(features)
             x = features
-            for layer in self._head:
+            for layer in head:
                 x = layer(x, training=False)
             score = x[:, class_id]
         grads = tape.gradient(score, features)

@@ -20,7 +20,7 @@ import logging
 import keras
 import numpy as np
 
-from hv.model import BACKBONE_LAYER
+from hv.model import BACKBONE_LAYER, member_models
 from hv.preprocess import to_model_batch
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ def correct_rounding_bias(model: keras.Model, calibration_crops: np.ndarray,
     """Subtract each convolution's expected int8 rounding shift from its bias, in place.
 
     Args:
-        model: an ``hv`` model (its backbone sub-model takes the model's input); modified.
+        model: an ``hv`` model (its backbone sub-model takes the model's input), or an average of
+            such runs (each member's backbone is corrected); modified.
         calibration_crops: (n, S, S, 3) uint8 crops, the int8 calibration set.
         keep_float: layers the TFLite model keeps in float32 (not rounded, not corrected).
         batch_size: crops per forward pass.
@@ -97,7 +98,12 @@ def correct_rounding_bias(model: keras.Model, calibration_crops: np.ndarray,
     Returns:
         How many layers were corrected.
     """
-    graph = model.get_layer(BACKBONE_LAYER)
+    return sum(_correct_backbone(member.get_layer(BACKBONE_LAYER), calibration_crops, keep_float, batch_size)
+               for member in member_models(model))  # each run of an average of runs has its own backbone
+
+
+def _correct_backbone(graph: keras.Model, calibration_crops: np.ndarray, keep_float: tuple[str, ...],
+                      batch_size: int) -> int:
     pairs = _conv_batch_norm_pairs(graph, set(keep_float))
     if not pairs:
         return 0
@@ -123,7 +129,8 @@ def correct_rounding_bias(model: keras.Model, calibration_crops: np.ndarray,
 def round_weights(model: keras.Model, keep_float: tuple[str, ...] = ()) -> int:
     """Replace each convolution's kernel by its int8-rounded value, in place (a diagnostic:
     the float model with only weight rounding, no activation rounding). Returns the count."""
-    pairs = _conv_batch_norm_pairs(model.get_layer(BACKBONE_LAYER), set(keep_float))
+    pairs = [pair for member in member_models(model)
+             for pair in _conv_batch_norm_pairs(member.get_layer(BACKBONE_LAYER), set(keep_float))]
     for conv, batch_norm in pairs:
         factor = _folded_scale(conv, batch_norm)
         weights = conv.get_weights()

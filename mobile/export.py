@@ -14,6 +14,7 @@ import numpy as np
 from hv.classifier import KerasClassifier
 from hv.config import Config
 from hv.labels import NUM_OUTPUTS, OTHER_ID
+from hv.model import member_models
 from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import VARIANTS, convert_keras
 from mobile.model_card import percent, render_model_card
@@ -72,9 +73,12 @@ def int8_preparation(model_path: Path, config: Config, calibration: np.ndarray,
         if settings.qat_steps:
             log.info("quantisation-aware fine-tuning (keeping %s float): %d steps on %d crops",
                      ", ".join(keep_float) or "nothing", settings.qat_steps, len(tuning))
-            fine_tune_for_int8(model, keras.saving.load_model(model_path, compile=False), tuning, calibration,
-                               keep_float=keep_float, steps=settings.qat_steps,
-                               learning_rate=settings.qat_learning_rate, seed=config.train.seed)
+            reference = keras.saving.load_model(model_path, compile=False)
+            # An average of runs: each run is tuned towards its own float answers (their mean is the model's).
+            for member, float_member in zip(member_models(model), member_models(reference)):
+                fine_tune_for_int8(member, float_member, tuning, calibration, keep_float=keep_float,
+                                   steps=settings.qat_steps, learning_rate=settings.qat_learning_rate,
+                                   seed=config.train.seed)
 
     return prepare
 

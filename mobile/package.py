@@ -93,10 +93,21 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
         },
         "training": training,
         "source_model": {"name": source_model.name, "sha256": file_sha256(source_model)} if source_model else None,
+        # An average of runs (hv average): the runs inside, whose class probabilities the model averages.
+        "averaged_runs": averaged_runs(source_model),
         "metrics": metrics,
         "sha256": file_sha256(model_path),
         "size_bytes": model_path.stat().st_size,
     }
+
+
+def averaged_runs(source_model: Path | None) -> list[dict] | None:
+    """The members ``hv average`` listed beside the Keras model (its run folder's members.json), or None."""
+    listing = source_model.parent / "members.json" if source_model else None
+    if listing is None or not listing.is_file():
+        return None
+    return [{"name": Path(m["model"]).parent.name, "sha256": m["sha256"]}
+            for m in json.loads(listing.read_text())["members"]]
 
 
 def write_package(model_path: Path, out_dir: Path, description: dict, model_card: str) -> Path:

@@ -93,6 +93,26 @@ def tiny_model_path(tmp_path: Path, config: Config) -> Path:
     return path
 
 
+@pytest.fixture
+def two_runs(tmp_path: Path) -> list[Path]:
+    """Two saved 64-px models whose heads differ (random weights answer 0.2 for every crop)."""
+    import keras
+
+    from hv.model import build_model
+
+    paths = []
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        keras.utils.set_random_seed(seed)  # the backbones' random weights too: the same two runs every time
+        model = build_model(ModelConfig(weights="none", image_size=64))
+        for name in ("dense", "pred"):
+            layer = model.get_layer(name)
+            layer.set_weights([rng.normal(0, 1, w.shape).astype(np.float32) for w in layer.get_weights()])
+        paths.append(tmp_path / f"run{seed}.keras")
+        model.save(paths[-1])
+    return paths
+
+
 def replace(obj, **changes):
     return dataclasses.replace(obj, **changes)
 

@@ -65,3 +65,18 @@ def test_heat_map_refuses_a_model_that_is_not_ours(tmp_path):
     keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs))).save(path)
     with pytest.raises(ModelLoadError, match="not a HematoVision Keras model"):
         GradCam(path)
+
+
+def test_an_average_of_runs_is_explained_by_the_mean_of_its_runs_maps(tmp_path, two_runs):
+    import keras
+
+    from hv.model import average_models
+
+    crop = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    singles = [GradCam(path).heat_map(crop, class_id=2) for path in two_runs]
+    assert all(heat.max() > 0 for heat, _ in singles) and not np.allclose(singles[0][0], singles[1][0])
+    average_models([keras.saving.load_model(p, compile=False) for p in two_runs]).save(tmp_path / "average.keras")
+    heat, probs = GradCam(tmp_path / "average.keras").heat_map(crop, class_id=2)
+    assert heat.shape == (64, 64) and 0 <= heat.min() and heat.max() <= 1
+    assert np.allclose(heat, (singles[0][0] + singles[1][0]) / 2, atol=1e-5)
+    assert np.allclose(probs, (singles[0][1] + singles[1][1]) / 2, atol=1e-5)

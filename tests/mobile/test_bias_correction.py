@@ -70,3 +70,15 @@ def test_corrected_biases_cancel_the_mean_shift_of_rounded_weights(tiny_model_pa
     shift_before = np.abs(stem_mean(rounded) - exact).max()
     assert shift_before > 0
     assert np.abs(stem_mean(corrected) - exact).max() < 0.1 * shift_before
+
+
+def test_each_run_of_an_average_is_corrected(two_runs):
+    from hv.model import average_models, member_models
+
+    crops = np.random.default_rng(1).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    single = correct_rounding_bias(keras.saving.load_model(two_runs[0], compile=False), crops)
+    average = average_models([keras.saving.load_model(p, compile=False) for p in two_runs])
+    betas = [m.get_layer("backbone").get_layer("block0_dw_bn").get_weights()[1].copy() for m in member_models(average)]
+    assert correct_rounding_bias(average, crops) == 2 * single > 0
+    for member, before in zip(member_models(average), betas):
+        assert not np.array_equal(member.get_layer("backbone").get_layer("block0_dw_bn").get_weights()[1], before)

@@ -252,3 +252,21 @@ def test_export_for_a_new_lab_needs_no_labelled_data(tmp_path, tiny_model_path, 
     assert description["quantisation_aware_training"]["images_from"].endswith("my_lab")  # fine-tuned on its cells
     card = (tmp_path / "export" / "package" / "MODEL_CARD.md").read_text()
     assert "adapted without labels to the cells of" in card and "Not scored on labelled cells" in card
+
+
+def test_an_average_of_runs_is_tuned_run_by_run_and_converts_to_int8(tmp_path, two_runs, config, monkeypatch):
+    import keras
+
+    from hv.model import average_models
+
+    average_models([keras.saving.load_model(p, compile=False) for p in two_runs]).save(tmp_path / "average.keras")
+    tuned = []  # the tuning itself is tested on one model (tests/mobile/test_quantisation_aware.py)
+    monkeypatch.setattr(mobile.export, "fine_tune_for_int8",
+                        lambda model, reference, *args, **kwargs: tuned.append((model.name, reference.name)))
+    config = replace(config, export=replace(config.export, qat_steps=2))
+    crops = np.random.default_rng(5).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    prepare = int8_preparation(tmp_path / "average.keras", config, crops, crops)
+    files = convert_keras(tmp_path / "average.keras", tmp_path, ("int8",), crops, (), prepare)
+    assert tuned == [("member_0", "member_0"), ("member_1", "member_1")]  # each run towards its own float self
+    int8 = LiteRTClassifier(files["int8"]).predict(crops)
+    assert np.abs(int8 - KerasClassifier(tmp_path / "average.keras").predict(crops)).max() < 0.1

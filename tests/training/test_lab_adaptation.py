@@ -226,3 +226,14 @@ def test_layers_are_adapted_from_the_input_side_whatever_the_order_given(learned
     # Adapting stem_bn first does change what top_bn sees, so equal results mean the same order was used.
     assert not np.allclose(np.array(_top_bn(only_top)[1].moving_variance), variances[0], rtol=1e-3)
     np.testing.assert_allclose(variances[0], variances[1], rtol=1e-4, atol=1e-6)
+
+
+def test_adapting_an_average_re_estimates_every_run(two_runs):
+    from hv.model import average_models, member_models
+
+    average = average_models([keras.saving.load_model(p, compile=False) for p in two_runs])
+    stems = [m.get_layer("backbone").get_layer("stem_bn") for m in member_models(average)]
+    before = [np.array(s.moving_mean) for s in stems]
+    reestimate_statistics(average, np.random.default_rng(2).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
+                          ["stem_bn"])
+    assert all(not np.allclose(np.array(s.moving_mean), b) for s, b in zip(stems, before))
