@@ -82,6 +82,10 @@ def render_model_card(description: dict, report: dict) -> str:
     adapted = (f" Then adapted without labels to the cells of {training['adapted_to']} (`hv adapt`): the int8 model "
                "was calibrated, fine-tuned and chosen on that lab's unlabelled cells." if training.get("adapted_to")
                else "")
+    runs = description.get("averaged_runs") or []
+    averaged = (f" The model is the average of {len(runs)} runs of one recipe ({', '.join(r['name'] for r in runs)}): "
+                "one graph holding each run's network, whose class probabilities it averages; each run's time per "
+                "cell." if runs else "")
     counts = "; ".join(f"{source}: " + ", ".join(f"{name} {n}" for name, n in per_class.items() if n)
                        for source, per_class in _counts_by_source(description["training"]["counts"]).items())
     rows = "\n".join(
@@ -109,7 +113,7 @@ diagnosis**: a differential count from it must be checked by a qualified person.
 Trained on {training['data']}{f" (images per class: {counts})" if counts else ""}, input mode
 "{training['input']}".{adapted} blood-cells/ holds augmented copies of a few hundred
 original fields; pbc/ is the PBC data set (Acevedo et al., 2020, CC BY 4.0). Backbone:
-{description['backbone']}, ImageNet-pretrained.
+{description['backbone']}, ImageNet-pretrained.{averaged}
 
 ## Metrics
 {metrics_text}{per_source_text}{recall_text}

@@ -16,7 +16,10 @@ from mobile.package import check_package
 def test_bundled_model_is_a_checked_int8_package():
     description = check_package(DEFAULT_MODEL.parent)
     assert description["variant"].startswith("int8")
-    assert DEFAULT_MODEL.stat().st_size <= 6_000_000
+    # Two runs averaged (BENCHMARKS.md, "Averaging two runs"): each ~4.3 MB in int8.
+    assert DEFAULT_MODEL.stat().st_size <= 10_000_000
+    assert len(description["averaged_runs"]) == 2
+    assert "the average of 2 runs" in (DEFAULT_MODEL.parent / "MODEL_CARD.md").read_text()
 
 
 def test_bundled_package_states_the_crop_and_edge_rule_of_the_default_config():
