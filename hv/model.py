@@ -120,10 +120,12 @@ def average_models(models: Sequence[keras.Model], name: str = "hv_average") -> k
 
     Two runs of one recipe draw the eosinophil/neutrophil boundary differently; their mean is
     steadier than either (BENCHMARKS.md, "Averaging two runs"). The result is an ordinary Keras
-    model (one file, one TFLite graph), with each run inside it as the layer ``member_<i>``.
+    model (one file, one TFLite graph), with each run inside it as the layer ``member_<i>``
+    (the given models are renamed so).
 
     Raises:
-        ValueError: fewer than two models, or models whose inputs or outputs differ.
+        ValueError: fewer than two models, models whose inputs or outputs differ, or a model
+            that is itself an average.
     """
     if len(models) < 2:
         raise ValueError("an average needs at least two models")
