@@ -231,7 +231,9 @@ class ExportConfig:
     calibration_images: int = 200
     # Keras layers the "int8_mixed" TFLite variant keeps in float32. Lite0's ImageNet stem has
     # folded weights up to ~17, so int8 weights there err ~10 quantisation steps per output.
-    int8_float_layers: tuple[str, ...] = ("rescale", "stem_conv", "block0_dwconv")
+    # stem_bn and stem_relu6 fuse into stem_conv in one run; in an average of runs the converter
+    # merges the runs' identical frozen stems and each run's stem_bn runs apart: float too.
+    int8_float_layers: tuple[str, ...] = ("rescale", "stem_conv", "stem_bn", "stem_relu6", "block0_dwconv")
     # Fold the expected shift of int8 weight rounding into the biases before conversion
     # (mobile/bias_correction.py); the Keras model itself is not changed.
     bias_correction: bool = True

@@ -270,3 +270,30 @@ def test_an_average_of_runs_is_tuned_run_by_run_and_converts_to_int8(tmp_path, t
     assert tuned == [("member_0", "member_0"), ("member_1", "member_1")]  # each run towards its own float self
     int8 = LiteRTClassifier(files["int8"]).predict(crops)
     assert np.abs(int8 - KerasClassifier(tmp_path / "average.keras").predict(crops)).max() < 0.1
+
+
+def test_int8_mixed_of_an_average_keeps_each_runs_stem_float(tmp_path, two_runs):
+    """Runs of one recipe share their frozen stem; the converter merges it and each run's own
+    stem_bn (rebased per run) is left apart: the default float layers name it."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from hv.config import ExportConfig
+    from hv.model import average_models
+
+    runs = [keras.saving.load_model(p, compile=False) for p in two_runs]
+    for layer in runs[1].get_layer("backbone").layers:  # the same frozen stem, another stem_bn
+        if layer.name in ("stem_conv", "rescale"):
+            layer.set_weights(runs[0].get_layer("backbone").get_layer(layer.name).get_weights())
+    stem_bn = runs[1].get_layer("backbone").get_layer("stem_bn")
+    stem_bn.set_weights([w * 1.5 + 0.1 for w in stem_bn.get_weights()[:2]] + stem_bn.get_weights()[2:])
+    average_models(runs).save(tmp_path / "average.keras")
+    crops64 = np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+    files = convert_keras(tmp_path / "average.keras", tmp_path, ("int8_mixed",), crops64,
+                          ExportConfig().int8_float_layers)
+    interpreter = Interpreter(model_path=str(files["int8_mixed"]))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    stem = {tensors[op["outputs"][0]]["name"]: tensors[op["outputs"][0]]["dtype"]
+            for op in interpreter._get_ops_details() if "stem_" in tensors[op["outputs"][0]]["name"]}
+    assert any("member_1" in name and "stem_bn" in name for name in stem)  # each run's stem_bn apart
+    assert set(stem.values()) == {np.float32}
