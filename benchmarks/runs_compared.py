@@ -28,7 +28,7 @@ from grouped_ci import image_key, pooled_rows, probabilities  # benchmarks/ is o
 
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
 from training.data import field_group, load_originals
-from training.metrics import accuracy_per_group, group_members
+from training.metrics import accuracy_per_group, group_members, grouped_interval
 
 
 def figures(true: np.ndarray, probs: np.ndarray, groups: list[str]) -> dict:
@@ -44,14 +44,12 @@ def shares_right(probs: np.ndarray, true: np.ndarray, members: dict[str, list[in
     return np.array([np.mean(answers[m] == true[m]) for m in members.values()])
 
 
-def paired_gain(gain: np.ndarray, draws: int = 2000, seed: int = 0) -> dict:
+def paired_gain(gain: np.ndarray) -> dict:
     """Mean of per-original differences, its standard error and a bootstrap 95 % interval over originals."""
-    rng = np.random.default_rng(seed)
-    means = gain[rng.integers(0, len(gain), size=(draws, len(gain)))].mean(axis=1)
+    low, high = grouped_interval(list(range(len(gain))), gain)  # one value per original: each its own group
     return {"mean": round(float(gain.mean()), 4),
             "standard_error": round(float(gain.std(ddof=1) / np.sqrt(len(gain))), 4),
-            "interval_95": [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)],
-            "originals": len(gain)}
+            "interval_95": [round(low, 4), round(high, 4)], "originals": len(gain)}
 
 
 def main() -> None:
