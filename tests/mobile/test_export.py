@@ -10,7 +10,7 @@ from hv.classifier import KerasClassifier, LiteRTClassifier, ModelLoadError, loa
 from hv.labels import OUTPUT_NAMES
 from mobile.app_check import app_predict
 from mobile.bias_correction import correct_rounding_bias
-from mobile.convert import ConversionError, convert_keras
+from mobile.convert import ConversionError, convert_keras, float_layer_nodes
 from mobile.export import choose_variant, export, int8_preparation, new_lab_data, summarise_test_sets
 from mobile.model_card import frequent_confusions, per_class_recall
 from mobile.package import PackageError, check_package
@@ -37,23 +37,15 @@ def test_float32_and_int8_convert_and_run_in_litert(tmp_path, tiny_model_path, c
         verify_litert(files["int8"], reference, crops, min_agreement=1.01)
 
 
-def test_int8_mixed_keeps_the_named_layers_in_float(tmp_path, tiny_model_path, crops):
-    from ai_edge_litert.interpreter import Interpreter
-
-    files = convert_keras(tiny_model_path, tmp_path, ("int8_mixed",), crops, ("rescale", "stem_conv"),
-                          lambda model, keep_float: correct_rounding_bias(model, crops, keep_float))
-    interpreter = Interpreter(model_path=str(files["int8_mixed"]))
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    output_dtype = {tensors[op["outputs"][0]]["name"]: tensors[op["outputs"][0]]["dtype"]
-                    for op in interpreter._get_ops_details()}
-    stem = [dtype for name, dtype in output_dtype.items() if "/stem_conv" in name]
-    block1 = [dtype for name, dtype in output_dtype.items() if "/block1_expand_conv" in name]
-    assert stem == [np.float32] and block1 == [np.int8]
-    probs = LiteRTClassifier(files["int8_mixed"]).predict(crops)
-    assert probs.shape == (12, 5) and np.allclose(probs.sum(axis=1), 1, atol=0.05)
-
+def test_float_layers_are_found_by_keras_layer_name_and_unknown_names_are_refused():
+    ops = ["model/backbone/rescale/mul", "model/backbone/stem_conv/Conv2D;model/backbone/stem_bn/FusedBatchNorm",
+           "model/member_1/backbone/stem_bn_1/FusedBatchNorm", "model/backbone/stem_relu6/Relu6",
+           "model/backbone/block1_expand_conv/Conv2D"]
+    # A fused op names every layer it holds; a second run's copy of a layer carries a suffix.
+    assert float_layer_nodes(ops, ("stem_conv", "stem_bn")) == ops[1:3]
+    assert float_layer_nodes(ops, ("stem_relu6",)) == [ops[3]]
     with pytest.raises(ConversionError, match="no layer named 'stem'"):
-        convert_keras(tiny_model_path, tmp_path, ("int8_mixed",), crops, ("stem",))
+        float_layer_nodes(ops, ("stem", "stem_conv"))
 
 
 def test_empty_representative_set_is_refused(tmp_path, tiny_model_path):
@@ -105,7 +97,7 @@ def test_int8_preparation_follows_the_config(tiny_model_path, config, crops):
 def test_export_writes_a_consistent_package(tmp_path, tiny_model_path, config):
     config = replace(config, data=replace(config.data, test_dirs=config.data.train_dirs),
                      export=replace(config.export, qat_steps=2, qat_images=8))
-    report = export(tiny_model_path, config, tmp_path / "export", variants=("float32", "int8"), ship="int8",
+    report = export(tiny_model_path, config, tmp_path / "export", variants=("int8",), ship="int8",
                     calibration_images=8)
     package = tmp_path / "export" / "package"
     description = check_package(package)
@@ -238,12 +230,17 @@ def test_export_for_a_new_lab_needs_no_labelled_data(tmp_path, tiny_model_path, 
         seen["calibration"] = calibration
         return convert(model_path, out_dir, variants, calibration, *args)
 
+    def tune(model, reference, tuning, calibration, **kwargs):  # the tuning itself: test_quantisation_aware.py
+        seen["tuning"] = tuning
+
     monkeypatch.setattr(mobile.export, "convert_keras", spy)
-    report = export(tiny_model_path, config, tmp_path / "export", variants=("float32", "int8"), ship="int8",
+    monkeypatch.setattr(mobile.export, "fine_tune_for_int8", tune)
+    report = export(tiny_model_path, config, tmp_path / "export", variants=("int8",), ship="int8",
                     calibration_images=6, lab_data=[str(lab)])
-    # Calibrated on the new lab's cells: their colour cast, not the training lab's.
-    red, green = seen["calibration"][..., 0].mean(), seen["calibration"][..., 1].mean()
-    assert len(seen["calibration"]) == 6 and green < 0.85 * red
+    # Calibrated and fine-tuned on the new lab's cells: their colour cast, not the training lab's.
+    for crops in (seen["calibration"], seen["tuning"]):
+        assert crops[..., 1].mean() < 0.85 * crops[..., 0].mean()  # green under red
+    assert len(seen["calibration"]) == 6 and len(seen["tuning"]) == 4
     assert report["test"] == {} and report["n_images"] == 4 and "my_lab" in report["chosen_on"]
     assert report["variants"]["int8"]["accuracy"] is None and report["variants"]["int8"]["top1_agreement"] >= 0
     assert "accuracy is not measured" in (tmp_path / "export" / "verification.md").read_text()
@@ -273,8 +270,9 @@ def test_an_average_of_runs_is_tuned_run_by_run_and_converts_to_int8(tmp_path, t
 
 
 def test_int8_mixed_of_an_average_keeps_each_runs_stem_float(tmp_path, two_runs):
-    """Runs of one recipe share their frozen stem; the converter merges it and each run's own
-    stem_bn (rebased per run) is left apart: the default float layers name it."""
+    """int8_mixed keeps the named layers float and quantises the rest. Runs of one recipe share
+    their frozen stem; the converter merges it and each run's own stem_bn (rebased per run) is
+    left apart: the default float layers name it."""
     import keras
     from ai_edge_litert.interpreter import Interpreter
 
@@ -289,11 +287,20 @@ def test_int8_mixed_of_an_average_keeps_each_runs_stem_float(tmp_path, two_runs)
     stem_bn.set_weights([w * 1.5 + 0.1 for w in stem_bn.get_weights()[:2]] + stem_bn.get_weights()[2:])
     average_models(runs).save(tmp_path / "average.keras")
     crops64 = np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+    kept_float = []  # the preparation is told which layers stay float, so that it leaves them alone
     files = convert_keras(tmp_path / "average.keras", tmp_path, ("int8_mixed",), crops64,
-                          ExportConfig().int8_float_layers)
+                          ExportConfig().int8_float_layers,
+                          lambda model, keep_float: kept_float.append(keep_float) or correct_rounding_bias(
+                              model, crops64, keep_float))
+    assert kept_float == [ExportConfig().int8_float_layers]
     interpreter = Interpreter(model_path=str(files["int8_mixed"]))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    stem = {tensors[op["outputs"][0]]["name"]: tensors[op["outputs"][0]]["dtype"]
-            for op in interpreter._get_ops_details() if "stem_" in tensors[op["outputs"][0]]["name"]}
+    output_dtype = {tensors[op["outputs"][0]]["name"]: tensors[op["outputs"][0]]["dtype"]
+                    for op in interpreter._get_ops_details()}
+    stem = {name: dtype for name, dtype in output_dtype.items() if "stem_" in name}
     assert any("member_1" in name and "stem_bn" in name for name in stem)  # each run's stem_bn apart
     assert set(stem.values()) == {np.float32}
+    block1 = {dtype for name, dtype in output_dtype.items() if "/block1_expand_conv" in name}
+    assert block1 == {np.int8}
+    probs = LiteRTClassifier(files["int8_mixed"]).predict(crops64)
+    assert np.abs(probs - KerasClassifier(tmp_path / "average.keras").predict(crops64)).max() < 0.1
