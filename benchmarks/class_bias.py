@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 from grouped_ci import image_key, pooled_rows, probabilities  # benchmarks/ is on sys.path when run as a script
+from runs_compared import paired_gain
 from scipy.optimize import minimize
 
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
 from training.data import field_group, load_originals
-from training.metrics import accuracy_per_group, group_members, grouped_interval
+from training.metrics import accuracy_per_group, group_members
 
 SOURCES = ("blood-cells_TRAIN", "pbc_TRAIN", "pbc_OTHER_train")
 OTHER = len(OUTPUT_NAMES) - 1
@@ -144,9 +145,7 @@ def main() -> None:
         if s.startswith("blood-cells"):
             members = list(group_members(d["groups"]).values())
             gain = np.array([np.mean(shift[m] == d["true"][m]) - np.mean(none[m] == d["true"][m]) for m in members])
-            low, high = grouped_interval(list(range(len(gain))), gain)
-            result[s]["gain_per_original"] = {"mean": round(float(gain.mean()), 4),
-                                              "interval_95": [round(low, 4), round(high, 4)], "originals": len(gain)}
+            result[s]["gain_per_original"] = paired_gain(gain)
     result["shift_all_folds"] = dict(zip(CLASS_NAMES, (round(float(v), 3) for v in
                                                        fit_shift({s: pooled(folds, s) for s in SOURCES}))))
     print(json.dumps(result, indent=2))
