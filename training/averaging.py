@@ -22,7 +22,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from hv.classifier import KerasClassifier, file_sha256
+from hv.classifier import KerasClassifier, ModelLoadError, file_sha256
 from hv.config import Config
 from hv.model import average_models
 from training.data import DataError, original_key
@@ -38,6 +38,8 @@ def _agreeing_config(models: list[Path]) -> dict:
     """The first run's saved config, once every run's agrees on what shapes the input."""
     configs = []
     for path in models:
+        if not path.is_file():  # before its config: "no config.json beside it" would mislead
+            raise ModelLoadError(f"model file {path} does not exist")
         found = saved_config(path)
         if found is None:
             raise DataError(f"{path}: no config.json beside it; average the model.keras of hv train's run folders")

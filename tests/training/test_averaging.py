@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from hv.classifier import KerasClassifier
+from hv.classifier import KerasClassifier, ModelLoadError
 from hv.cli import main
 from hv.model import build_model, member_models
 from mobile.package import averaged_runs
@@ -65,6 +65,8 @@ def test_bad_averages_are_refused_before_anything_is_written(tmp_path, config):
         average_runs([first], tmp_path / "average", config)
     with pytest.raises(DataError, match="named twice"):
         average_runs([first, first], tmp_path / "average", config)
+    with pytest.raises(ModelLoadError, match="missing.keras does not exist"):
+        average_runs([first, tmp_path / "missing.keras"], tmp_path / "average", config)
     loose = tmp_path / "loose.keras"
     build_model(config.model).save(loose)
     with pytest.raises(DataError, match="no config.json beside it"):
