@@ -9,7 +9,6 @@ import mobile.export
 from hv.classifier import KerasClassifier, LiteRTClassifier, ModelLoadError, load_classifier
 from hv.labels import OUTPUT_NAMES
 from mobile.app_check import app_predict
-from mobile.bias_correction import correct_rounding_bias
 from mobile.convert import ConversionError, convert_keras, float_layer_nodes
 from mobile.export import choose_variant, export, int8_preparation, new_lab_data, summarise_test_sets
 from mobile.model_card import frequent_confusions, per_class_recall
@@ -287,11 +286,9 @@ def test_int8_mixed_of_an_average_keeps_each_runs_stem_float(tmp_path, two_runs)
     stem_bn.set_weights([w * 1.5 + 0.1 for w in stem_bn.get_weights()[:2]] + stem_bn.get_weights()[2:])
     average_models(runs).save(tmp_path / "average.keras")
     crops64 = np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
-    kept_float = []  # the preparation is told which layers stay float, so that it leaves them alone
+    kept_float = []  # the preparation (tests/mobile/test_bias_correction.py) is told which layers stay float
     files = convert_keras(tmp_path / "average.keras", tmp_path, ("int8_mixed",), crops64,
-                          ExportConfig().int8_float_layers,
-                          lambda model, keep_float: kept_float.append(keep_float) or correct_rounding_bias(
-                              model, crops64, keep_float))
+                          ExportConfig().int8_float_layers, lambda model, keep_float: kept_float.append(keep_float))
     assert kept_float == [ExportConfig().int8_float_layers]
     interpreter = Interpreter(model_path=str(files["int8_mixed"]))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
