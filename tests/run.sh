@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the tests need on a fresh machine, then
-# lints and runs the whole suite. Extra arguments go to pytest (e.g. -k locator, -m "not slow").
+# lints and runs the whole suite. Extra arguments go to pytest (e.g. -k locator, -n 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +28,7 @@ python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e '.[test]'
 
 ruff check .
-python -m pytest -q "$@"
+# Two workers (pytest-xdist): most of the suite's time is single-threaded TFLite conversion and
+# browser waits, so on 2 cores it takes about half as long (BENCHMARKS.md, "The test suite").
+# Pass -n 0 to run in one process.
+python -m pytest -q -n 2 "$@"
