@@ -29,6 +29,6 @@ python -m pip install --quiet -e '.[test]'
 
 ruff check .
 # Two workers (pytest-xdist): most of the suite's time is single-threaded TFLite conversion and
-# browser waits, so on 2 cores it takes about half as long (BENCHMARKS.md, "The test suite").
+# browser waits, so on 2 cores it takes about half as long (BENCHMARKS.md, "The test suite in two processes").
 # Pass -n 0 to run in one process.
 python -m pytest -q -n 2 "$@"
