@@ -37,7 +37,7 @@ OTHER = len(OUTPUT_NAMES) - 1
 
 
 def fold_data(folders: list[list[Path]], originals) -> list[dict]:
-    """Per fold of the first run, per source: each run's log-probabilities, the true class, groups, weights."""
+    """Per fold of the first run, per source: each run's log-probabilities, the true class, each image's group."""
     every = {(i, source): {image_key(r["path"]): r for r in pooled_rows([str(d / source) for d in run],
                                                                          "OTHER" in source)}
              for i, run in enumerate(folders) for source in SOURCES}
