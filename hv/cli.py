@@ -143,9 +143,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from training.lab_adaptation import DEFAULT_LAYERS, adapt
+    from training.data import DataError
+    from training.lab_adaptation import CHECK_CELLS, DEFAULT_LAYERS, ShiftCheck, adapt, check
 
     config = _load(args)
+    if args.check:
+        print(check(Path(args.model), args.data, config, max_cells=args.max_cells).describe())
+        return 0
+    if not args.out:
+        raise DataError("hv adapt: give --out ADAPTED.keras for the adapted model, or --check to only see "
+                        "whether these cells need it")
     report = adapt(Path(args.model), args.data, config, Path(args.out), layers=args.layers or DEFAULT_LAYERS,
                    max_cells=args.max_cells, training_data=args.training_data)
     skipped = f", {len(report.unreadable)} unreadable images skipped" if report.unreadable else ""
@@ -154,6 +161,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
                "bundled model do): for an older one, add --training-data")
     print(f"{args.out}: {', '.join(report.layers)} re-estimated on {report.cells} cells from {report.images_read} "
           f"of {report.images_found} images{skipped}{rebased} (report: {Path(args.out).with_suffix('.adapt.json')})")
+    print("before adapting, " + ShiftCheck(min(report.cells, CHECK_CELLS), report.feature_shift).describe())
     print(f"for the app: hv export --model {shlex.quote(args.out)} --lab-data {shlex.join(args.data)} "
           "--out EXPORT_FOLDER (int8 checked on these cells)")
     return 0
@@ -323,7 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folders of images from the lab to adapt to (fields or one-cell images, any layout)")
     adapt.add_argument("--model", default=str(CHECKOUT_KERAS_MODEL), help="the .keras model to adapt (default: the "
                        "checkout's models/hv_lite0.keras)")
-    adapt.add_argument("--out", required=True, help="the adapted model to write (.keras)")
+    adapt.add_argument("--out", default="", help="the adapted model to write (.keras)")
+    adapt.add_argument("--check", action="store_true",
+                       help="only say whether these cells look unlike the ones the model learnt from (adapting "
+                            "advised) or like them (not needed); writes nothing")
     adapt.add_argument("--layers", nargs="+", default=None, metavar="NAME",
                        help="BatchNormalization layers to re-estimate (default: stem_bn and top_bn, the first and "
                             "the last, which hv train rebases; for others add --training-data)")

@@ -46,6 +46,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 DEFAULT_LAYERS = ("stem_bn", "top_bn")
 # Fewer cells than this give per-channel statistics too noisy to trust (1,280 channels).
 MIN_CELLS = 32
+# Adapting is advised for cells whose features reach the head further than this from the training
+# labs' (``feature_shift`` of top_bn, class-balanced, in stored standard deviations), measured on at
+# most CHECK_CELLS cells. Chosen on validation cells only (BENCHMARKS.md, "Which microscope needs
+# adapting"): every case where adapting helped lay above it, every case where it cost points below.
+ADVICE_LAYER = "top_bn"
+ADVISED_ABOVE = 0.23
+CHECK_CELLS = 300
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,32 @@ class AdaptationReport:
     # model already carried its training lab's statistics (``hv train`` stores them) or was not rebased.
     rebased_on: list[str]
     training_cells: int
+    # The class-balanced feature_shift of (at most CHECK_CELLS of) the cells before adapting, and
+    # whether it advised adapting (``ShiftCheck``).
+    feature_shift: dict[str, float]
+    adapting_advised: bool
     date: str
+
+
+@dataclass(frozen=True)
+class ShiftCheck:
+    """How unlike the training labs' cells some cells look to a model, and whether adapting it is advised."""
+
+    cells: int
+    feature_shift: dict[str, float]  # per layer (``feature_shift``)
+
+    @property
+    def advised(self) -> bool:
+        return self.feature_shift[ADVICE_LAYER] > ADVISED_ABOVE
+
+    def describe(self) -> str:
+        value = self.feature_shift[ADVICE_LAYER]
+        where = (f"{self.cells} cells: their features lie {value:.2f} standard deviations from the training labs' "
+                 f"({ADVICE_LAYER}")
+        if self.advised:
+            return f"{where}; above {ADVISED_ABOVE}): unlike the cells the model learnt from, so adapting is advised"
+        return (f"{where}; {ADVISED_ABOVE} or less): like the cells the model learnt from, so adapting is not "
+                "needed (on such cells it cost up to 1.6 points in validation)")
 
 
 def image_files(folders: Sequence[str | Path]) -> list[Path]:
@@ -171,36 +203,75 @@ def _batches(crops_rgb: np.ndarray, size: int) -> Iterator[np.ndarray]:
 
 
 def _input_moments(model: keras.Model, container: keras.Model, layer: keras.layers.Layer, crops: np.ndarray,
-                   batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and variance of ``layer``'s input over every position of every crop (exact, float64)."""
+                   batch_size: int, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance of ``layer``'s input over every position of every crop (exact, float64).
+
+    ``weights`` (one per crop, any scale) weigh the crops; without them each counts once.
+    """
     if container is not model and container.inputs[0].shape[1:] != model.inputs[0].shape[1:]:
         raise ModelLoadError(f"{layer.name}: its nested model does not read the classifier's input")
     probe = keras.Model(container.inputs[0], layer.input)
+    weights = np.ones(len(crops)) if weights is None else np.asarray(weights, np.float64)
     total = total_sq = None
-    count = 0
-    for batch in _batches(crops, batch_size):
+    count = 0.0
+    for start, batch in zip(range(0, len(crops), batch_size), _batches(crops, batch_size)):
         values = np.asarray(probe(batch, training=False), np.float64)
-        values = values.reshape(-1, values.shape[-1])  # every position of every crop, per channel
-        total = values.sum(0) if total is None else total + values.sum(0)
-        total_sq = (values ** 2).sum(0) if total_sq is None else total_sq + (values ** 2).sum(0)
-        count += len(values)
+        values = values.reshape(len(values), -1, values.shape[-1])  # crop, position, channel
+        weight = weights[start:start + len(values), None, None]
+        batch_total, batch_sq = (weight * values).sum((0, 1)), (weight * values ** 2).sum((0, 1))
+        total = batch_total if total is None else total + batch_total
+        total_sq = batch_sq if total_sq is None else total_sq + batch_sq
+        count += float(weight.sum()) * values.shape[1]
     mean = total / count
     return mean, np.maximum(total_sq / count - mean ** 2, 0.0)
 
 
+def class_balancing_weights(model: keras.Model, crops: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """One weight per crop that gives each class the model calls the crops the same total weight.
+
+    A smear is mostly neutrophils, while the statistics ``hv train`` stores come from cells drawn
+    evenly from each class; features that tell classes apart then differ in mean for the mix alone.
+    """
+    called = np.concatenate([np.asarray(model(batch, training=False)).argmax(1)
+                             for batch in _batches(crops, batch_size)])
+    counts = np.bincount(called)
+    return 1.0 / counts[called]
+
+
 def reestimate_statistics(model: keras.Model, crops: np.ndarray, layers: Sequence[str] = DEFAULT_LAYERS,
-                          batch_size: int = 64) -> None:
+                          batch_size: int = 64, weights: np.ndarray | None = None) -> None:
     """Set each named layer's moving mean and variance to those of its inputs over ``crops``, in place.
 
     Exact statistics over all crops and positions (not a running average), layer after
     layer from the input side, so a later layer sees the earlier ones already adapted. The
     nested model holding a layer must take the model's own input (true of our classifiers,
-    whose backbone reads the image).
+    whose backbone reads the image). ``weights`` (one per crop) weigh the crops, e.g.
+    ``class_balancing_weights``.
     """
     for container, layer in _normalisation_layers(model, layers):
-        mean, variance = _input_moments(model, container, layer, crops, batch_size)
+        mean, variance = _input_moments(model, container, layer, crops, batch_size, weights)
         layer.moving_mean.assign(mean.astype(np.float32))
         layer.moving_variance.assign(variance.astype(np.float32))
+
+
+def feature_shift(model: keras.Model, crops: np.ndarray, layers: Sequence[str] = DEFAULT_LAYERS,
+                  batch_size: int = 64, *, balanced: bool = False) -> dict[str, float]:
+    """How far ``crops``' features lie from the statistics each named layer holds, per layer.
+
+    The mean over channels of |mean_crops - moving_mean| / sqrt(moving_variance + eps): the
+    shift of the channel means in the stored standard deviations. ``hv train`` stores the
+    training labs' statistics in these layers (``rebase_statistics``), so this says how unlike
+    the training labs' cells a lab's cells look to the model, with no label needed.
+    ``balanced`` weighs the crops so each class the model calls them counts alike
+    (``class_balancing_weights``), as in the stored statistics.
+    """
+    weights = class_balancing_weights(model, crops, batch_size) if balanced else None
+    shifts = {}
+    for container, layer in _normalisation_layers(model, layers):
+        mean, _ = _input_moments(model, container, layer, crops, batch_size, weights)
+        stored_std = np.sqrt(np.asarray(layer.moving_variance, np.float64) + layer.epsilon)
+        shifts[layer.name] = float(np.mean(np.abs(mean - np.asarray(layer.moving_mean, np.float64)) / stored_std))
+    return shifts
 
 
 def rebase_statistics(model: keras.Model, crops: np.ndarray, layers: Sequence[str] = DEFAULT_LAYERS,
@@ -233,19 +304,31 @@ def rebase_statistics(model: keras.Model, crops: np.ndarray, layers: Sequence[st
         layer.moving_variance.assign(variance.astype(np.float32))
 
 
+def check_cells(model: keras.Model, crops: np.ndarray) -> ShiftCheck:
+    """``ShiftCheck`` of the first ``CHECK_CELLS`` crops under a model that holds its training labs' statistics.
+
+    ``hv train``'s models do. Class-balanced (``feature_shift``): a smear of mostly neutrophils
+    is not a shift of the microscope.
+    """
+    crops = crops[:CHECK_CELLS]
+    return ShiftCheck(len(crops), feature_shift(model, crops, DEFAULT_LAYERS, balanced=True))
+
+
 def adapted_model(model_path: Path, crops: np.ndarray, layers: Sequence[str] = DEFAULT_LAYERS,
-                  training_crops: np.ndarray | None = None) -> keras.Model:
+                  training_crops: np.ndarray | None = None) -> tuple[keras.Model, ShiftCheck]:
     """The model at ``model_path`` with ``layers`` re-estimated on ``crops`` (the file is not changed).
 
     With ``training_crops`` (the training lab's cells) the layers are first rebased on them
     (``rebase_statistics``), for a model that does not carry its training lab's statistics
-    yet: one trained before ``hv train`` stored them.
+    yet: one trained before ``hv train`` stored them. Also returns the crops' ``ShiftCheck``
+    before re-estimating.
     """
     model = KerasClassifier(model_path).model
     if training_crops is not None:
         rebase_statistics(model, training_crops, layers)
+    check = check_cells(model, crops)
     reestimate_statistics(model, crops, layers)
-    return model
+    return model, check
 
 
 def save_adapted(model: keras.Model, out_path: Path, report: AdaptationReport) -> None:
@@ -268,6 +351,34 @@ def check_model_paths(model_path: Path, out_path: Path) -> None:
         raise DataError(f"{out_path}: would overwrite the model being adapted; choose another name")
 
 
+def lab_crops(folders: Sequence[str | Path], config: Config, max_cells: int,
+              min_cells: int) -> tuple[np.ndarray, list[str], int, int, int]:
+    """The whole located cells of the folders' images, at most ``max_cells``.
+
+    Returns (crops, unreadable files, images without a whole cell, images read, images found).
+
+    Raises:
+        DataError: no image file under the folders, or fewer than ``min_cells`` cells found.
+    """
+    files = image_files(folders)
+    if not files:
+        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
+    crops, unreadable, empty, read = collect_crops(files, config, max_cells)
+    if len(crops) < min_cells:
+        raise DataError(f"{len(crops)} whole white cells found in {len(files)} images under "
+                        f"{', '.join(map(str, folders))}; at least {min_cells} are needed: add more fields")
+    return crops, unreadable, empty, read, len(files)
+
+
+def check(model_path: Path, folders: Sequence[str | Path], config: Config, *, max_cells: int = 1000,
+          min_cells: int = MIN_CELLS) -> ShiftCheck:
+    """Whether the folders' cells look unlike the training labs' to the model: is adapting advised?"""
+    if model_path.suffix != ".keras":
+        raise DataError(f"{model_path}: the check needs the .keras model (an app package holds no statistics)")
+    crops = lab_crops(folders, config, max_cells, min_cells)[0]
+    return check_cells(KerasClassifier(model_path).model, crops)
+
+
 def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_path: Path, *,
           layers: Sequence[str] = DEFAULT_LAYERS, max_cells: int = 1000, min_cells: int = MIN_CELLS,
           training_data: Sequence[str] = ()) -> AdaptationReport:
@@ -279,22 +390,17 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
     check_model_paths(model_path, out_path)
     if max_cells < min_cells:
         raise DataError(f"--max-cells {max_cells} is below the {min_cells} cells adapting needs")
-    files = image_files(folders)
-    if not files:
-        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
     training_split = discover_sources(list(training_data))[0] if training_data else None  # bad folders stop here
-    crops, unreadable, empty, read = collect_crops(files, config, max_cells)
-    if len(crops) < min_cells:
-        raise DataError(f"{len(crops)} whole white cells found in {len(files)} images under "
-                        f"{', '.join(map(str, folders))}; adapting needs at least {min_cells}: add more fields")
+    crops, unreadable, empty, read, found = lab_crops(folders, config, max_cells, min_cells)
     training_crops = training_lab_crops(training_split, config, max_cells) if training_split is not None else None
-    model = adapted_model(model_path, crops, layers, training_crops)
+    model, before = adapted_model(model_path, crops, layers, training_crops)
     report = AdaptationReport(
         source_model=str(model_path), source_sha256=file_sha256(model_path),
         cells_from="folders: " + ", ".join(map(str, folders)),
-        images_found=len(files), images_read=read, unreadable=unreadable, without_whole_cell=empty,
+        images_found=found, images_read=read, unreadable=unreadable, without_whole_cell=empty,
         cells=len(crops), layers=list(layers), rebased_on=list(training_data),
         training_cells=0 if training_crops is None else len(training_crops),
+        feature_shift=before.feature_shift, adapting_advised=before.advised,
         date=datetime.now(UTC).isoformat(timespec="seconds"))
     save_adapted(model, out_path, report)
     return report

@@ -10,8 +10,12 @@ from hv.classifier import KerasClassifier, ModelLoadError
 from tests.conftest import draw_field
 from training.data import DataError, discover_sources
 from training.lab_adaptation import (
+    ADVISED_ABOVE,
     DEFAULT_LAYERS,
+    ShiftCheck,
     adapt,
+    class_balancing_weights,
+    feature_shift,
     normalisation_layer_names,
     rebase_statistics,
     reestimate_statistics,
@@ -90,6 +94,50 @@ def test_training_stores_the_training_labs_statistics(learned_model, name):
     np.testing.assert_allclose(np.array(layer.moving_variance), inputs.var(0), rtol=1e-3, atol=1e-4)
 
 
+def test_feature_shift_is_zero_on_the_training_labs_cells_and_grows_with_a_stain_shift(learned_model):
+    """The shift of the cells a model stored its statistics from is nil; another lab's is not, until adapted to."""
+    model_path, config, _ = learned_model
+    model = KerasClassifier(model_path).model
+    training = training_lab_crops(discover_sources(config.data.train_dirs)[0], config, seed=config.train.seed)
+    at_home = feature_shift(model, training)
+    assert set(at_home) == set(DEFAULT_LAYERS) and max(at_home.values()) < 1e-3
+    other_lab = np.clip(training * 0.6 + (90, 20, 60), 0, 255).astype(np.uint8)  # another stain and lamp
+    away = feature_shift(model, other_lab, batch_size=16)
+    # By hand for stem_bn: the mean over channels of |mean shift| / stored std.
+    backbone = model.get_layer("backbone")
+    layer = backbone.get_layer("stem_bn")
+    inputs = np.asarray(keras.Model(backbone.inputs[0], layer.input)(other_lab.astype(np.float32)), np.float64)
+    by_hand = np.mean(np.abs(inputs.reshape(-1, inputs.shape[-1]).mean(0) - np.array(layer.moving_mean))
+                      / np.sqrt(np.array(layer.moving_variance) + layer.epsilon))
+    assert away["stem_bn"] == pytest.approx(by_hand, rel=1e-3) and away["stem_bn"] > 0.1
+    assert away["top_bn"] > 0.01
+    reestimate_statistics(model, other_lab)
+    assert max(feature_shift(model, other_lab).values()) < 1e-3  # adapted: the other lab is home now
+
+
+def test_balanced_statistics_weigh_each_called_class_alike(learned_model):
+    """Weights count like repeated crops, and the balancing gives every class the model calls the same total."""
+    from training.lab_adaptation import _input_moments, _normalisation_layers
+
+    model = KerasClassifier(learned_model[0]).model
+    crops = np.random.default_rng(4).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+    container, layer = _normalisation_layers(model, ["top_bn"])[0]
+    repeated = np.repeat(crops[:3], [1, 2, 3], axis=0)
+    for got, expected in zip(_input_moments(model, container, layer, crops[:3], 2, np.array([1.0, 2.0, 3.0])),
+                             _input_moments(model, container, layer, repeated, 4)):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)  # float32 features, batched differently
+    weights = class_balancing_weights(model, crops, batch_size=5)
+    called = model.predict(crops.astype(np.float32), verbose=0).argmax(1)
+    assert {round(float(weights[called == c].sum()), 9) for c in set(called)} == {1.0}
+    # More cells of one class (a smear of mostly neutrophils) move the plain shift, not the balanced one.
+    assert len(set(called)) > 1
+    more_of_one = np.concatenate([crops, crops[called == called[0]], crops[called == called[0]]])
+    balanced, balanced_more = (feature_shift(model, c, balanced=True) for c in (crops, more_of_one))
+    plain, plain_more = feature_shift(model, crops), feature_shift(model, more_of_one)
+    assert balanced_more["top_bn"] == pytest.approx(balanced["top_bn"], rel=1e-4)
+    assert abs(plain_more["top_bn"] - plain["top_bn"]) > 100 * abs(balanced_more["top_bn"] - balanced["top_bn"])
+
+
 def test_training_crops_are_drawn_evenly_from_each_source_and_class(tmp_path, config):
     rng = np.random.default_rng(12)
     for lab, counts in (("lab_a", (30, 2, 5, 9)), ("lab_b", (4, 4, 4, 4))):
@@ -154,7 +202,7 @@ def test_a_cell_cut_by_the_border_is_not_used(config):
 
 
 def test_too_few_cells_is_a_clear_error(tmp_path, tiny_model_path, tiny_dataset_dir, config):
-    with pytest.raises(DataError, match="adapting needs at least 1000: add more fields"):
+    with pytest.raises(DataError, match="at least 1000 are needed: add more fields"):
         adapt(tiny_model_path, [tiny_dataset_dir], config, tmp_path / "a.keras", min_cells=1000)
     assert not list(tmp_path.glob("a*.keras"))
 
@@ -212,6 +260,34 @@ def test_adapt_command_on_a_folder_of_fields(tmp_path, tiny_model_path, capsys):
     assert f"stem_bn, top_bn re-estimated on {report['cells']} cells from 40 of 40 images" in printed
     assert "for an older one, add --training-data" in printed  # no --training-data: the assumption is said
     assert f"hv export --model {out} --lab-data {tmp_path / 'my_smears'}" in printed  # the next step, for the app
+    # What the cells looked like before: the shift of both layers, and the advice it gave, said and saved.
+    assert set(report["feature_shift"]) == {"stem_bn", "top_bn"}
+    assert report["adapting_advised"] == (report["feature_shift"]["top_bn"] > ADVISED_ABOVE)
+    assert f"before adapting, {report['cells']} cells: their features lie {report['feature_shift']['top_bn']:.2f}" \
+        in printed
+
+    # --check says the same and writes nothing; neither --out nor --check is a one-line error.
+    files_before = sorted(tmp_path.rglob("*"))
+    assert cli.main(["--config", str(config), "adapt", str(tmp_path / "my_smears"), "--model", str(tiny_model_path),
+                     "--check"]) == 0
+    assert capsys.readouterr().out.strip() == ShiftCheck(report["cells"], report["feature_shift"]).describe()
+    assert sorted(tmp_path.rglob("*")) == files_before
+    assert cli.main(["--config", str(config), "adapt", str(tmp_path / "my_smears"), "--model",
+                     str(tiny_model_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hv adapt: error:") and "--check" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(("top", "advised", "words"), [
+    (0.30, True, "unlike the cells the model learnt from, so adapting is advised"),
+    (ADVISED_ABOVE, False, "like the cells the model learnt from, so adapting is not needed"),
+    (0.10, False, "like the cells the model learnt from, so adapting is not needed"),
+])
+def test_the_advice_follows_the_top_layers_shift(top, advised, words):
+    check = ShiftCheck(50, {"stem_bn": 0.9, "top_bn": top})  # stem_bn (the colour) does not decide: BENCHMARKS.md
+    assert check.advised is advised
+    assert check.describe().startswith(f"50 cells: their features lie {top:.2f} standard deviations")
+    assert words in check.describe()
 
 
 def test_layers_are_adapted_from_the_input_side_whatever_the_order_given(learned_model):
