@@ -89,6 +89,18 @@ def thumbnail(cell: CellRecord) -> np.ndarray:
     return np.vstack([crop, strip])
 
 
+def _session_crops(session) -> np.ndarray:
+    """The crops a live session counted (what its classifier saw), as one array.
+
+    Raises:
+        AdaptationError: there is no live session yet.
+    """
+    if session is None:
+        raise AdaptationError("no live session yet: start one on the Live tab and let it count cells")
+    crops = [cell.crop_rgb for cell in session.cells()]
+    return np.stack(crops) if crops else np.zeros((0, 1, 1, 3), np.uint8)
+
+
 def _check_upload(path: str | None, allowed: list[str], what: str) -> Path:
     if not path:
         raise gr.Error(f"Upload a {what} first.")
@@ -339,10 +351,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             return gr.skip(), gr.skip(), gr.skip()
         try:
             if cells_from_session:
-                if session is None:
-                    raise AdaptationError("no live session yet: start one on the Live tab and let it count cells")
-                crops = [cell.crop_rgb for cell in session.cells()]
-                fresh = adapter.from_crops(np.stack(crops) if crops else np.zeros((0, 1, 1, 3), np.uint8),
+                fresh = adapter.from_crops(_session_crops(session),
                                            f"live session {session.session_id} ({session.source.name})")
             else:
                 fresh = adapter.from_images(files or [])
@@ -353,6 +362,22 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             adapted.close()
         gr.Info("Adapted. Start again on the Live tab to count with it.")
         return fresh, fresh.describe(), [str(fresh.path), str(fresh.report_path)]
+
+    def check(cells_from_session: bool, session, files):
+        """Whether the live session's cells or the uploaded fields' look unlike the training labs': adapt or not."""
+        if adapter is None:
+            gr.Warning(NO_ADAPTER)
+            return gr.skip()
+        try:
+            if cells_from_session:
+                crops = _session_crops(session)
+                result = adapter.check_crops(crops, f"live session {session.session_id}")
+            else:
+                result = adapter.check_images(files or [])
+        except AdaptationError as exc:
+            gr.Warning(str(exc))
+            return gr.skip()
+        return f"**{'Adapting is advised' if result.advised else 'No need to adapt'}.** {result.describe()}."
 
     def back_to_served(adapted):
         if adapted is not None:
@@ -477,19 +502,28 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                         "lab from 56 % to 81 % correct, and 32 cells did as well as 852 (BENCHMARKS.md). Adapt "
                         "on the cells the live session has counted"
                         + (f" (at least {adapter.min_cells})" if adapter else "") + ", or on field images you "
-                        "upload. Adapt only for a microscope the model was not trained on: the bundled model, "
-                        "adapted to one of its own two labs, lost a point there.")
+                        "upload. *Check* first: adapting helps on a microscope unlike the model's training labs, "
+                        "and on one like them it cost up to a point and a half.")
             adapt_status = gr.Markdown(served_text, elem_id="adapt-status")
+            adapt_check = gr.Markdown("*Check* says whether the cells look unlike the ones the model learnt from, "
+                                      "without changing anything.", elem_id="adapt-check")
             with gr.Row():
+                check_live_btn = gr.Button("Check the live session's cells", elem_id="check-live")
                 adapt_live_btn = gr.Button("Adapt to the live session's cells", variant="primary",
                                            elem_id="adapt-live")
                 back_btn = gr.Button("Back to the served model", elem_id="adapt-back")
             adapt_files = gr.File(label="Field images from your microscope", file_count="multiple",
                                   file_types=["image"], height=220, elem_id="adapt-upload")  # a list, kept short
-            adapt_files_btn = gr.Button("Adapt to these images", elem_id="adapt-files")
+            with gr.Row():
+                check_files_btn = gr.Button("Check these images", elem_id="check-files")
+                adapt_files_btn = gr.Button("Adapt to these images", elem_id="adapt-files")
             adapted_download = gr.File(label="The adapted model and its report", interactive=False,
                                        elem_id="adapt-download")
-            # One adaptation at a time over all visitors: each takes both CPU cores of a small server.
+            # One check or adaptation at a time over all visitors: each takes both CPU cores of a small server.
+            check_live_btn.click(lambda s: check(True, s, None), session, adapt_check, concurrency_limit=1,
+                                 concurrency_id="adapt")
+            check_files_btn.click(lambda f: check(False, None, f), adapt_files, adapt_check, concurrency_limit=1,
+                                  concurrency_id="adapt")
             adapt_live_btn.click(lambda s, a: adapt(True, s, None, a), [session, adapted],
                                  [adapted, adapt_status, adapted_download], concurrency_limit=1,
                                  concurrency_id="adapt")

@@ -32,7 +32,7 @@ from hv.config import Config
 from hv.saliency import GradCam
 
 if TYPE_CHECKING:
-    from training.lab_adaptation import AdaptationReport
+    from training.lab_adaptation import AdaptationReport, ShiftCheck
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,14 @@ class AdaptedModel:
         """What the page says about it (Markdown)."""
         report = self.report
         skipped = f"; {len(report.unreadable)} unreadable files skipped" if report.unreadable else ""
+        advice = ("" if report.adapting_advised else " **These cells looked like the ones the model learnt from**: "
+                  "adapting was not needed, and on such cells it cost up to 1.6 points in validation; "
+                  "*Back to the served model* undoes it.")
         return (f"**Classifying with the model adapted to your microscope**: `{self.path.name}` (sha256 "
                 f"{self.sha256[:12]}…), {', '.join(report.layers)} re-estimated on **{report.cells} cells** from "
                 f"{report.cells_from}{skipped}, in {self.seconds:.0f} s. It serves your next Start, Replay and "
                 "Image; a count already running keeps the model it started with. For a phone app: "
-                f"`hv export --model {self.path.name} --lab-data FOLDERS_OF_THIS_MICROSCOPE --out EXPORT`.")
+                f"`hv export --model {self.path.name} --lab-data FOLDERS_OF_THIS_MICROSCOPE --out EXPORT`.{advice}")
 
     def close(self) -> None:
         shutil.rmtree(self.path.parent, ignore_errors=True)
@@ -100,22 +103,17 @@ class MicroscopeAdapter:
         """
         from training.lab_adaptation import AdaptationReport, adapted_model, save_adapted
 
-        if len(crops_rgb) < self.min_cells:
-            raise AdaptationError(f"{len(crops_rgb)} cells from {cells_from}; adapting needs at least "
-                                  f"{self.min_cells}: count more cells, or upload more fields")
-        if crops_rgb.shape[1:] != (self.image_size, self.image_size, 3):
-            raise AdaptationError(f"cells from {cells_from} are {crops_rgb.shape[1]} px crops; the model to adapt "
-                                  f"takes {self.image_size} px")
+        crops_rgb = self._usable(crops_rgb, cells_from)
         started = time.monotonic()
-        crops_rgb = crops_rgb[: self.max_cells]
-        model = adapted_model(self.keras_path, crops_rgb, self.layers)
+        model, before = adapted_model(self.keras_path, crops_rgb, self.layers)
         stamp = datetime.now(UTC)
         path = Path(tempfile.mkdtemp(prefix="hv-adapted-")) / f"adapted-{stamp:%Y%m%d-%H%M%S}.keras"
         report = AdaptationReport(
             source_model=self.keras_path.name, source_sha256=self.source_sha256, cells_from=cells_from,
             images_found=images_found, images_read=images_read, unreadable=list(unreadable),
             without_whole_cell=without_whole_cell, cells=len(crops_rgb), layers=list(self.layers), rebased_on=[],
-            training_cells=0, date=stamp.isoformat(timespec="seconds"))
+            training_cells=0, feature_shift=before.feature_shift, adapting_advised=before.advised,
+            date=stamp.isoformat(timespec="seconds"))
         try:
             save_adapted(model, path, report)
             adapted = AdaptedModel(path, file_sha256(path), KerasClassifier(path), GradCam(path), report,
@@ -127,12 +125,43 @@ class MicroscopeAdapter:
                  adapted.seconds)
         return adapted
 
+    def check_crops(self, crops_rgb: np.ndarray, cells_from: str) -> ShiftCheck:
+        """Whether these cells look unlike the training labs' to the model: is adapting advised?
+
+        Raises:
+            AdaptationError: as ``from_crops``.
+        """
+        from training.lab_adaptation import check_cells
+
+        return check_cells(KerasClassifier(self.keras_path).model, self._usable(crops_rgb, cells_from))
+
     def from_images(self, paths: Sequence[str | Path]) -> AdaptedModel:
         """Adapt on the whole white cells located in field (or one-cell) images; unreadable files are skipped.
 
         Raises:
             AdaptationError: no file given, or fewer than ``min_cells`` whole cells found.
         """
+        crops, cells_from, read, names, empty, found = self._image_crops(paths)
+        return self.from_crops(crops, cells_from, images_found=found, images_read=read, unreadable=names,
+                               without_whole_cell=empty)
+
+    def check_images(self, paths: Sequence[str | Path]) -> ShiftCheck:
+        """``check_crops`` of the whole white cells located in the images."""
+        crops, cells_from = self._image_crops(paths)[:2]
+        return self.check_crops(crops, cells_from)
+
+    def _usable(self, crops_rgb: np.ndarray, cells_from: str) -> np.ndarray:
+        """At most ``max_cells`` of the crops, once there are enough of them at the model's input size."""
+        if len(crops_rgb) < self.min_cells:
+            raise AdaptationError(f"{len(crops_rgb)} cells from {cells_from}; adapting needs at least "
+                                  f"{self.min_cells}: count more cells, or upload more fields")
+        if crops_rgb.shape[1:] != (self.image_size, self.image_size, 3):
+            raise AdaptationError(f"cells from {cells_from} are {crops_rgb.shape[1]} px crops; the model to adapt "
+                                  f"takes {self.image_size} px")
+        return crops_rgb[: self.max_cells]
+
+    def _image_crops(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, str, int, list[str], int, int]:
+        """(crops, where they came from, images read, unreadable names, images without a whole cell, images given)."""
         from training.lab_adaptation import collect_crops
 
         files = [Path(p) for p in paths]
@@ -146,5 +175,4 @@ class MicroscopeAdapter:
             bad = f" ({len(names)} unreadable: {', '.join(names[:5])}{' …' if len(names) > 5 else ''})" if names else ""
             raise AdaptationError(f"{len(crops)} whole white cells found in {len(files)} uploaded images{bad}; "
                                   f"adapting needs at least {self.min_cells}: upload more fields")
-        return self.from_crops(crops, f"{read} uploaded images", images_found=len(files), images_read=read,
-                               unreadable=names, without_whole_cell=empty)
+        return crops, f"{read} uploaded images", read, names, empty, len(files)

@@ -46,6 +46,26 @@ def test_adapting_on_counted_crops_gives_a_new_model_and_leaves_the_served_one(t
     assert not adapted.path.parent.exists()  # the temporary folder goes with it
 
 
+def test_a_check_measures_the_cells_the_adaptation_would_use_and_changes_nothing(tiny_model_path, config):
+    from training.lab_adaptation import check_cells
+
+    served_sha = file_sha256(tiny_model_path)
+    adapter = MicroscopeAdapter(tiny_model_path, config, min_cells=4, max_cells=6)
+    crops = _purple_crops(8)
+    checked = adapter.check_crops(crops, "live session abc")
+    assert checked.cells == 6  # at most max_cells, as adapting
+    assert checked == check_cells(KerasClassifier(tiny_model_path).model, crops[:6])
+    assert file_sha256(tiny_model_path) == served_sha
+    adapted = adapter.from_crops(crops, "live session abc")
+    try:  # the report keeps what the check said of the same cells
+        assert adapted.report.feature_shift == pytest.approx(checked.feature_shift, rel=1e-4)
+        assert adapted.report.adapting_advised == checked.advised
+    finally:
+        adapted.close()
+    with pytest.raises(AdaptationError, match="3 cells from live session x; adapting needs at least 4"):
+        adapter.check_crops(crops[:3], "live session x")
+
+
 def test_too_few_cells_say_how_many_are_needed(tiny_model_path, config):
     adapter = MicroscopeAdapter(tiny_model_path, config, min_cells=32)
     with pytest.raises(AdaptationError, match="5 cells from live session x; adapting needs at least 32"):
@@ -73,6 +93,9 @@ def test_uploaded_fields_are_adapted_on_and_bad_files_named(tmp_path, tiny_model
         assert adapted.report.images_found == 7 and adapted.report.unreadable == ["broken.png"]
         assert adapted.report.cells >= 3 and "uploaded images" in adapted.report.cells_from
         assert "1 unreadable files skipped" in adapted.describe()
+        checked = adapter.check_images([*files, broken])  # the same cells, checked without adapting
+        assert checked.cells == adapted.report.cells
+        assert checked.feature_shift == pytest.approx(adapted.report.feature_shift, rel=1e-4)
     finally:
         adapted.close()
 
@@ -88,3 +111,5 @@ def test_uploads_without_enough_cells_name_the_unreadable_files(tmp_path, tiny_m
         adapter.from_images([blank, broken])
     with pytest.raises(AdaptationError, match="upload field images"):
         adapter.from_images([])
+    with pytest.raises(AdaptationError, match="upload field images"):
+        adapter.check_images([])
