@@ -9,11 +9,14 @@ layers is made here; TEST is scored afterwards with ``hv adapt`` and ``hv evalua
     python benchmarks/lab_adaptation.py --models runs/bc_only_seed1/model.keras \\
         --folder ../shared/data/pbc/TRAIN --layers none top_bn stem_bn stem_bn,top_bn
 
-A layer set written ``rebased:top_bn`` first rebases the layers on the training lab's cells
-(``--source-folder``: ``rebase_statistics``, which changes nothing the model computes) and
-then re-estimates them on the other lab: the other lab's features get the training lab's
-mean and variance instead of zero and one. ``--adapt-mix`` draws the adapting half with a
-given class mix (a real smear is mostly neutrophils), to check that adapting survives it.
+A layer set written ``balanced:stem_bn,top_bn`` weighs the adapting cells so that each class
+the unadapted model calls them counts alike (``class_balancing_weights``), as in the
+statistics ``hv train`` stores. A layer set written ``rebased:top_bn`` first rebases the
+layers on the training lab's cells (``--source-folder``: ``rebase_statistics``, which
+changes nothing the model computes) and then re-estimates them on the other lab: the other
+lab's features get the training lab's mean and variance instead of zero and one.
+``--adapt-mix`` draws the adapting half with a given class mix (a real smear is mostly
+neutrophils), to check that adapting survives it.
 
 Writes ``lab_adaptation.json`` (top-1, macro-F1 and recall per model and layer set) and prints a table.
 """
@@ -33,6 +36,8 @@ from hv.labels import CLASS_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
 from training.data import discover, discover_sources
 from training.lab_adaptation import (
+    class_balancing_weights,
+    feature_shift,
     normalisation_layer_names,
     rebase_statistics,
     reestimate_statistics,
@@ -44,12 +49,18 @@ from training.metrics import classification_metrics
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def with_class_mix(indices: np.ndarray, labels: np.ndarray, mix: str) -> np.ndarray:
-    """The largest subset of ``indices`` (order kept) whose labels follow ``mix`` ("name=share,...")."""
+def with_class_mix(indices: np.ndarray, labels: np.ndarray, mix: str, size: int = 0) -> np.ndarray:
+    """The first ``indices`` (order kept) whose labels follow ``mix`` ("name=share,..."): ``size`` of them, or the most.
+
+    The quota of each class is set for the subset's own size: the first ``size`` images of a
+    larger mixed subset would follow the order of ``indices`` (nearly balanced), not the mix.
+    """
     shares = {CLASS_NAMES.index(name.strip()): float(share) for name, share in
               (item.split("=") for item in mix.split(","))}
     available = {k: int((labels[indices] == k).sum()) for k in shares}
     total = min(available[k] / share for k, share in shares.items() if share > 0)
+    if size:
+        total = min(total, size / sum(shares.values()))
     keep = {k: int(round(total * share)) for k, share in shares.items()}
     chosen, taken = [], dict.fromkeys(shares, 0)
     for i in indices:
@@ -88,8 +99,8 @@ def main() -> None:
     order = np.random.default_rng(args.seed).permutation(len(paths))
     adapt_half, score_half = order[: len(order) // 2], order[len(order) // 2:]
     if args.adapt_mix:
-        adapt_half = with_class_mix(adapt_half, labels, args.adapt_mix)
-    if args.adapt_images:
+        adapt_half = with_class_mix(adapt_half, labels, args.adapt_mix, args.adapt_images)
+    elif args.adapt_images:
         adapt_half = adapt_half[: args.adapt_images]
     if args.score_images:
         score_half = score_half[: args.score_images]
@@ -97,7 +108,7 @@ def main() -> None:
     score_crops = np.stack([field_to_model_input(read_image_rgb(paths[i]), config)[0] for i in score_half])
     score_labels = labels[score_half]
     source_crops = None
-    if any(layer_set.startswith("rebased:") for layer_set in args.layers):
+    if any(layer_set.removeprefix("balanced:").startswith("rebased:") for layer_set in args.layers):
         if not args.source_folder:
             raise SystemExit("layer sets written rebased:NAMES need --source-folder (the training lab's TRAIN folder)")
         source_crops = training_lab_crops(discover_sources([args.source_folder])[0], config, args.source_images,
@@ -112,13 +123,18 @@ def main() -> None:
         results[model_path] = {}
         for layer_set in args.layers:
             classifier = KerasClassifier(model_path)  # a fresh copy for each set
-            rebased = layer_set.startswith("rebased:")
-            spec = layer_set.removeprefix("rebased:")
+            balanced = layer_set.startswith("balanced:")  # each class the model calls the cells weighs alike
+            rebased = layer_set.removeprefix("balanced:").startswith("rebased:")
+            spec = layer_set.removeprefix("balanced:").removeprefix("rebased:")
             names = {"none": [], "all": normalisation_layer_names(classifier.model)}.get(spec, spec.split(","))
             if rebased:
                 rebase_statistics(classifier.model, source_crops, names)
+            if layer_set == "none":  # how far the adapting cells lie from the statistics the model holds
+                for key, balanced in (("feature_shift", False), ("feature_shift_balanced", True)):
+                    results[model_path][key] = feature_shift(classifier.model, adapt_crops, balanced=balanced)
             if names:
-                reestimate_statistics(classifier.model, adapt_crops, names)
+                weights = class_balancing_weights(classifier.model, adapt_crops) if balanced else None
+                reestimate_statistics(classifier.model, adapt_crops, names, weights=weights)
             predicted = classifier.predict(score_crops).argmax(1)
             metrics = classification_metrics(score_labels, predicted)
             row = {"top1": metrics["accuracy"], "macro_f1": metrics["macro_f1"],

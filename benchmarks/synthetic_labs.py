@@ -36,6 +36,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from lab_adaptation import with_class_mix  # benchmarks/ is on sys.path when run as a script
 
 from hv.bundled import CHECKOUT_KERAS_MODEL
 from hv.classifier import KerasClassifier
@@ -44,7 +45,13 @@ from hv.labels import CLASS_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
 from training.augment import RGB_FROM_HED  # the stain vectors training jitters along
 from training.heldout import model_split, saved_config
-from training.lab_adaptation import DEFAULT_LAYERS, reestimate_statistics, whole_cell_crops
+from training.lab_adaptation import (
+    DEFAULT_LAYERS,
+    class_balancing_weights,
+    feature_shift,
+    reestimate_statistics,
+    whole_cell_crops,
+)
 from training.metrics import classification_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +122,11 @@ def main() -> None:
     parser.add_argument("--model", default=str(CHECKOUT_KERAS_MODEL))
     parser.add_argument("--shifts", nargs="+", default=list(SHIFTS), choices=SHIFTS)
     parser.add_argument("--adapt-images", type=int, default=300)
+    parser.add_argument("--balanced", action="store_true",
+                        help="adapt with each class the unadapted model calls the cells weighing alike")
+    parser.add_argument("--adapt-mix", default="",
+                        help="draw the adapting images with this class mix, e.g. neutrophil=0.6,lymphocyte=0.3,"
+                             "monocyte=0.06,eosinophil=0.04 (a differential's), not at random")
     parser.add_argument("--source", default=PBC_SOURCE,
                         help="training source whose held-out images are shifted and scored (training.data.source_name)")
     parser.add_argument("--out", default=str(ROOT / "out" / "synthetic_labs"))
@@ -136,8 +148,11 @@ def main() -> None:
     if not score:
         raise SystemExit(f"--source {args.source}: no held-out image of that source; sources: "
                          f"{sorted(set(split.held_out.source_of()))}")
-    pool = [p for p, s in zip(trained_on.paths, trained_on.source_of()) if s == args.source]
-    adapt_paths = [pool[i] for i in np.random.default_rng(0).permutation(len(pool))[: args.adapt_images]]
+    pool = [(p, y) for p, y, s in zip(trained_on.paths, trained_on.labels, trained_on.source_of()) if s == args.source]
+    order = np.random.default_rng(0).permutation(len(pool))
+    if args.adapt_mix:
+        order = with_class_mix(order, np.array([y for _, y in pool]), args.adapt_mix, args.adapt_images)
+    adapt_paths = [pool[i][0] for i in order[: args.adapt_images]]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shifts_picture(score[0][0], out / "shifts.jpg")
@@ -148,7 +163,9 @@ def main() -> None:
     labels = np.array([y for _, y in score])
     report = {"model": Path(args.model).name, "seed": seed, "source": args.source, "scored": len(score),
               "not_scored_copies_of_trained_originals": leaked,
-              "adapt_images": len(adapt_paths), "layers": list(DEFAULT_LAYERS), "shifts": {}}
+              "adapt_images": len(adapt_paths), "adapt_mix": args.adapt_mix, "balanced": args.balanced,
+              "layers": list(DEFAULT_LAYERS),
+              "shifts": {}}
     for shift in args.shifts:
         inputs = [field_to_model_input(shift_image(read_image_rgb(p), shift), config) for p, _ in score]
         crops, located = np.stack([c for c, _ in inputs]), np.array([f for _, f in inputs])
@@ -158,7 +175,12 @@ def main() -> None:
         for name in ("as_trained", "adapted") if adapt_crops else ("as_trained",):
             classifier = KerasClassifier(args.model)  # a fresh copy each time
             if name == "adapted":
-                reestimate_statistics(classifier.model, np.stack(adapt_crops), DEFAULT_LAYERS)
+                weights = class_balancing_weights(classifier.model, np.stack(adapt_crops)) if args.balanced else None
+                reestimate_statistics(classifier.model, np.stack(adapt_crops), DEFAULT_LAYERS, weights=weights)
+            elif adapt_crops:  # how far the adapting cells lie from the statistics the model holds
+                for key, balanced in (("feature_shift", False), ("feature_shift_balanced", True)):
+                    row[key] = {layer: round(value, 4) for layer, value in
+                                feature_shift(classifier.model, np.stack(adapt_crops), balanced=balanced).items()}
             predicted = classifier.predict(crops).argmax(1)  # "other" is a wrong answer for these cells
             metrics = classification_metrics(labels, predicted)
             row[name] = {"top1": round(metrics["accuracy"], 4), "macro_f1": round(metrics["macro_f1"], 4),
