@@ -181,6 +181,10 @@ def main() -> None:
                 for key, balanced in (("feature_shift", False), ("feature_shift_balanced", True)):
                     row[key] = {layer: round(value, 4) for layer, value in
                                 feature_shift(classifier.model, np.stack(adapt_crops), balanced=balanced).items()}
+                # The scored cells were never trained on: does the shift read higher on unseen cells?
+                row["feature_shift_balanced_scored"] = {
+                    layer: round(value, 4) for layer, value in
+                    feature_shift(classifier.model, crops[located], balanced=True).items()}
             predicted = classifier.predict(crops).argmax(1)  # "other" is a wrong answer for these cells
             metrics = classification_metrics(labels, predicted)
             row[name] = {"top1": round(metrics["accuracy"], 4), "macro_f1": round(metrics["macro_f1"], 4),

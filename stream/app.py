@@ -499,11 +499,13 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             gr.Markdown("Another microscope is another lab: its stain, lamp and camera shift what the model sees. "
                         "Adapting re-estimates the model's colour and feature statistics on cells from your "
                         "microscope; no labels are needed. On another lab's smears it took a model trained on one "
-                        "lab from 56 % to 81 % correct, and 32 cells did as well as 852 (BENCHMARKS.md). Adapt "
+                        "lab from 56 % to 81 % correct (models of 2026-12-04), and 32 cells did as well as 300 "
+                        "(BENCHMARKS.md). Adapt "
                         "on the cells the live session has counted"
                         + (f" (at least {adapter.min_cells})" if adapter else "") + ", or on field images you "
                         "upload. *Check* first: adapting helps on a microscope unlike the model's training labs, "
-                        "and on one like them it cost up to a point and a half.")
+                        "and on one like them it cost up to 4 points (most when the cells were mostly "
+                        "neutrophils).")
             adapt_status = gr.Markdown(served_text, elem_id="adapt-status")
             adapt_check = gr.Markdown("*Check* says whether the cells look unlike the ones the model learnt from, "
                                       "without changing anything.", elem_id="adapt-check")

@@ -5,9 +5,10 @@ that from the command line; this is the same step for the page. The cells come f
 visitor's live session (the crops it counted: exactly what the classifier saw) or from
 field images they upload; the Keras model behind the served one gets ``stem_bn`` and
 ``top_bn`` re-estimated on them (``training.lab_adaptation``: on the cross-lab validation
-set 32 cells did as well as 852, BENCHMARKS.md). The adapted model then serves that
-visitor's next live session, replay and image; a session already running keeps its model,
-since a count is made by one model, the one its summary names.
+set 32 cells did as well as 852, and at a smear's class mix as well as 300, BENCHMARKS.md);
+the visitor can first check whether their cells need it (``check_crops``, ``check_images``).
+The adapted model then serves that visitor's next live session, replay and image; a session
+already running keeps its model, since a count is made by one model, the one its summary names.
 
 Each adapted model lives in a temporary folder of its own, offered for download, and is
 removed when the visitor adapts again, goes back to the served model, or closes the page.
@@ -61,7 +62,7 @@ class AdaptedModel:
         report = self.report
         skipped = f"; {len(report.unreadable)} unreadable files skipped" if report.unreadable else ""
         advice = ("" if report.adapting_advised else " **These cells looked like the ones the model learnt from**: "
-                  "adapting was not needed, and on such cells it cost up to 1.6 points in validation; "
+                  "adapting was not needed, and on such cells it cost 0.3-4 points in validation; "
                   "*Back to the served model* undoes it.")
         return (f"**Classifying with the model adapted to your microscope**: `{self.path.name}` (sha256 "
                 f"{self.sha256[:12]}…), {', '.join(report.layers)} re-estimated on **{report.cells} cells** from "

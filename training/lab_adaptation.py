@@ -97,7 +97,7 @@ class ShiftCheck:
         if self.advised:
             return f"{where}; above {ADVISED_ABOVE}): unlike the cells the model learnt from, so adapting is advised"
         return (f"{where}; {ADVISED_ABOVE} or less): like the cells the model learnt from, so adapting is not "
-                "needed (on such cells it cost up to 1.6 points in validation)")
+                "needed (on such cells it cost 0.3-4 points in validation)")
 
 
 def image_files(folders: Sequence[str | Path]) -> list[Path]:
