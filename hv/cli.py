@@ -333,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "checkout's models/hv_lite0.keras)")
     adapt.add_argument("--out", default="", help="the adapted model to write (.keras)")
     adapt.add_argument("--check", action="store_true",
-                       help="only say whether these cells look unlike the ones the model learnt from (adapting "
-                            "advised) or like them (not needed); writes nothing")
+                       help="only say how unlike the cells the model learnt from these cells look, and whether "
+                            "adapting is advised, unclear or not needed; writes nothing")
     adapt.add_argument("--layers", nargs="+", default=None, metavar="NAME",
                        help="BatchNormalization layers to re-estimate (default: stem_bn and top_bn, the first and "
                             "the last, which hv train rebases; for others add --training-data)")

@@ -377,7 +377,9 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         except AdaptationError as exc:
             gr.Warning(str(exc))
             return gr.skip()
-        return f"**{'Adapting is advised' if result.advised else 'No need to adapt'}.** {result.describe()}."
+        headline = {"advised": "Adapting is advised", "not needed": "No need to adapt",
+                    "unclear": "Adapting may help or cost a little"}[result.advice]
+        return f"**{headline}.** {result.describe()}."
 
     def back_to_served(adapted):
         if adapted is not None:

@@ -61,9 +61,13 @@ class AdaptedModel:
         """What the page says about it (Markdown)."""
         report = self.report
         skipped = f"; {len(report.unreadable)} unreadable files skipped" if report.unreadable else ""
-        advice = ("" if report.adapting_advised else " **These cells looked like the ones the model learnt from**: "
-                  "adapting was not needed, and on such cells it cost 0.3-4 points in validation; "
-                  "*Back to the served model* undoes it.")
+        advice = {"advised": "",
+                  "not needed": " **These cells looked like the ones the model learnt from**: adapting was not "
+                                "needed, and on such cells it cost up to 4 points in validation; *Back to the served "
+                                "model* undoes it.",
+                  "unclear": " These cells looked somewhat unlike the ones the model learnt from, where adapting "
+                             "has gone both ways in validation: compare both models on cells you have labelled."
+                  }[report.advice]
         return (f"**Classifying with the model adapted to your microscope**: `{self.path.name}` (sha256 "
                 f"{self.sha256[:12]}…), {', '.join(report.layers)} re-estimated on **{report.cells} cells** from "
                 f"{report.cells_from}{skipped}, in {self.seconds:.0f} s. It serves your next Start, Replay and "
@@ -113,7 +117,7 @@ class MicroscopeAdapter:
             source_model=self.keras_path.name, source_sha256=self.source_sha256, cells_from=cells_from,
             images_found=images_found, images_read=images_read, unreadable=list(unreadable),
             without_whole_cell=without_whole_cell, cells=len(crops_rgb), layers=list(self.layers), rebased_on=[],
-            training_cells=0, feature_shift=before.feature_shift, adapting_advised=before.advised,
+            training_cells=0, feature_shift=before.feature_shift, advice=before.advice,
             date=stamp.isoformat(timespec="seconds"))
         try:
             save_adapted(model, path, report)
@@ -127,7 +131,7 @@ class MicroscopeAdapter:
         return adapted
 
     def check_crops(self, crops_rgb: np.ndarray, cells_from: str) -> ShiftCheck:
-        """Whether these cells look unlike the training labs' to the model: is adapting advised?
+        """How unlike the training labs' cells these cells look to the model, and the advice that gives.
 
         Raises:
             AdaptationError: as ``from_crops``.

@@ -59,7 +59,7 @@ def test_a_check_measures_the_cells_the_adaptation_would_use_and_changes_nothing
     adapted = adapter.from_crops(crops, "live session abc")
     try:  # the report keeps what the check said of the same cells
         assert adapted.report.feature_shift == pytest.approx(checked.feature_shift, rel=1e-4)
-        assert adapted.report.adapting_advised == checked.advised
+        assert adapted.report.advice == checked.advice
     finally:
         adapted.close()
     with pytest.raises(AdaptationError, match="3 cells from live session x; adapting needs at least 4"):
