@@ -91,7 +91,7 @@ class ShiftCheck:
 
     @property
     def advice(self) -> str:
-        """"not needed", "unclear" or "advised"."""
+        """One of "not needed", "unclear" or "advised"."""
         value = self.feature_shift[ADVICE_LAYER]
         return "not needed" if value <= NOT_NEEDED_UP_TO else "advised" if value > ADVISED_ABOVE else "unclear"
 
@@ -384,7 +384,7 @@ def check(model_path: Path, folders: Sequence[str | Path], config: Config, *, ma
     """How unlike the training labs' cells the folders' cells look to the model, and the advice that gives."""
     if model_path.suffix != ".keras":
         raise DataError(f"{model_path}: the check needs the .keras model (an app package holds no statistics)")
-    crops = lab_crops(folders, config, max_cells, min_cells)[0]
+    crops = lab_crops(folders, config, min(max_cells, CHECK_CELLS), min_cells)[0]  # the check reads no more
     return check_cells(KerasClassifier(model_path).model, crops)
 
 
