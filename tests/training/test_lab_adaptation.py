@@ -120,8 +120,10 @@ def test_balanced_statistics_weigh_each_called_class_alike(learned_model):
     """Weights count like repeated crops, and the balancing gives every class the model calls the same total."""
     from training.lab_adaptation import _input_moments, _normalisation_layers
 
-    model = KerasClassifier(learned_model[0]).model
-    crops = np.random.default_rng(4).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+    model_path, config, _ = learned_model
+    model = KerasClassifier(model_path).model
+    # Cells of the four classes the model learnt, so that it calls them more than one class.
+    crops = training_lab_crops(discover_sources(config.data.train_dirs)[0], config, seed=config.train.seed)[::4]
     container, layer = _normalisation_layers(model, ["top_bn"])[0]
     repeated = np.repeat(crops[:3], [1, 2, 3], axis=0)
     for got, expected in zip(_input_moments(model, container, layer, crops[:3], 2, np.array([1.0, 2.0, 3.0])),
