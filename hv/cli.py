@@ -148,6 +148,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     config = _load(args)
     if args.check:
+        if args.training_data or args.layers:
+            raise DataError("hv adapt --check measures a model that holds its training labs' statistics (hv train "
+                            "stores them) and changes no layer: leave out --training-data and --layers")
         print(check(Path(args.model), args.data, config, max_cells=args.max_cells).describe())
         return 0
     if not args.out:

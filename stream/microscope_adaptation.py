@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,7 +139,12 @@ class MicroscopeAdapter:
         """
         from training.lab_adaptation import check_cells
 
-        return check_cells(KerasClassifier(self.keras_path).model, self._usable(crops_rgb, cells_from))
+        return check_cells(self._served_model, self._usable(crops_rgb, cells_from))
+
+    @cached_property
+    def _served_model(self):
+        """The served Keras model, loaded once: a check only reads it (adapting changes a fresh copy)."""
+        return KerasClassifier(self.keras_path).model
 
     def from_images(self, paths: Sequence[str | Path]) -> AdaptedModel:
         """Adapt on the whole white cells located in field (or one-cell) images; unreadable files are skipped.

@@ -275,6 +275,10 @@ def test_adapt_command_on_a_folder_of_fields(tmp_path, tiny_model_path, capsys):
                      "--check"]) == 0
     assert capsys.readouterr().out.strip() == ShiftCheck(report["cells"], report["feature_shift"]).describe()
     assert sorted(tmp_path.rglob("*")) == files_before
+    assert cli.main(["--config", str(config), "adapt", str(tmp_path / "my_smears"), "--model", str(tiny_model_path),
+                     "--check", "--training-data", str(tmp_path / "my_smears")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hv adapt: error:") and "leave out --training-data" in err and "\n" not in err
     assert cli.main(["--config", str(config), "adapt", str(tmp_path / "my_smears"), "--model",
                      str(tiny_model_path)]) == 1
     err = capsys.readouterr().err.strip()
