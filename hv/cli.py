@@ -148,16 +148,16 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     config = _load(args)
     if args.check:
-        if args.training_data or args.layers:
+        if args.training_data or args.layers or args.labelled:
             raise DataError("hv adapt --check measures a model that holds its training labs' statistics (hv train "
-                            "stores them) and changes no layer: leave out --training-data and --layers")
+                            "stores them) and changes no layer: leave out --training-data, --layers and --labelled")
         print(check(Path(args.model), args.data, config, max_cells=args.max_cells).describe())
         return 0
     if not args.out:
         raise DataError("hv adapt: give --out ADAPTED.keras for the adapted model, or --check to only see "
                         "whether these cells need it")
     report = adapt(Path(args.model), args.data, config, Path(args.out), layers=args.layers or DEFAULT_LAYERS,
-                   max_cells=args.max_cells, training_data=args.training_data)
+                   max_cells=args.max_cells, training_data=args.training_data, labelled=args.labelled)
     skipped = f", {len(report.unreadable)} unreadable images skipped" if report.unreadable else ""
     rebased = (f", after rebasing on {report.training_cells} training cells" if report.training_cells else
                "; the model was taken to hold its training lab's statistics (hv train since 2026-12-04 and the "
@@ -165,6 +165,12 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     print(f"{args.out}: {', '.join(report.layers)} re-estimated on {report.cells} cells from {report.images_read} "
           f"of {report.images_found} images{skipped}{rebased} (report: {Path(args.out).with_suffix('.adapt.json')})")
     print("before adapting, " + ShiftCheck(min(report.cells, CHECK_CELLS), report.feature_shift).describe())
+    if report.labelled:
+        tuned = report.labelled
+        print(f"then the head was retrained on {tuned['cells']} labelled cells "
+              f"({', '.join(f'{n} {name}' for name, n in tuned['per_class'].items())}); the adapted model called "
+              f"{tuned['agreement_before']:.0%} of them as labelled before, {tuned['agreement_after']:.0%} after "
+              "(cells it learnt from: score it on other labelled cells with hv evaluate)")
     print(f"for the app: hv export --model {shlex.quote(args.out)} --lab-data {shlex.join(args.data)} "
           "--out EXPORT_FOLDER (int8 checked on these cells)")
     return 0
@@ -329,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: export.qat_steps; 0 = off)")
     export.set_defaults(func=cmd_export)
 
-    adapt = sub.add_parser("adapt", help="adapt a .keras model to your lab from unlabelled images (no labels needed)")
+    adapt = sub.add_parser("adapt", help="adapt a .keras model to your lab from unlabelled images (no labels needed; "
+                           "labelled cells, if you have some, teach it more)")
     adapt.add_argument("data", nargs="+", metavar="FOLDER",
                        help="folders of images from the lab to adapt to (fields or one-cell images, any layout)")
     adapt.add_argument("--model", default=str(CHECKOUT_KERAS_MODEL), help="the .keras model to adapt (default: the "
@@ -345,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--training-data", nargs="+", default=[], metavar="FOLDER",
                        help="the class folders the model was trained on: rebase on them first, for a model trained "
                             "before hv train stored its training lab's statistics (2026-12-04)")
+    adapt.add_argument("--labelled", nargs="+", default=[], metavar="FOLDER",
+                       help="class folders of this lab's labelled cells (the web page's corrections folder, say): "
+                            "after adapting, retrain the model's head on them (seconds; the backbone is kept)")
     adapt.set_defaults(func=cmd_adapt)
 
     average = sub.add_parser("average", help="average several runs' class probabilities in one model (a run folder)")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from hv.config import Config
 from hv.locator import cell_diameter_px, crop_cell, locate_cells
 from hv.preprocess import ImageReadError, field_to_model_input, read_image_rgb, to_model_batch
 from training.data import DataError, Split, discover_sources
+from training.lab_tuning import check_labels, labelled_cells, tune_on_labelled
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,10 @@ class AdaptationReport:
     feature_shift: dict[str, float]
     advice: str
     date: str
+    # The head retrained on labelled cells after adapting (``training.lab_tuning``): their folders and the
+    # ``TuningReport``; empty when no labelled cells were given.
+    labelled_from: list[str] = field(default_factory=list)
+    labelled: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -390,19 +395,28 @@ def check(model_path: Path, folders: Sequence[str | Path], config: Config, *, ma
 
 def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_path: Path, *,
           layers: Sequence[str] = DEFAULT_LAYERS, max_cells: int = 1000, min_cells: int = MIN_CELLS,
-          training_data: Sequence[str] = ()) -> AdaptationReport:
+          training_data: Sequence[str] = (), labelled: Sequence[str] = ()) -> AdaptationReport:
     """Write ``out_path`` (.keras): the model with ``layers`` re-estimated on the folders' located cells.
 
     ``training_data`` (the class folders the model was trained on) rebases the layers first
-    (``adapted_model``).
+    (``adapted_model``). ``labelled`` (class folders of this lab's cells: a Review page's
+    corrections, say) then retrains the head on them (``training.lab_tuning``).
     """
     check_model_paths(model_path, out_path)
     if max_cells < min_cells:
         raise DataError(f"--max-cells {max_cells} is below the {min_cells} cells adapting needs")
     training_split = discover_sources(list(training_data))[0] if training_data else None  # bad folders stop here
+    labelled_crops = labelled_labels = None
+    if labelled:  # read before the long part: a folder too thin to tune on stops here
+        labelled_crops, labelled_labels, _ = labelled_cells(labelled, config)
+        try:
+            check_labels(labelled_labels)
+        except ValueError as exc:
+            raise DataError(f"{', '.join(map(str, labelled))}: {exc}") from exc
     crops, unreadable, empty, read, found = lab_crops(folders, config, max_cells, min_cells)
     training_crops = training_lab_crops(training_split, config, max_cells) if training_split is not None else None
     model, before = adapted_model(model_path, crops, layers, training_crops)
+    tuning = tune_on_labelled(model, labelled_crops, labelled_labels, anchor_crops=crops) if labelled else None
     report = AdaptationReport(
         source_model=str(model_path), source_sha256=file_sha256(model_path),
         cells_from="folders: " + ", ".join(map(str, folders)),
@@ -410,6 +424,7 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
         cells=len(crops), layers=list(layers), rebased_on=list(training_data),
         training_cells=0 if training_crops is None else len(training_crops),
         feature_shift=before.feature_shift, advice=before.advice,
-        date=datetime.now(UTC).isoformat(timespec="seconds"))
+        date=datetime.now(UTC).isoformat(timespec="seconds"),
+        labelled_from=list(labelled), labelled=None if tuning is None else asdict(tuning))
     save_adapted(model, out_path, report)
     return report

@@ -1,0 +1,294 @@
+"""Teach a model a new lab from a few labelled cells: its head retrained on them, the backbone kept.
+
+``hv adapt`` without labels moves a model's normalisation statistics to a new lab; what the
+head learnt from the training labs stays. A technician who has corrected cells on the
+Review page (or labelled a few by hand) holds what no statistic can give: which of this
+microscope's cells are which. Retraining the whole model needs the training labs' data and
+half an hour per run on a laptop; retraining only the head (``dense`` and ``pred``) on the
+frozen backbone's features of those cells takes seconds, so a user can do it with what they
+have. Each cell is seen in its eight orientations (a cell has no up or left), and each class
+present weighs alike, so a smear's neutrophil majority does not become the head's prior.
+
+Labels rarely show every class, least of all "other" (basophils, blasts and the like are
+rarely corrected), and a head retrained on four-class labels alone learns that nothing is
+"other": in validation it stopped flagging any of them. So the output columns of classes the
+labels do not show keep their weights (``_SomeColumnsFixed``), and without an "other" label
+the four classes are shifted back together against "other" over this lab's unlabelled cells
+(``_restore_other_margin``). A pull of every weight towards its trained value (``TowardsStart``,
+"L2-SP", Li et al. 2018) was measured too and cost most of the gain; it stays available
+(``strength``), off by default. BENCHMARKS.md, "Labelled cells of a new lab", has the figures.
+
+An average of runs (``hv average``) has one head per run: each is retrained on its own
+backbone's features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from hv.classifier import ModelLoadError
+from hv.config import Config
+from hv.labels import OTHER_ID, OUTPUT_NAMES
+from hv.model import member_models
+from hv.preprocess import field_to_model_input, read_image_rgb, to_model_batch
+from training.data import DataError, discover
+
+HEAD_LAYERS = ("dense", "pred")
+FEATURE_LAYER = "avg_pool"
+# The fewest labelled cells, and classes, worth tuning on: below this the head learns the cells, not the lab.
+MIN_LABELLED_CELLS = 8
+MIN_LABELLED_CLASSES = 2
+# The recipe. Epochs, learning rate and batch were set beforehand; the pull (0, 0.1, 1, 10) and what is retrained
+# (dense and pred, or pred alone) were chosen on validation cells only (BENCHMARKS.md, "Labelled cells of a new lab").
+EPOCHS = 30
+LEARNING_RATE = 1e-3
+STRENGTH = 0.0  # of the pull towards the trained weights, per squared unit, against the mean cross-entropy
+BATCH_SIZE = 32
+TRAIN_DENSE = True  # also retrain the dense layer before pred (False: pred's columns alone, a linear probe)
+
+
+class TowardsStart(keras.regularizers.Regularizer):
+    """``strength`` x the squared distance of a weight from its starting value (L2-SP)."""
+
+    def __init__(self, start: np.ndarray, strength: float):
+        self.start = keras.ops.convert_to_tensor(np.asarray(start, np.float32))
+        self.strength = float(strength)
+
+    def __call__(self, weight):
+        return self.strength * keras.ops.sum(keras.ops.square(weight - self.start))
+
+    def get_config(self) -> dict:
+        return {"start": keras.ops.convert_to_numpy(self.start).tolist(), "strength": self.strength}
+
+
+@dataclass(frozen=True)
+class TuningReport:
+    """What the head was retrained on, saved in ``<model>.adapt.json`` under ``labelled``."""
+
+    cells: int
+    per_class: dict[str, int]
+    epochs: int
+    strength: float
+    views_per_cell: int
+    # Share of the labelled cells (their upright view) the model called right before and after: how much it
+    # had to move. Not an accuracy on new cells (these are the cells it learnt).
+    agreement_before: float
+    agreement_after: float
+
+
+def labelled_cells(folders: Sequence[str], config: Config) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The crops and output ids of the images in class folders (a Review page's corrections folder, say).
+
+    Each folder holds a sub-folder per class (the four, "other", or a cell type outside them); a
+    class may be missing. Each image gives the crop ``hv train`` would take from it. Unreadable
+    images are skipped and named (``training.data.discover``).
+
+    Returns:
+        (crops, labels, skipped files).
+
+    Raises:
+        DataError: a folder is missing or holds no class folder with a readable image.
+    """
+    crops, labels, skipped = [], [], []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise DataError(f"{folder}: not a folder; labelled cells are class folders (eosinophil/, neutrophil/, "
+                            "...) of images, as the web page's corrections folder")
+        split, report = discover(folder, any_other=True, require_all=False)
+        skipped += [item["path"] for item in report.skipped]
+        crops += [field_to_model_input(read_image_rgb(path), config)[0] for path in split.paths]
+        labels += split.labels
+    if not crops:
+        raise DataError(f"no labelled images under {', '.join(map(str, folders))}")
+    return np.stack(crops), np.array(labels, np.int64), skipped
+
+
+def dihedral_views(crops_rgb: np.ndarray, views: int = 8) -> np.ndarray:
+    """(n * views, S, S, 3): each crop in its first ``views`` of the eight rotations and mirrorings, crop by crop."""
+    crops = np.asarray(crops_rgb)
+    turns = [np.rot90(crops, k, axes=(1, 2)) for k in range(4)]
+    every = turns + [t[:, :, ::-1] for t in turns]
+    return np.stack(every[:views], axis=1).reshape(-1, *crops.shape[1:])
+
+
+def _head_layers(member: keras.Model) -> tuple[keras.layers.Layer, keras.layers.Layer, keras.layers.Layer]:
+    try:
+        return tuple(member.get_layer(name) for name in (FEATURE_LAYER, *HEAD_LAYERS))
+    except ValueError as exc:
+        raise ModelLoadError(f"{member.name}: tuning on labelled cells needs a model from hv train (layers "
+                             f"{FEATURE_LAYER}, {', '.join(HEAD_LAYERS)}): {exc}") from exc
+
+
+def _features(member: keras.Model, crops_rgb: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The pooled backbone features of each crop under ``member`` (its BatchNorm statistics as they are now)."""
+    probe = keras.Model(member.inputs[0], member.get_layer(FEATURE_LAYER).output)
+    return np.concatenate([np.asarray(probe(to_model_batch(crops_rgb[i:i + batch_size]), training=False))
+                           for i in range(0, len(crops_rgb), batch_size)])
+
+
+def class_weights(labels: np.ndarray) -> np.ndarray:
+    """One weight per cell, each class present weighing alike in total, the mean weight 1."""
+    counts = np.bincount(labels, minlength=len(OUTPUT_NAMES)).astype(np.float64)
+    present = int((counts > 0).sum())
+    return (len(labels) / (present * counts[labels])).astype(np.float32)
+
+
+class _SomeColumnsFixed(keras.layers.Layer):
+    """A softmax Dense layer whose ``fixed`` output columns keep their weights while the others learn.
+
+    A class the labelled cells do not show (often "other": basophils, blasts and the like are
+    rarely corrected) has nothing to learn from them; trained with the rest it would only be
+    pushed down on every cell, and Adam turns that small, steady push into large steps.
+    """
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray, fixed: np.ndarray, strength: float, **kwargs):
+        super().__init__(**kwargs)
+        free = ~fixed
+        self.order = np.argsort(np.concatenate([np.flatnonzero(free), np.flatnonzero(fixed)]))
+        self.free_kernel = self.add_weight(shape=kernel[:, free].shape, initializer="zeros",
+                                           regularizer=TowardsStart(kernel[:, free], strength))
+        self.free_bias = self.add_weight(shape=bias[free].shape, initializer="zeros",
+                                         regularizer=TowardsStart(bias[free], strength))
+        self.fixed_kernel = self.add_weight(shape=kernel[:, fixed].shape, initializer="zeros", trainable=False)
+        self.fixed_bias = self.add_weight(shape=bias[fixed].shape, initializer="zeros", trainable=False)
+        for weight, value in ((self.free_kernel, kernel[:, free]), (self.free_bias, bias[free]),
+                              (self.fixed_kernel, kernel[:, fixed]), (self.fixed_bias, bias[fixed])):
+            weight.assign(value)
+
+    def call(self, hidden):
+        logits = keras.ops.matmul(hidden, self.free_kernel) + self.free_bias
+        if self.fixed_kernel.shape[1]:  # oneDNN refuses a product with no output column
+            logits = keras.ops.concatenate([logits, keras.ops.matmul(hidden, self.fixed_kernel) + self.fixed_bias],
+                                           axis=-1)
+        return keras.ops.softmax(keras.ops.take(logits, self.order, axis=-1))
+
+    def dense_weights(self) -> list[np.ndarray]:
+        """The kernel and bias of the whole layer, columns back in output order."""
+        kernel = np.concatenate([np.asarray(self.free_kernel), np.asarray(self.fixed_kernel)], axis=1)
+        bias = np.concatenate([np.asarray(self.free_bias), np.asarray(self.fixed_bias)])
+        return [kernel[:, self.order], bias[self.order]]
+
+
+def _tune_head(member: keras.Model, features: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+               anchors: np.ndarray, *, epochs: int, learning_rate: float, strength: float, batch_size: int,
+               seed: int, train_dense: bool) -> None:
+    """Retrain ``member``'s pred layer (and dense, if ``train_dense``) on pooled features, in place.
+
+    The pred columns of classes absent from ``labels`` keep their weights; with ``train_dense`` off
+    their answers keep exactly the trained model's logits. Without an "other" label, the four
+    classes are then shifted back against "other" over the ``anchors`` (pooled features of this
+    lab's cells: ``_restore_other_margin``).
+    """
+    _, dense, pred = _head_layers(member)
+    dropout = next((layer.rate for layer in member.layers if isinstance(layer, keras.layers.Dropout)), 0.0)
+    keras.utils.set_random_seed(seed)
+    kernel, bias = dense.get_weights()
+    new_dense = keras.layers.Dense(dense.units, activation=dense.activation, trainable=train_dense,
+                                   kernel_regularizer=TowardsStart(kernel, strength),
+                                   bias_regularizer=TowardsStart(bias, strength))
+    fixed = np.bincount(labels, minlength=pred.units) == 0
+    new_pred = _SomeColumnsFixed(*pred.get_weights(), fixed, strength, dtype="float32")
+    inputs = keras.Input((features.shape[1],))
+    head = keras.Model(inputs, new_pred(new_dense(keras.layers.Dropout(dropout)(inputs))))
+    new_dense.set_weights([kernel, bias])
+    head.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
+    head.fit(features, labels, sample_weight=weights, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+    before = _four_class_logsumexp(dense, pred, anchors)
+    dense.set_weights(new_dense.get_weights())
+    pred.set_weights(new_pred.dense_weights())
+    if not (labels == OTHER_ID).any():
+        _restore_other_margin(dense, pred, anchors, before)
+
+
+def _four_class_logsumexp(dense: keras.layers.Layer, pred: keras.layers.Layer, features: np.ndarray) -> np.ndarray:
+    """Per cell, logsumexp of the four classes' logits: how far they stand above "other" (whose logit is apart)."""
+    kernel, bias = pred.get_weights()
+    logits = np.asarray(dense(features), np.float64) @ kernel + bias
+    four = logits[:, [k for k in range(logits.shape[1]) if k != OTHER_ID]]
+    top = four.max(axis=1, keepdims=True)
+    return (top + np.log(np.exp(four - top).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def _restore_other_margin(dense: keras.layers.Layer, pred: keras.layers.Layer, anchors: np.ndarray,
+                          before: np.ndarray) -> None:
+    """Shift the four classes' biases together so that, over ``anchors``, they stand against "other" as before.
+
+    Labels without an "other" cell push the four classes up on every cell they show, and cells
+    of other types are then flagged far less (in validation, 84 % of them before tuning, 5-68 % after).
+    One constant added to the four biases changes nothing among the four and puts the median
+    margin over this lab's cells back where it was.
+    """
+    kernel, bias = pred.get_weights()
+    shift = float(np.median(before - _four_class_logsumexp(dense, pred, anchors)))
+    four = [k for k in range(len(bias)) if k != OTHER_ID]
+    bias[four] += shift
+    pred.set_weights([kernel, bias])
+
+
+def check_labels(labels: np.ndarray) -> None:
+    """Refuse labelling too thin to tune on, or labels that are not output ids (ValueError, saying which)."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(OUTPUT_NAMES)):
+        raise ValueError(f"labels must be output ids 0-{len(OUTPUT_NAMES) - 1} ({', '.join(OUTPUT_NAMES)})")
+    classes = len(np.unique(labels))
+    if len(labels) < MIN_LABELLED_CELLS or classes < MIN_LABELLED_CLASSES:
+        raise ValueError(f"{len(labels)} labelled cells of {classes} classes; retraining the head needs at least "
+                         f"{MIN_LABELLED_CELLS} cells of {MIN_LABELLED_CLASSES} classes or more")
+
+
+def tune_on_labelled(model: keras.Model, crops_rgb: np.ndarray, labels: Sequence[int], *, epochs: int = EPOCHS,
+                     learning_rate: float = LEARNING_RATE, strength: float = STRENGTH, views: int = 8,
+                     train_dense: bool = TRAIN_DENSE, anchor_crops: np.ndarray | None = None,
+                     batch_size: int = BATCH_SIZE, seed: int = 0) -> TuningReport:
+    """Retrain the head of ``model`` (each run's, for an average) on labelled crops, in place.
+
+    Args:
+        model: a classifier from ``hv train`` or ``hv average`` (already adapted with ``hv adapt``'s
+            statistics, if it is to be: the head learns the features the backbone gives now).
+        crops_rgb: (n, S, S, 3) uint8 crops, as the classifier sees them.
+        labels: (n,) output ids (``hv.labels.OUTPUT_NAMES``; "other" included).
+        epochs, learning_rate, strength, train_dense: the recipe (the module's constants were chosen on validation).
+        views: orientations of each crop trained on (1-8).
+        anchor_crops: more of this lab's cells, unlabelled (those ``hv adapt`` adapted on), over which the four
+            classes are put back against "other" when no label is "other" (without them, over the labelled cells).
+
+    Raises:
+        ValueError: fewer than ``MIN_LABELLED_CELLS`` cells or ``MIN_LABELLED_CLASSES`` classes, or labels that are
+            not output ids.
+    """
+    labels = np.asarray(labels, np.int64)
+    crops = np.asarray(crops_rgb)
+    if len(labels) != len(crops):
+        raise ValueError(f"{len(crops)} crops but {len(labels)} labels")
+    check_labels(labels)
+    present = np.unique(labels)
+    if not 1 <= views <= 8:
+        raise ValueError(f"views must be 1-8 (the rotations and mirrorings of a crop), got {views}")
+    members = member_models(model)
+    for member in members:
+        _head_layers(member)  # a model without the head is refused before any work
+    before = _agreement(model, crops, labels)
+    view_crops = dihedral_views(crops, views)
+    view_labels = np.repeat(labels, views)
+    weights = np.repeat(class_weights(labels), views)
+    for index, member in enumerate(members):
+        features = _features(member, view_crops)
+        # The labelled cells were learnt, so they stand higher than new cells would: the unlabelled are the anchor.
+        anchors = features if anchor_crops is None or not len(anchor_crops) else _features(member, anchor_crops)
+        _tune_head(member, features, view_labels, weights, anchors, epochs=epochs,
+                   learning_rate=learning_rate, strength=strength, batch_size=batch_size, seed=seed + index,
+                   train_dense=train_dense)
+    return TuningReport(
+        cells=len(labels), per_class={OUTPUT_NAMES[k]: int((labels == k).sum()) for k in present},
+        epochs=epochs, strength=strength, views_per_cell=views,
+        agreement_before=before, agreement_after=_agreement(model, crops, labels))
+
+
+def _agreement(model: keras.Model, crops: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> float:
+    called = np.concatenate([np.asarray(model(to_model_batch(crops[i:i + batch_size]), training=False)).argmax(1)
+                             for i in range(0, len(crops), batch_size)])
+    return round(float(np.mean(called == labels)), 4)
