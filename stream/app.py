@@ -344,17 +344,22 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                 f"{text}. Heat map: where {explainer.path.name} found evidence for *{OUTPUT_NAMES[label]}* "
                 f"(red strongest; it says {OUTPUT_NAMES[label]} {probs[label]:.0%}).")
 
-    def adapt(cells_from_session: bool, session, files, adapted):
-        """Adapt the served model to the live session's cells or to uploaded fields; the visitor's model from now on."""
+    def adapt(cells_from_session: bool, session, files, adapted, with_corrections: bool = False):
+        """Adapt the served model to the live session's cells or to uploaded fields; the visitor's model from now on.
+
+        ``with_corrections``: then retrain its head on the cells corrected on the Review tab.
+        """
         if adapter is None:
             gr.Warning(NO_ADAPTER)
             return gr.skip(), gr.skip(), gr.skip()
+        labelled = corrections.folder if with_corrections and corrections is not None else None
         try:
             if cells_from_session:
                 fresh = adapter.from_crops(_session_crops(session),
-                                           f"live session {session.session_id} ({session.source.name})")
+                                           f"live session {session.session_id} ({session.source.name})",
+                                           labelled_folder=labelled)
             else:
-                fresh = adapter.from_images(files or [])
+                fresh = adapter.from_images(files or [], labelled_folder=labelled)
         except AdaptationError as exc:  # a visitor's slip (too few cells): said on the page, no traceback logged
             gr.Warning(str(exc))
             return gr.skip(), gr.skip(), gr.skip()
@@ -509,6 +514,10 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                         "and on one like them it cost up to 4 points (most when the cells were mostly "
                         "neutrophils).")
             adapt_status = gr.Markdown(served_text, elem_id="adapt-status")
+            # The cells a technician corrected are this microscope's cells with labels: the head can learn them.
+            teach = gr.Checkbox(label="Also teach it the cells corrected on the Review tab (their labels retrain "
+                                      "the model's last layers; at least 8 cells of 2 classes)",
+                                value=False, visible=corrections is not None, elem_id="adapt-corrections")
             adapt_check = gr.Markdown("*Check* says whether the cells look unlike the ones the model learnt from, "
                                       "without changing anything.", elem_id="adapt-check")
             with gr.Row():
@@ -528,10 +537,10 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
                                  concurrency_id="adapt")
             check_files_btn.click(lambda f: check(False, None, f), adapt_files, adapt_check, concurrency_limit=1,
                                   concurrency_id="adapt")
-            adapt_live_btn.click(lambda s, a: adapt(True, s, None, a), [session, adapted],
+            adapt_live_btn.click(lambda s, a, t: adapt(True, s, None, a, t), [session, adapted, teach],
                                  [adapted, adapt_status, adapted_download], concurrency_limit=1,
                                  concurrency_id="adapt")
-            adapt_files_btn.click(lambda f, a: adapt(False, None, f, a), [adapt_files, adapted],
+            adapt_files_btn.click(lambda f, a, t: adapt(False, None, f, a, t), [adapt_files, adapted, teach],
                                   [adapted, adapt_status, adapted_download], concurrency_limit=1,
                                   concurrency_id="adapt")
             back_btn.click(back_to_served, adapted, [adapted, adapt_status, adapted_download])

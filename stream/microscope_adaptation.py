@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -69,9 +69,12 @@ class AdaptedModel:
                   "unclear": " These cells looked somewhat unlike the ones the model learnt from, where adapting "
                              "has gone both ways in validation: compare both models on cells you have labelled."
                   }[report.advice]
+        tuned = report.labelled
+        taught = (f", then its head retrained on the **{tuned['cells']} cells corrected on the Review tab** "
+                  f"({', '.join(f'{n} {name}' for name, n in tuned['per_class'].items())})" if tuned else "")
         return (f"**Classifying with the model adapted to your microscope**: `{self.path.name}` (sha256 "
                 f"{self.sha256[:12]}…), {', '.join(report.layers)} re-estimated on **{report.cells} cells** from "
-                f"{report.cells_from}{skipped}, in {self.seconds:.0f} s. It serves your next Start, Replay and "
+                f"{report.cells_from}{skipped}{taught}, in {self.seconds:.0f} s. It serves your next Start, Replay and "
                 "Image; a count already running keeps the model it started with. For a phone app: "
                 f"`hv export --model {self.path.name} --lab-data FOLDERS_OF_THIS_MICROSCOPE --out EXPORT`.{advice}")
 
@@ -101,17 +104,25 @@ class MicroscopeAdapter:
         self.image_size = KerasClassifier(self.keras_path).image_size
 
     def from_crops(self, crops_rgb: np.ndarray, cells_from: str, *, images_found: int = 0, images_read: int = 0,
-                   unreadable: Sequence[str] = (), without_whole_cell: int = 0) -> AdaptedModel:
+                   unreadable: Sequence[str] = (), without_whole_cell: int = 0,
+                   labelled_folder: Path | None = None) -> AdaptedModel:
         """Adapt on classifier crops ((n, S, S, 3) uint8 RGB, S = the model's input size).
 
+        With ``labelled_folder`` (class folders: the page's corrections), the adapted model's head is then
+        retrained on those cells (``training.lab_tuning``).
+
         Raises:
-            AdaptationError: fewer than ``min_cells`` crops, or crops of another size.
+            AdaptationError: fewer than ``min_cells`` crops, crops of another size, or labelled cells too few to
+                tune on.
         """
         from training.lab_adaptation import AdaptationReport, adapted_model, save_adapted
+        from training.lab_tuning import tune_on_labelled
 
         crops_rgb = self._usable(crops_rgb, cells_from)
+        labelled = self._labelled(labelled_folder) if labelled_folder is not None else None
         started = time.monotonic()
         model, before = adapted_model(self.keras_path, crops_rgb, self.layers)
+        tuning = tune_on_labelled(model, *labelled, anchor_crops=crops_rgb) if labelled is not None else None
         stamp = datetime.now(UTC)
         path = Path(tempfile.mkdtemp(prefix="hv-adapted-")) / f"adapted-{stamp:%Y%m%d-%H%M%S}.keras"
         report = AdaptationReport(
@@ -119,7 +130,8 @@ class MicroscopeAdapter:
             images_found=images_found, images_read=images_read, unreadable=list(unreadable),
             without_whole_cell=without_whole_cell, cells=len(crops_rgb), layers=list(self.layers), rebased_on=[],
             training_cells=0, feature_shift=before.feature_shift, advice=before.advice,
-            date=stamp.isoformat(timespec="seconds"))
+            date=stamp.isoformat(timespec="seconds"), labelled_from=[] if tuning is None else [str(labelled_folder)],
+            labelled=None if tuning is None else asdict(tuning))
         try:
             save_adapted(model, path, report)
             adapted = AdaptedModel(path, file_sha256(path), KerasClassifier(path), GradCam(path), report,
@@ -146,20 +158,42 @@ class MicroscopeAdapter:
         """The served Keras model, loaded once: a check only reads it (adapting changes a fresh copy)."""
         return KerasClassifier(self.keras_path).model
 
-    def from_images(self, paths: Sequence[str | Path]) -> AdaptedModel:
+    def from_images(self, paths: Sequence[str | Path], labelled_folder: Path | None = None) -> AdaptedModel:
         """Adapt on the whole white cells located in field (or one-cell) images; unreadable files are skipped.
 
         Raises:
-            AdaptationError: no file given, or fewer than ``min_cells`` whole cells found.
+            AdaptationError: no file given, fewer than ``min_cells`` whole cells found, or (``labelled_folder``)
+                too few labelled cells.
         """
         crops, cells_from, read, names, empty, found = self._image_crops(paths)
         return self.from_crops(crops, cells_from, images_found=found, images_read=read, unreadable=names,
-                               without_whole_cell=empty)
+                               without_whole_cell=empty, labelled_folder=labelled_folder)
 
     def check_images(self, paths: Sequence[str | Path]) -> ShiftCheck:
         """``check_crops`` of the whole white cells located in the images."""
         crops, cells_from = self._image_crops(paths)[:2]
         return self.check_crops(crops, cells_from)
+
+    def _labelled(self, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The crops and labels of the cells corrected into ``folder``, once there are enough to tune on."""
+        from training.data import IMAGE_SUFFIXES, DataError
+        from training.lab_tuning import check_labels, labelled_cells
+
+        if not folder.is_dir() or not any(path.suffix.lower() in IMAGE_SUFFIXES for path in folder.rglob("*")):
+            raise AdaptationError("no cell has been corrected on the Review tab yet: correct some, or adapt without "
+                                  "them")
+        try:
+            crops, labels, _ = labelled_cells([folder], self._model_config)
+            check_labels(labels)
+        except (DataError, ValueError) as exc:
+            raise AdaptationError(f"cells corrected on the Review tab ({folder.name}): {exc}; correct more cells, "
+                                  "or adapt without them") from exc
+        return crops, labels
+
+    @property
+    def _model_config(self) -> Config:
+        """The config with the adapted model's input size, whatever the served model's."""
+        return replace(self.config, model=replace(self.config.model, image_size=self.image_size))
 
     def _usable(self, crops_rgb: np.ndarray, cells_from: str) -> np.ndarray:
         """At most ``max_cells`` of the crops, once there are enough of them at the model's input size."""
@@ -178,9 +212,7 @@ class MicroscopeAdapter:
         files = [Path(p) for p in paths]
         if not files:
             raise AdaptationError("upload field images from your microscope first")
-        # Cropped at the adapted model's input size, whatever the served model's.
-        config = replace(self.config, model=replace(self.config.model, image_size=self.image_size))
-        crops, unreadable, empty, read = collect_crops(files, config, self.max_cells)
+        crops, unreadable, empty, read = collect_crops(files, self._model_config, self.max_cells)
         names = [Path(p).name for p in unreadable]
         if len(crops) < self.min_cells:
             bad = f" ({len(names)} unreadable: {', '.join(names[:5])}{' …' if len(names) > 5 else ''})" if names else ""

@@ -13,9 +13,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hv.config import Config
+from hv.labels import OUTPUT_NAMES
 from tests.conftest import SAMPLES
 from tests.stream.fakes import FixedClassifier
 from tests.stream.test_pipeline import record
@@ -119,7 +121,20 @@ def _status_says(page, element_id: str, text: str, timeout_ms: int = 30_000) -> 
                            timeout=timeout_ms)
 
 
-def test_the_model_adapted_to_your_microscope_counts_the_next_session(page):
+def _save_corrections(folder: Path, counts: dict[str, int]) -> None:
+    """Crops corrected as the Review tab saves them, made here (32 px, the served tiny model's size)."""
+    from stream.corrections import CorrectionStore
+    from tests.conftest import draw_field
+
+    store, rng = CorrectionStore(folder), np.random.default_rng(0)
+    for name, count in counts.items():
+        for _ in range(count):
+            store.save(draw_field(rng, OUTPUT_NAMES.index(name), width=32, height=32), OUTPUT_NAMES.index(name),
+                       model_label="lymphocyte", confidence=0.4, track_id=1000 + len(store), session="test",
+                       source="test", model_sha256=None)
+
+
+def test_the_model_adapted_to_your_microscope_counts_the_next_session(page, corrections_dir):
     page.get_by_role("tab", name="Your microscope").click()
     _status_says(page, "adapt-status", "Classifying with the served model")
     page.locator("#adapt-live").click()  # no live session yet: the page says what to do
@@ -142,6 +157,18 @@ def test_the_model_adapted_to_your_microscope_counts_the_next_session(page):
     status = page.locator("#adapt-status").inner_text()
     assert re.search(r"on \d+ cells from live session \w+ \(virtual microscope", status), status
     assert page.locator("#adapt-download a").count() == 2  # the model and its report, for download
+    # Taught the Review tab's corrections too: too few first (the page says so), then two classes' worth.
+    page.locator("#adapt-corrections input[type=checkbox]").check()
+    page.locator("#adapt-live").click()
+    page.get_by_text(re.compile("no cell has been corrected on the Review tab yet|labelled cells of 1 classes")
+                     ).first.wait_for(timeout=30_000)
+    _save_corrections(corrections_dir, {"eosinophil": 4, "monocyte": 4})
+    page.locator("#adapt-live").click()
+    _status_says(page, "adapt-status", "cells corrected on the Review tab", 60_000)
+    status = page.locator("#adapt-status").inner_text()
+    assert re.search(r"head retrained on the \d+ cells corrected on the Review tab \(4 eosinophil, 4 monocyte",
+                     status), status
+    page.locator("#adapt-corrections input[type=checkbox]").uncheck()
     # The running count keeps the model it started with; the next Start counts with the adapted one.
     page.get_by_role("tab", name="Live").click()
     _status_says(page, "live-status", "model FixedClassifier")

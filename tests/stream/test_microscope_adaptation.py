@@ -113,3 +113,46 @@ def test_uploads_without_enough_cells_name_the_unreadable_files(tmp_path, tiny_m
         adapter.from_images([])
     with pytest.raises(AdaptationError, match="upload field images"):
         adapter.check_images([])
+
+
+def _save_corrections(folder, counts: dict[str, int], seed: int = 1):
+    """Crops saved as the Review tab saves them (stream.corrections.CorrectionStore)."""
+    from hv.labels import OUTPUT_NAMES
+    from stream.corrections import CorrectionStore
+
+    store, crops = CorrectionStore(folder), _purple_crops(sum(counts.values()), seed)
+    labels = [OUTPUT_NAMES.index(name) for name, n in counts.items() for _ in range(n)]
+    for track, (crop, label) in enumerate(zip(crops, labels)):
+        store.save(crop, label, model_label="neutrophil", confidence=0.5, track_id=track, session="s1",
+                   source="virtual microscope", model_sha256=None)
+
+
+def test_the_review_tabs_corrections_retrain_the_adapted_models_head(tmp_path, tiny_model_path, config):
+    _save_corrections(tmp_path / "corrections", {"eosinophil": 5, "lymphocyte": 5})
+    adapter = MicroscopeAdapter(tiny_model_path, config, min_cells=4)
+    crops = _purple_crops(8)
+    plain = adapter.from_crops(crops, "live session abc")
+    taught = adapter.from_crops(crops, "live session abc", labelled_folder=tmp_path / "corrections")
+    try:
+        report = json.loads(taught.report_path.read_text())
+        assert report["labelled"]["per_class"] == {"eosinophil": 5, "lymphocyte": 5}
+        assert report["labelled_from"] == [str(tmp_path / "corrections")]
+        assert "head retrained on the **10 cells corrected on the Review tab** (5 eosinophil, 5 lymphocyte)" \
+            in taught.describe()
+        heads = [a.classifier.model.get_layer("pred").get_weights()[0] for a in (plain, taught)]
+        assert not np.allclose(*heads)
+        stems = [np.array(_stem_bn(a.classifier.model).moving_mean) for a in (plain, taught)]
+        np.testing.assert_array_equal(*stems)  # adapted alike: only the head learnt the labels
+    finally:
+        plain.close()
+        taught.close()
+
+
+def test_too_few_corrections_say_so_before_any_work(tmp_path, tiny_model_path, config):
+    _save_corrections(tmp_path / "corrections", {"eosinophil": 3})
+    adapter = MicroscopeAdapter(tiny_model_path, config, min_cells=4)
+    with pytest.raises(AdaptationError, match=r"corrected on the Review tab \(corrections\): 3 labelled cells of 1 "
+                                              "classes.*correct more cells, or adapt without them"):
+        adapter.from_crops(_purple_crops(8), "live session abc", labelled_folder=tmp_path / "corrections")
+    with pytest.raises(AdaptationError, match="no cell has been corrected on the Review tab yet"):
+        adapter.from_crops(_purple_crops(8), "live session abc", labelled_folder=tmp_path / "nothing-yet")
