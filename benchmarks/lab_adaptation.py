@@ -18,6 +18,12 @@ lab's features get the training lab's mean and variance instead of zero and one.
 ``--adapt-mix`` draws the adapting half with a given class mix (a real smear is mostly
 neutrophils), to check that adapting survives it.
 
+``--labelled-per-class N ...`` then also retrains the head on N labelled cells of each class
+from the adapting half (``training.lab_tuning``; each from another original field), after the
+layer set's adapting: what a technician's corrections teach the model. ``--by-original``
+splits the halves by original field (``data.original_groups``: blood-cells/ holds dozens of
+copies of each), so no scored cell is a copy of an adapting or labelled one.
+
 Writes ``lab_adaptation.json`` (top-1, macro-F1 and recall per model and layer set) and prints a table.
 """
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +40,9 @@ import numpy as np
 from hv.classifier import KerasClassifier
 from hv.config import load_config
 from hv.labels import CLASS_NAMES
+from hv.model import member_models
 from hv.preprocess import field_to_model_input, read_image_rgb
-from training.data import discover, discover_sources
+from training.data import discover, discover_sources, field_group, load_originals, split_by_field
 from training.lab_adaptation import (
     class_balancing_weights,
     feature_shift,
@@ -44,6 +52,7 @@ from training.lab_adaptation import (
     training_lab_crops,
     whole_cell_crops,
 )
+from training.lab_tuning import HEAD_LAYERS, STRENGTH, TRAIN_DENSE, tune_on_labelled
 from training.metrics import classification_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +80,35 @@ def with_class_mix(indices: np.ndarray, labels: np.ndarray, mix: str, size: int 
     return np.array(chosen)
 
 
+def labelled_subset(indices: np.ndarray, labels: np.ndarray, groups: list[str], per_class: int) -> np.ndarray:
+    """The first ``per_class`` of ``indices`` (order kept) of each class, each from an original field not yet taken."""
+    chosen, taken, seen = [], dict.fromkeys(range(len(CLASS_NAMES)), 0), set()
+    for i in indices:
+        k = int(labels[i])
+        if k in taken and taken[k] < per_class and groups[i] not in seen:
+            chosen.append(i)
+            taken[k] += 1
+            seen.add(groups[i])
+    return np.array(chosen, int)
+
+
+def head_weights(model) -> list:
+    """Each run's dense and pred weights (to start every labelled tuning from the same adapted model)."""
+    return [[member.get_layer(name).get_weights() for name in HEAD_LAYERS] for member in member_models(model)]
+
+
+def restore_head_weights(model, weights: list) -> None:
+    for member, saved in zip(member_models(model), weights):
+        for name, values in zip(HEAD_LAYERS, saved):
+            member.get_layer(name).set_weights(values)
+
+
+def score_row(classifier: KerasClassifier, crops: np.ndarray, labels: np.ndarray) -> dict:
+    metrics = classification_metrics(labels, classifier.predict(crops).argmax(1))
+    return {"top1": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "recall": {name: metrics["per_class"][name]["recall"] for name in CLASS_NAMES}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", required=True, help=".keras models trained on the other lab")
@@ -88,6 +126,17 @@ def main() -> None:
     parser.add_argument("--adapt-mix", default="",
                         help="class shares of the adapting cells, e.g. neutrophil=0.6,lymphocyte=0.3,monocyte=0.06,"
                              "eosinophil=0.04: the most images of the half that keep this mix")
+    parser.add_argument("--labelled-per-class", type=int, nargs="+", default=[0],
+                        help="also retrain the head on this many labelled cells of each class of the adapting half "
+                             "(0: not); several numbers, several rows")
+    parser.add_argument("--tuning-head", nargs="+", default=["dense+pred" if TRAIN_DENSE else "pred"],
+                        choices=["dense+pred", "pred"],
+                        help="what labelled cells retrain: the dense and pred layers, or pred alone; several, "
+                             "several rows")
+    parser.add_argument("--tuning-strength", type=float, nargs="+", default=[STRENGTH],
+                        help="the pull towards the trained head when tuning on labelled cells; several, several rows")
+    parser.add_argument("--by-original", action="store_true",
+                        help="split the halves by original field (data.original_groups), not image by image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "out/lab_adaptation"))
     args = parser.parse_args()
@@ -97,7 +146,14 @@ def main() -> None:
     split, _ = discover(args.folder)
     paths, labels = np.array([str(p) for p in split.paths]), np.array(split.labels)
     order = np.random.default_rng(args.seed).permutation(len(paths))
-    adapt_half, score_half = order[: len(order) // 2], order[len(order) // 2:]
+    originals = load_originals(config.data.original_groups)
+    groups = [field_group(p, y, "", originals) for p, y in zip(paths, labels)]
+    if args.by_original:
+        in_first = set(split_by_field(split, 0.5, args.seed, originals)[0].paths)
+        adapt_half = np.array([i for i in order if split.paths[i] in in_first])
+        score_half = np.array([i for i in order if split.paths[i] not in in_first])
+    else:
+        adapt_half, score_half = order[: len(order) // 2], order[len(order) // 2:]
     if args.adapt_mix:
         adapt_half = with_class_mix(adapt_half, labels, args.adapt_mix, args.adapt_images)
     elif args.adapt_images:
@@ -107,6 +163,9 @@ def main() -> None:
     adapt_crops = np.stack([crop for i in adapt_half for crop in whole_cell_crops(read_image_rgb(paths[i]), config)])
     score_crops = np.stack([field_to_model_input(read_image_rgb(paths[i]), config)[0] for i in score_half])
     score_labels = labels[score_half]
+    labelled = {n: labelled_subset(adapt_half, labels, groups, n) for n in args.labelled_per_class if n}
+    labelled_crops = {n: np.stack([field_to_model_input(read_image_rgb(paths[i]), config)[0] for i in chosen])
+                      for n, chosen in labelled.items()}
     source_crops = None
     if any(layer_set.removeprefix("balanced:").startswith("rebased:") for layer_set in args.layers):
         if not args.source_folder:
@@ -135,22 +194,34 @@ def main() -> None:
             if names:
                 weights = class_balancing_weights(classifier.model, adapt_crops) if balanced else None
                 reestimate_statistics(classifier.model, adapt_crops, names, weights=weights)
-            predicted = classifier.predict(score_crops).argmax(1)
-            metrics = classification_metrics(score_labels, predicted)
-            row = {"top1": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-                   "recall": {name: metrics["per_class"][name]["recall"] for name in CLASS_NAMES},
-                   "layers": len(names)}
-            results[model_path][layer_set] = row
-            print(f"{model_path}  {layer_set:>20}: top-1 {row['top1']:.3f}, macro-F1 {row['macro_f1']:.3f}, recall "
-                  f"{' / '.join(f'{v:.2f}' for v in row['recall'].values())}  [{time.perf_counter() - started:.0f} s]",
-                  flush=True)
-            # Written after every row: a long run stopped early keeps what it measured.
-            (out / "lab_adaptation.json").write_text(json.dumps({
-                "folder": args.folder, "seed": args.seed, "adapt_mix": args.adapt_mix,
-                "adapt_labels": {name: int((labels[adapt_half] == k).sum()) for k, name in enumerate(CLASS_NAMES)},
-                "source_folder": args.source_folder, "source_crops": 0 if source_crops is None else len(source_crops),
-                "adapt_images": len(adapt_half),
-                "adapt_cells": len(adapt_crops), "scored": len(score_crops), "results": results}, indent=2) + "\n")
+            adapted_head = head_weights(classifier.model)
+            tunings = [(0, None, None)] * (0 in args.labelled_per_class) + [
+                (n, strength, head) for n in args.labelled_per_class if n for strength in args.tuning_strength
+                for head in args.tuning_head]
+            for per_class, strength, head in tunings:
+                key, row = layer_set, {"layers": len(names)}
+                if per_class:  # the adapted model's head retrained on labelled cells, from the same start each time
+                    restore_head_weights(classifier.model, adapted_head)
+                    tuning = tune_on_labelled(classifier.model, labelled_crops[per_class], labels[labelled[per_class]],
+                                              strength=strength, train_dense=head == "dense+pred",
+                                              anchor_crops=adapt_crops, seed=args.seed)
+                    key = f"{layer_set} + {per_class}/class labelled, {head}, pull {strength:g}"
+                    row["labelled"] = asdict(tuning)
+                row = score_row(classifier, score_crops, score_labels) | row
+                results[model_path][key] = row
+                print(f"{model_path}  {key:>20}: top-1 {row['top1']:.3f}, macro-F1 {row['macro_f1']:.3f}, recall "
+                      f"{' / '.join(f'{v:.2f}' for v in row['recall'].values())}  "
+                      f"[{time.perf_counter() - started:.0f} s]", flush=True)
+                # Written after every row: a long run stopped early keeps what it measured.
+                (out / "lab_adaptation.json").write_text(json.dumps({
+                    "folder": args.folder, "seed": args.seed, "adapt_mix": args.adapt_mix,
+                    "by_original": args.by_original,
+                    "adapt_labels": {name: int((labels[adapt_half] == k).sum()) for k, name in enumerate(CLASS_NAMES)},
+                    "source_folder": args.source_folder,
+                    "source_crops": 0 if source_crops is None else len(source_crops),
+                    "adapt_images": len(adapt_half),
+                    "adapt_cells": len(adapt_crops), "scored": len(score_crops), "results": results},
+                    indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,12 @@ instead: what a recipe change costs there. Held-out images whose original field 
 shipped grouping, ``training/originals/blood-cells.csv``) has copies on the training side
 are not scored: a model trained with file-name ids as groups saw them.
 
+``--labelled-per-class N ...`` then also retrains the adapted model's head on N labelled cells of
+each class (``training.lab_tuning``), shifted, from the images the training used (what a
+technician's corrections teach it), and every row also reads the share of the held-out
+pbc/OTHER cells (none of the four) under the shift that the model still flags: what tuning
+on four-class labels costs the "other" output.
+
 Writes ``synthetic_labs.json`` and ``shifts.jpg`` (one image under each shift) to ``--out``.
 """
 
@@ -36,7 +42,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from lab_adaptation import with_class_mix  # benchmarks/ is on sys.path when run as a script
+from lab_adaptation import (  # benchmarks/ is on sys.path when run as a script
+    head_weights,
+    labelled_subset,
+    restore_head_weights,
+    with_class_mix,
+)
 
 from hv.bundled import CHECKOUT_KERAS_MODEL
 from hv.classifier import KerasClassifier
@@ -52,6 +63,7 @@ from training.lab_adaptation import (
     reestimate_statistics,
     whole_cell_crops,
 )
+from training.lab_tuning import STRENGTH, TRAIN_DENSE, tune_on_labelled
 from training.metrics import classification_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,6 +129,17 @@ def shifts_picture(path: str, out: Path, tile_px: int = 240) -> None:
     cv2.imwrite(str(out), cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
+def scored(classifier: KerasClassifier, crops: np.ndarray, labels: np.ndarray, other_crops: np.ndarray | None) -> dict:
+    """Top-1 of the four-class cells ("other" is a wrong answer for them), and the share of other cells flagged."""
+    predicted = classifier.predict(crops).argmax(1)
+    metrics = classification_metrics(labels, predicted)
+    return {"top1": round(metrics["accuracy"], 4), "macro_f1": round(metrics["macro_f1"], 4),
+            "flagged_other": round(float((predicted == len(CLASS_NAMES)).mean()), 4),
+            "recall": {n: round(metrics["per_class"][n]["recall"], 3) for n in CLASS_NAMES},
+            "other_flagged": None if other_crops is None else
+            round(float((classifier.predict(other_crops).argmax(1) == len(CLASS_NAMES)).mean()), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(CHECKOUT_KERAS_MODEL))
@@ -129,6 +152,14 @@ def main() -> None:
                              "monocyte=0.06,eosinophil=0.04 (a differential's), not at random")
     parser.add_argument("--source", default=PBC_SOURCE,
                         help="training source whose held-out images are shifted and scored (training.data.source_name)")
+    parser.add_argument("--labelled-per-class", type=int, nargs="+", default=[0],
+                        help="also retrain the adapted model's head on this many labelled cells of each class")
+    parser.add_argument("--tuning-head", nargs="+", default=["dense+pred" if TRAIN_DENSE else "pred"],
+                        choices=["dense+pred", "pred"],
+                        help="what labelled cells retrain: the dense and pred layers, or pred alone; several, "
+                             "several rows")
+    parser.add_argument("--tuning-strength", type=float, nargs="+", default=[STRENGTH],
+                        help="the pull towards the trained head when tuning; several, several rows")
     parser.add_argument("--out", default=str(ROOT / "out" / "synthetic_labs"))
     args = parser.parse_args()
 
@@ -153,6 +184,11 @@ def main() -> None:
     if args.adapt_mix:
         order = with_class_mix(order, np.array([y for _, y in pool]), args.adapt_mix, args.adapt_images)
     adapt_paths = [pool[i][0] for i in order[: args.adapt_images]]
+    pool_labels = np.array([y for _, y in pool])
+    labelled = {n: labelled_subset(np.random.default_rng(1).permutation(len(pool)), pool_labels,
+                                   [p for p, _ in pool], n) for n in args.labelled_per_class if n}
+    others = [p for p, y, s in zip(split.held_out.paths, split.held_out.labels, split.held_out.source_of())
+              if s.startswith("pbc/OTHER")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shifts_picture(score[0][0], out / "shifts.jpg")
@@ -164,11 +200,15 @@ def main() -> None:
     report = {"model": Path(args.model).name, "seed": seed, "source": args.source, "scored": len(score),
               "not_scored_copies_of_trained_originals": leaked,
               "adapt_images": len(adapt_paths), "adapt_mix": args.adapt_mix, "balanced": args.balanced,
-              "layers": list(DEFAULT_LAYERS),
+              "layers": list(DEFAULT_LAYERS), "other_scored": len(others),
               "shifts": {}}
     for shift in args.shifts:
         inputs = [field_to_model_input(shift_image(read_image_rgb(p), shift), config) for p, _ in score]
         crops, located = np.stack([c for c, _ in inputs]), np.array([f for _, f in inputs])
+        other_crops = np.stack([field_to_model_input(shift_image(read_image_rgb(p), shift), config)[0]
+                                for p in others]) if others else None
+        labelled_crops = {n: np.stack([field_to_model_input(shift_image(read_image_rgb(pool[i][0]), shift), config)[0]
+                                       for i in chosen]) for n, chosen in labelled.items()}
         adapt_crops = [c for p in adapt_paths for c in whole_cell_crops(shift_image(read_image_rgb(p), shift), config)]
         row = {"located_share": round(float(located.mean()), 4), "adapt_cells": len(adapt_crops), "adapted": None}
         # Without a located whole cell there is nothing to adapt on (hv adapt refuses, as the page does).
@@ -185,11 +225,20 @@ def main() -> None:
                 row["feature_shift_balanced_scored"] = {
                     layer: round(value, 4) for layer, value in
                     feature_shift(classifier.model, crops[located], balanced=True).items()}
-            predicted = classifier.predict(crops).argmax(1)  # "other" is a wrong answer for these cells
-            metrics = classification_metrics(labels, predicted)
-            row[name] = {"top1": round(metrics["accuracy"], 4), "macro_f1": round(metrics["macro_f1"], 4),
-                         "flagged_other": round(float((predicted == len(CLASS_NAMES)).mean()), 4),
-                         "recall": {n: round(metrics["per_class"][n]["recall"], 3) for n in CLASS_NAMES}}
+            row[name] = scored(classifier, crops, labels, other_crops)
+            if name != "adapted":
+                continue
+            adapted_head = head_weights(classifier.model)
+            for per_class, chosen in labelled.items():
+                for strength, head in ((s, h) for s in args.tuning_strength for h in args.tuning_head):
+                    restore_head_weights(classifier.model, adapted_head)
+                    tuning = tune_on_labelled(classifier.model, labelled_crops[per_class], pool_labels[chosen],
+                                              strength=strength, train_dense=head == "dense+pred",
+                                              anchor_crops=np.stack(adapt_crops))
+                    key = f"adapted + {per_class}/class labelled, {head}, pull {strength:g}"
+                    row[key] = scored(classifier, crops, labels, other_crops) | {"labelled": tuning.per_class}
+                    print(f"{shift:>12}: {key}: {row[key]['top1']:.1%}, other flagged {row[key]['other_flagged']}",
+                          flush=True)
         report["shifts"][shift] = row
         adapted = f"{row['adapted']['top1']:.1%}" if row["adapted"] else "-"
         print(f"{shift:>12}: located {row['located_share']:.1%}, as trained {row['as_trained']['top1']:.1%}, adapted "
