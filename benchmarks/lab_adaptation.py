@@ -92,6 +92,19 @@ def labelled_subset(indices: np.ndarray, labels: np.ndarray, groups: list[str], 
     return np.array(chosen, int)
 
 
+def add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of retraining the head on labelled cells (``training.lab_tuning``), shared with synthetic_labs.py."""
+    parser.add_argument("--labelled-per-class", type=int, nargs="+", default=[0],
+                        help="also retrain the adapted model's head on this many labelled cells of each class "
+                             "(0: not); several numbers, several rows")
+    parser.add_argument("--tuning-head", nargs="+", default=["dense+pred" if TRAIN_DENSE else "pred"],
+                        choices=["dense+pred", "pred"],
+                        help="what labelled cells retrain: the dense and pred layers, or pred alone; several, "
+                             "several rows")
+    parser.add_argument("--tuning-strength", type=float, nargs="+", default=[STRENGTH],
+                        help="the pull towards the trained head when tuning on labelled cells; several, several rows")
+
+
 def head_weights(model) -> list:
     """Each run's dense and pred weights (to start every labelled tuning from the same adapted model)."""
     return [[member.get_layer(name).get_weights() for name in HEAD_LAYERS] for member in member_models(model)]
@@ -126,15 +139,7 @@ def main() -> None:
     parser.add_argument("--adapt-mix", default="",
                         help="class shares of the adapting cells, e.g. neutrophil=0.6,lymphocyte=0.3,monocyte=0.06,"
                              "eosinophil=0.04: the most images of the half that keep this mix")
-    parser.add_argument("--labelled-per-class", type=int, nargs="+", default=[0],
-                        help="also retrain the head on this many labelled cells of each class of the adapting half "
-                             "(0: not); several numbers, several rows")
-    parser.add_argument("--tuning-head", nargs="+", default=["dense+pred" if TRAIN_DENSE else "pred"],
-                        choices=["dense+pred", "pred"],
-                        help="what labelled cells retrain: the dense and pred layers, or pred alone; several, "
-                             "several rows")
-    parser.add_argument("--tuning-strength", type=float, nargs="+", default=[STRENGTH],
-                        help="the pull towards the trained head when tuning on labelled cells; several, several rows")
+    add_tuning_arguments(parser)
     parser.add_argument("--by-original", action="store_true",
                         help="split the halves by original field (data.original_groups), not image by image")
     parser.add_argument("--seed", type=int, default=0)

@@ -43,6 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from lab_adaptation import (  # benchmarks/ is on sys.path when run as a script
+    add_tuning_arguments,
     head_weights,
     labelled_subset,
     restore_head_weights,
@@ -63,7 +64,7 @@ from training.lab_adaptation import (
     reestimate_statistics,
     whole_cell_crops,
 )
-from training.lab_tuning import STRENGTH, TRAIN_DENSE, tune_on_labelled
+from training.lab_tuning import tune_on_labelled
 from training.metrics import classification_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,14 +153,7 @@ def main() -> None:
                              "monocyte=0.06,eosinophil=0.04 (a differential's), not at random")
     parser.add_argument("--source", default=PBC_SOURCE,
                         help="training source whose held-out images are shifted and scored (training.data.source_name)")
-    parser.add_argument("--labelled-per-class", type=int, nargs="+", default=[0],
-                        help="also retrain the adapted model's head on this many labelled cells of each class")
-    parser.add_argument("--tuning-head", nargs="+", default=["dense+pred" if TRAIN_DENSE else "pred"],
-                        choices=["dense+pred", "pred"],
-                        help="what labelled cells retrain: the dense and pred layers, or pred alone; several, "
-                             "several rows")
-    parser.add_argument("--tuning-strength", type=float, nargs="+", default=[STRENGTH],
-                        help="the pull towards the trained head when tuning; several, several rows")
+    add_tuning_arguments(parser)
     parser.add_argument("--out", default=str(ROOT / "out" / "synthetic_labs"))
     args = parser.parse_args()
 
