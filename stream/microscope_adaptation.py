@@ -176,18 +176,18 @@ class MicroscopeAdapter:
 
     def _labelled(self, folder: Path) -> tuple[np.ndarray, np.ndarray]:
         """The crops and labels of the cells corrected into ``folder``, once there are enough to tune on."""
-        from training.data import IMAGE_SUFFIXES, DataError
-        from training.lab_tuning import check_labels, labelled_cells
+        from hv.preprocess import IMAGE_SUFFIXES
+        from training.data import DataError
+        from training.lab_tuning import labelled_cells
 
         if not folder.is_dir() or not any(path.suffix.lower() in IMAGE_SUFFIXES for path in folder.rglob("*")):
             raise AdaptationError("no cell has been corrected on the Review tab yet: correct some, or adapt without "
                                   "them")
         try:
             crops, labels, _ = labelled_cells([folder], self._model_config)
-            check_labels(labels)
-        except (DataError, ValueError) as exc:
-            raise AdaptationError(f"cells corrected on the Review tab ({folder.name}): {exc}; correct more cells, "
-                                  "or adapt without them") from exc
+        except DataError as exc:
+            raise AdaptationError(f"cells corrected on the Review tab: {exc}; correct more cells, or adapt without "
+                                  "them") from exc
         return crops, labels
 
     @property

@@ -36,13 +36,12 @@ import numpy as np
 from hv.classifier import KerasClassifier, ModelLoadError, file_sha256
 from hv.config import Config
 from hv.locator import cell_diameter_px, crop_cell, locate_cells
-from hv.preprocess import ImageReadError, field_to_model_input, read_image_rgb, to_model_batch
+from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, field_to_model_input, read_image_rgb, to_model_batch
 from training.data import DataError, Split, discover_sources
-from training.lab_tuning import check_labels, labelled_cells, tune_on_labelled
+from training.lab_tuning import labelled_cells, tune_on_labelled
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # The first and the last normalisation layers of both backbones (Keras EfficientNet and our Lite0).
 DEFAULT_LAYERS = ("stem_bn", "top_bn")
 # Fewer cells than this give per-channel statistics too noisy to trust (1,280 channels).
@@ -376,7 +375,7 @@ def lab_crops(folders: Sequence[str | Path], config: Config, max_cells: int,
     """
     files = image_files(folders)
     if not files:
-        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {', '.join(map(str, folders))}")
     crops, unreadable, empty, read = collect_crops(files, config, max_cells)
     if len(crops) < min_cells:
         raise DataError(f"{len(crops)} whole white cells found in {len(files)} images under "
@@ -409,10 +408,6 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
     labelled_crops = labelled_labels = None
     if labelled:  # read before the long part: a folder too thin to tune on stops here
         labelled_crops, labelled_labels, _ = labelled_cells(labelled, config)
-        try:
-            check_labels(labelled_labels)
-        except ValueError as exc:
-            raise DataError(f"{', '.join(map(str, labelled))}: {exc}") from exc
     crops, unreadable, empty, read, found = lab_crops(folders, config, max_cells, min_cells)
     training_crops = training_lab_crops(training_split, config, max_cells) if training_split is not None else None
     model, before = adapted_model(model_path, crops, layers, training_crops)

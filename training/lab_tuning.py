@@ -92,7 +92,8 @@ def labelled_cells(folders: Sequence[str], config: Config) -> tuple[np.ndarray, 
         (crops, labels, skipped files).
 
     Raises:
-        DataError: a folder is missing or holds no class folder with a readable image.
+        DataError: a folder is missing or holds no class folder with a readable image, or the labelling is too
+            thin to tune on (``check_labels``); the message names the folders.
     """
     crops, labels, skipped = [], [], []
     for folder in folders:
@@ -105,6 +106,10 @@ def labelled_cells(folders: Sequence[str], config: Config) -> tuple[np.ndarray, 
         labels += split.labels
     if not crops:
         raise DataError(f"no labelled images under {', '.join(map(str, folders))}")
+    try:
+        check_labels(np.array(labels, np.int64))
+    except ValueError as exc:
+        raise DataError(f"{', '.join(map(str, folders))}: {exc}") from exc
     return np.stack(crops), np.array(labels, np.int64), skipped
 
 

@@ -151,8 +151,8 @@ def test_the_review_tabs_corrections_retrain_the_adapted_models_head(tmp_path, t
 def test_too_few_corrections_say_so_before_any_work(tmp_path, tiny_model_path, config):
     _save_corrections(tmp_path / "corrections", {"eosinophil": 3})
     adapter = MicroscopeAdapter(tiny_model_path, config, min_cells=4)
-    with pytest.raises(AdaptationError, match=r"corrected on the Review tab \(corrections\): 3 labelled cells of 1 "
-                                              "classes.*correct more cells, or adapt without them"):
+    with pytest.raises(AdaptationError, match=r"corrected on the Review tab: .*corrections: 3 labelled cells "
+                                              "of 1 classes.*correct more cells, or adapt without them"):
         adapter.from_crops(_purple_crops(8), "live session abc", labelled_folder=tmp_path / "corrections")
     with pytest.raises(AdaptationError, match="no cell has been corrected on the Review tab yet"):
         adapter.from_crops(_purple_crops(8), "live session abc", labelled_folder=tmp_path / "nothing-yet")
