@@ -39,7 +39,7 @@ import numpy as np
 
 from hv.classifier import KerasClassifier
 from hv.config import load_config
-from hv.labels import CLASS_NAMES
+from hv.labels import CLASS_NAMES, OTHER_ID
 from hv.model import member_models
 from hv.preprocess import field_to_model_input, read_image_rgb
 from training.data import discover, discover_sources, field_group, load_originals, split_by_field
@@ -117,8 +117,10 @@ def restore_head_weights(model, weights: list) -> None:
 
 
 def score_row(classifier: KerasClassifier, crops: np.ndarray, labels: np.ndarray) -> dict:
-    metrics = classification_metrics(labels, classifier.predict(crops).argmax(1))
+    called = classifier.predict(crops).argmax(1)
+    metrics = classification_metrics(labels, called)
     return {"top1": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "flagged_other": round(float((called == OTHER_ID).mean()), 4),
             "recall": {name: metrics["per_class"][name]["recall"] for name in CLASS_NAMES}}
 
 
@@ -214,7 +216,8 @@ def main() -> None:
                     row["labelled"] = asdict(tuning)
                 row = score_row(classifier, score_crops, score_labels) | row
                 results[model_path][key] = row
-                print(f"{model_path}  {key:>20}: top-1 {row['top1']:.3f}, macro-F1 {row['macro_f1']:.3f}, recall "
+                print(f"{model_path}  {key:>20}: top-1 {row['top1']:.3f}, flagged {row['flagged_other']:.3f}, "
+                      f"macro-F1 {row['macro_f1']:.3f}, recall "
                       f"{' / '.join(f'{v:.2f}' for v in row['recall'].values())}  "
                       f"[{time.perf_counter() - started:.0f} s]", flush=True)
                 # Written after every row: a long run stopped early keeps what it measured.

@@ -145,6 +145,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_adapt(args: argparse.Namespace) -> int:
     from training.data import DataError
     from training.lab_adaptation import CHECK_CELLS, DEFAULT_LAYERS, ShiftCheck, adapt, check
+    from training.lab_tuning import flagged_text, per_class_text
 
     config = _load(args)
     if args.check:
@@ -167,10 +168,10 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     print("before adapting, " + ShiftCheck(min(report.cells, CHECK_CELLS), report.feature_shift).describe())
     if report.labelled:
         tuned = report.labelled
-        print(f"then the head was retrained on {tuned['cells']} labelled cells "
-              f"({', '.join(f'{n} {name}' for name, n in tuned['per_class'].items())}); the adapted model called "
-              f"{tuned['agreement_before']:.0%} of them as labelled before, {tuned['agreement_after']:.0%} after "
-              "(cells it learnt from: score it on other labelled cells with hv evaluate)")
+        print(f"then the head was retrained on {tuned['cells']} labelled cells ({per_class_text(tuned['per_class'])}); "
+              f"the adapted model called {tuned['agreement_before']:.0%} of them as labelled before, "
+              f"{tuned['agreement_after']:.0%} after (cells it learnt from: score it on other labelled cells with "
+              f"hv evaluate); {flagged_text(tuned)}")
     print(f"for the app: hv export --model {shlex.quote(args.out)} --lab-data {shlex.join(args.data)} "
           "--out EXPORT_FOLDER (int8 checked on these cells)")
     return 0

@@ -60,6 +60,8 @@ class AdaptedModel:
 
     def describe(self) -> str:
         """What the page says about it (Markdown)."""
+        from training.lab_tuning import flagged_text, per_class_text
+
         report = self.report
         skipped = f"; {len(report.unreadable)} unreadable files skipped" if report.unreadable else ""
         advice = {"advised": "",
@@ -71,7 +73,7 @@ class AdaptedModel:
                   }[report.advice]
         tuned = report.labelled
         taught = (f", then its head retrained on the **{tuned['cells']} cells corrected on the Review tab** "
-                  f"({', '.join(f'{n} {name}' for name, n in tuned['per_class'].items())})" if tuned else "")
+                  f"({per_class_text(tuned['per_class'])}; {flagged_text(tuned)})" if tuned else "")
         return (f"**Classifying with the model adapted to your microscope**: `{self.path.name}` (sha256 "
                 f"{self.sha256[:12]}…), {', '.join(report.layers)} re-estimated on **{report.cells} cells** from "
                 f"{report.cells_from}{skipped}{taught}, in {self.seconds:.0f} s. It serves your next Start, Replay and "

@@ -137,8 +137,10 @@ def test_the_review_tabs_corrections_retrain_the_adapted_models_head(tmp_path, t
         report = json.loads(taught.report_path.read_text())
         assert report["labelled"]["per_class"] == {"eosinophil": 5, "lymphocyte": 5}
         assert report["labelled_from"] == [str(tmp_path / "corrections")]
-        assert "head retrained on the **10 cells corrected on the Review tab** (5 eosinophil, 5 lymphocyte)" \
-            in taught.describe()
+        tuned = report["labelled"]
+        assert (f"head retrained on the **10 cells corrected on the Review tab** (5 eosinophil, 5 lymphocyte; "
+                f'{tuned["lab_cells_flagged_after"]:.0%} of the 8 unlabelled cells flagged "other" '
+                f'({tuned["lab_cells_flagged_before"]:.0%} before))') in taught.describe()
         heads = [a.classifier.model.get_layer("pred").get_weights()[0] for a in (plain, taught)]
         assert not np.allclose(*heads)
         stems = [np.array(_stem_bn(a.classifier.model).moving_mean) for a in (plain, taught)]

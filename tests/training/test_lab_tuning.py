@@ -11,7 +11,12 @@ from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
 from tests.conftest import draw_field
 from training.data import discover
-from training.lab_tuning import HEAD_LAYERS, class_weights, dihedral_views, tune_on_labelled
+from training.lab_tuning import (
+    HEAD_LAYERS,
+    class_weights,
+    dihedral_views,
+    tune_on_labelled,
+)
 
 
 def _cells(folder, config):
@@ -146,6 +151,9 @@ def test_adapt_command_retrains_the_head_on_a_corrections_folder(tmp_path, tiny_
     assert report["labelled_from"] == [str(corrections)]
     assert report["labelled"]["per_class"] == {"eosinophil": 4, "neutrophil": 4, "other": 4}  # broken.png skipped
     assert "then the head was retrained on 12 labelled cells (4 eosinophil, 4 neutrophil, 4 other)" in printed
+    lab = report["labelled"]
+    assert lab["lab_cells"] == report["cells"] and lab["other_shifts"] == []  # "other" labelled: no shift
+    assert f'{lab["lab_cells_flagged_after"]:.0%} of the {report["cells"]} unlabelled cells flagged "other"' in printed
     assert json.loads(plain.with_suffix(".adapt.json").read_text())["labelled"] is None
     heads = [KerasClassifier(p).model.get_layer("pred").get_weights()[0] for p in (plain, tuned)]
     assert not np.allclose(*heads)  # the same adapting, then the head moved
@@ -187,6 +195,24 @@ def test_a_class_the_labels_do_not_show_keeps_its_weights(learned_model, train_d
     assert all(np.array_equal(a, b) for a, b in zip(dense.get_weights(), dense_before)) != train_dense
 
 
+def _flagged(model, crops):
+    return _called(model, crops) == OTHER_ID
+
+
+def _model_flagging(learned_model, share):
+    """The learned model (which never learnt "other") with its "other" bias set to flag ``share`` of its test cells."""
+    path, config, test_folder = learned_model
+    crops, labels = _cells(test_folder, config)
+    model = KerasClassifier(path).model
+    pred = model.get_layer("pred")
+    kernel, bias = pred.get_weights()
+    logits = np.asarray(model.get_layer("dense")(_pooled(model, crops)), np.float64) @ kernel + bias
+    margins = np.delete(logits, OTHER_ID, axis=1).max(axis=1) - logits[:, OTHER_ID]
+    bias[OTHER_ID] += np.quantile(margins, share) if share else min(0.0, margins.min() - 0.5)
+    pred.set_weights([kernel, bias])
+    return model, crops, (labels + 1) % len(CLASS_NAMES)  # labels that disagree with what it learnt
+
+
 def _other_margin(model, crops):
     """Per crop, log((1 - p_other) / p_other): how far the four classes stand above "other"."""
     p_other = np.asarray(model(crops.astype(np.float32), training=False), np.float64)[:, OTHER_ID]
@@ -194,13 +220,30 @@ def _other_margin(model, crops):
 
 
 def test_without_other_labels_the_four_classes_stand_against_other_as_before(learned_model):
-    """Labels of the four only would teach the head that nothing is "other"; the margin over the cells is restored."""
-    path, config, test_folder = learned_model
-    crops, labels = _cells(test_folder, config)
-    model = KerasClassifier(path).model
+    """Labels of the four only would teach the head that nothing is "other"; the margin over the cells is restored.
+
+    With ``dense`` kept, the "other" logit does not move, so the four classes' level put back is the margin.
+    """
+    model, crops, swapped = _model_flagging(learned_model, 0.0)
     before = _other_margin(model, crops)
-    tune_on_labelled(model, crops, (labels + 1) % len(CLASS_NAMES), epochs=20, views=1, strength=0.0,
-                     train_dense=False)
+    tune_on_labelled(model, crops, swapped, epochs=20, views=1, strength=0.0, train_dense=False, anchor_crops=crops)
     shift = _other_margin(model, crops) - before
     assert abs(np.median(shift)) < 1e-2
     assert np.ptp(shift) > 0.1  # the answers did move, cell by cell: only their median was put back
+
+
+def test_the_report_says_how_many_of_the_labs_cells_are_flagged(learned_model):
+    """Of the unlabelled cells, the share flagged "other" before and after, and the shift the step applied."""
+    model, crops, swapped = _model_flagging(learned_model, 0.3)
+    before = _flagged(model, crops).mean()
+    report = tune_on_labelled(model, crops[::2], swapped[::2], epochs=20, views=1, anchor_crops=crops)
+    assert report.lab_cells == len(crops) and len(report.other_shifts) == 1 and report.other_shifts[0] != 0
+    assert report.lab_cells_flagged_before == pytest.approx(before, abs=1e-4)
+    assert report.lab_cells_flagged_after == pytest.approx(_flagged(model, crops).mean(), abs=1e-4)
+
+
+def _pooled(model, crops):
+    probe = keras.Model(model.inputs[0], model.get_layer("avg_pool").output)
+    return np.asarray(probe(crops.astype(np.float32), training=False), np.float64)
+
+
