@@ -11,12 +11,7 @@ from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
 from tests.conftest import draw_field
 from training.data import discover
-from training.lab_tuning import (
-    HEAD_LAYERS,
-    class_weights,
-    dihedral_views,
-    tune_on_labelled,
-)
+from training.lab_tuning import HEAD_LAYERS, class_weights, dihedral_views, tune_on_labelled
 
 
 def _cells(folder, config):
