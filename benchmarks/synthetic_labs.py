@@ -154,6 +154,9 @@ def main() -> None:
     parser.add_argument("--source", default=PBC_SOURCE,
                         help="training source whose held-out images are shifted and scored (training.data.source_name)")
     add_tuning_arguments(parser)
+    parser.add_argument("--draw", type=int, default=0,
+                        help="which random draw of the adapting and labelled images from the training pool (the "
+                             "scored images are the model's held-out ones whatever the draw)")
     parser.add_argument("--out", default=str(ROOT / "out" / "synthetic_labs"))
     args = parser.parse_args()
 
@@ -174,12 +177,12 @@ def main() -> None:
         raise SystemExit(f"--source {args.source}: no held-out image of that source; sources: "
                          f"{sorted(set(split.held_out.source_of()))}")
     pool = [(p, y) for p, y, s in zip(trained_on.paths, trained_on.labels, trained_on.source_of()) if s == args.source]
-    order = np.random.default_rng(0).permutation(len(pool))
+    order = np.random.default_rng(2 * args.draw).permutation(len(pool))
     if args.adapt_mix:
         order = with_class_mix(order, np.array([y for _, y in pool]), args.adapt_mix, args.adapt_images)
     adapt_paths = [pool[i][0] for i in order[: args.adapt_images]]
     pool_labels = np.array([y for _, y in pool])
-    labelled = {n: labelled_subset(np.random.default_rng(1).permutation(len(pool)), pool_labels,
+    labelled = {n: labelled_subset(np.random.default_rng(2 * args.draw + 1).permutation(len(pool)), pool_labels,
                                    [p for p, _ in pool], n) for n in args.labelled_per_class if n}
     others = [p for p, y, s in zip(split.held_out.paths, split.held_out.labels, split.held_out.source_of())
               if s.startswith("pbc/OTHER")]
@@ -191,7 +194,8 @@ def main() -> None:
 
     started = time.perf_counter()
     labels = np.array([y for _, y in score])
-    report = {"model": Path(args.model).name, "seed": seed, "source": args.source, "scored": len(score),
+    report = {"model": Path(args.model).name, "seed": seed, "draw": args.draw, "source": args.source,
+              "scored": len(score),
               "not_scored_copies_of_trained_originals": leaked,
               "adapt_images": len(adapt_paths), "adapt_mix": args.adapt_mix, "balanced": args.balanced,
               "layers": list(DEFAULT_LAYERS), "other_scored": len(others),
