@@ -36,6 +36,7 @@ import numpy as np
 from hv.classifier import KerasClassifier, ModelLoadError, file_sha256
 from hv.config import Config
 from hv.locator import cell_diameter_px, crop_cell, locate_cells
+from hv.model import BACKBONE_LAYER, member_models
 from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, field_to_model_input, read_image_rgb, to_model_batch
 from training.data import DataError, Split, discover_sources
 from training.lab_tuning import labelled_cells, tune_on_labelled
@@ -278,13 +279,65 @@ def feature_shift(model: keras.Model, crops: np.ndarray, layers: Sequence[str] =
     ``balanced`` weighs the crops so each class the model calls them counts alike
     (``class_balancing_weights``), as in the stored statistics.
     """
-    weights = class_balancing_weights(model, crops, batch_size) if balanced else None
+    means = _balanced_input_means(model, crops, layers, batch_size) if balanced else None
+    if means is None:  # one pass per layer (and one for the class calls)
+        weights = class_balancing_weights(model, crops, batch_size) if balanced else None
+        means = [(layer, _input_moments(model, container, layer, crops, batch_size, weights)[0])
+                 for container, layer in _normalisation_layers(model, layers)]
     shifts = {}
-    for container, layer in _normalisation_layers(model, layers):
-        mean, _ = _input_moments(model, container, layer, crops, batch_size, weights)
+    for layer, mean in means:  # an average's runs share layer names: the last run's value stands, as it always has
         stored_std = np.sqrt(np.asarray(layer.moving_variance, np.float64) + layer.epsilon)
         shifts[layer.name] = float(np.mean(np.abs(mean - np.asarray(layer.moving_mean, np.float64)) / stored_std))
     return shifts
+
+
+def _balanced_input_means(model: keras.Model, crops: np.ndarray, layers: Sequence[str],
+                          batch_size: int) -> list[tuple[keras.layers.Layer, np.ndarray]] | None:
+    """``feature_shift``'s class-balanced input means of each named layer, from one backbone pass per run.
+
+    The class calls that weigh the crops and the layers' inputs come from the same pass (the
+    head read from the backbone's output), instead of a pass of the whole model for the calls
+    and one per layer: the check before adapting takes about a third less time. None for a
+    model not laid out as ``hv.model.build_model``'s (each run a backbone, then
+    avg_pool -> dense -> pred), which takes the pass-per-layer way.
+    """
+    runs = []
+    try:
+        for member in member_models(model):
+            backbone = member.get_layer(BACKBONE_LAYER)
+            if backbone.inputs[0].shape[1:] != model.inputs[0].shape[1:]:
+                return None  # something stands between the image and the backbone
+            head = [member.get_layer(name) for name in ("avg_pool", "dense", "pred")]
+            named = [layer for _, layer in _all_normalisation_layers(backbone) if layer.name in layers]
+            runs.append((keras.Model(backbone.inputs[0], [layer.input for layer in named] + [backbone.output]),
+                         head, named))
+    except ValueError:
+        return None
+    if sorted({layer.name for _, _, named in runs for layer in named}) != sorted(set(layers)):
+        return None
+    sums, probabilities = [], []  # per run: per layer (per-crop sums over positions, positions); (n, 5)
+    for probe, head, named in runs:
+        layer_sums, run_probabilities = [[] for _ in named], []
+        for batch in _batches(crops, batch_size):
+            *inputs, features = probe(batch, training=False)
+            for k, values in enumerate(inputs):
+                values = np.asarray(values, np.float64)
+                layer_sums[k].append((values.reshape(len(values), -1, values.shape[-1]).sum(1),
+                                      int(np.prod(values.shape[1:-1]))))
+            for layer in head:
+                features = layer(features)
+            run_probabilities.append(np.asarray(features, np.float64))
+        sums.append(layer_sums)
+        probabilities.append(np.concatenate(run_probabilities))
+    called = np.mean(probabilities, axis=0).argmax(1)
+    weights = 1.0 / np.bincount(called)[called]  # class_balancing_weights, from the same pass
+    means = []
+    for (_, _, named), layer_sums in zip(runs, sums):
+        for layer, batches in zip(named, layer_sums):
+            per_crop = np.concatenate([total for total, _ in batches])
+            positions = batches[0][1]
+            means.append((layer, (weights[:, None] * per_crop).sum(0) / (weights.sum() * positions)))
+    return means
 
 
 def rebase_statistics(model: keras.Model, crops: np.ndarray, layers: Sequence[str] = DEFAULT_LAYERS,

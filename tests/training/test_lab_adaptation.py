@@ -322,3 +322,23 @@ def test_adapting_an_average_re_estimates_every_run(two_runs):
     reestimate_statistics(average, np.random.default_rng(2).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
                           ["stem_bn"])
     assert all(not np.allclose(np.array(s.moving_mean), b) for s, b in zip(stems, before))
+
+
+@pytest.mark.parametrize("averaged", [False, True])
+def test_the_checks_one_pass_gives_what_a_pass_per_layer_gives(learned_model, averaged, monkeypatch):
+    """The class-balanced feature shift from one backbone pass per run equals the pass-per-layer way's."""
+    from hv.model import average_models
+
+    path, config, _ = learned_model
+    models = [keras.models.load_model(path, compile=False) for _ in range(1 + averaged)]
+    model = average_models(models) if averaged else models[0]
+    crops = training_lab_crops(discover_sources(config.data.train_dirs)[0], config, seed=1)[::4]
+    crops = np.concatenate([crops, crops[:5]])  # some cells twice: the class weights matter
+    called = model.predict(crops.astype(np.float32), verbose=0).argmax(1)
+    assert len(set(called)) > 1 and len(set(np.bincount(called)[called])) > 1
+    one_pass = feature_shift(model, crops, batch_size=5, balanced=True)
+    monkeypatch.setattr("training.lab_adaptation._balanced_input_means", lambda *args: None)
+    per_layer = feature_shift(model, crops, batch_size=5, balanced=True)
+    assert set(one_pass) == set(per_layer) == {"stem_bn", "top_bn"}
+    for name, value in per_layer.items():
+        assert one_pass[name] == pytest.approx(value, rel=1e-5)
