@@ -269,7 +269,7 @@ def reestimate_statistics(model: keras.Model, crops: np.ndarray, layers: Sequenc
 
 
 def feature_shift(model: keras.Model, crops: np.ndarray, layers: Sequence[str] = DEFAULT_LAYERS,
-                  batch_size: int = 64, *, balanced: bool = False) -> dict[str, float]:
+                  batch_size: int = 64, *, balanced: bool = False, one_pass: bool = True) -> dict[str, float]:
     """How far ``crops``' features lie from the statistics each named layer holds, per layer.
 
     The mean over channels of |mean_crops - moving_mean| / sqrt(moving_variance + eps): the
@@ -277,9 +277,11 @@ def feature_shift(model: keras.Model, crops: np.ndarray, layers: Sequence[str] =
     training labs' statistics in these layers (``rebase_statistics``), so this says how unlike
     the training labs' cells a lab's cells look to the model, with no label needed.
     ``balanced`` weighs the crops so each class the model calls them counts alike
-    (``class_balancing_weights``), as in the stored statistics.
+    (``class_balancing_weights``), as in the stored statistics; then ``one_pass`` takes the
+    calls and the layers' inputs from one backbone pass per run where the model allows
+    (``_balanced_input_means``; False: a pass per layer, the same figures).
     """
-    means = _balanced_input_means(model, crops, layers, batch_size) if balanced else None
+    means = _balanced_input_means(model, crops, layers, batch_size) if balanced and one_pass else None
     if means is None:  # one pass per layer (and one for the class calls)
         weights = class_balancing_weights(model, crops, batch_size) if balanced else None
         means = [(layer, _input_moments(model, container, layer, crops, batch_size, weights)[0])
@@ -370,14 +372,14 @@ def rebase_statistics(model: keras.Model, crops: np.ndarray, layers: Sequence[st
         layer.moving_variance.assign(variance.astype(np.float32))
 
 
-def check_cells(model: keras.Model, crops: np.ndarray) -> ShiftCheck:
+def check_cells(model: keras.Model, crops: np.ndarray, *, one_pass: bool = True) -> ShiftCheck:
     """``ShiftCheck`` of the first ``CHECK_CELLS`` crops under a model that holds its training labs' statistics.
 
     ``hv train``'s models do. Class-balanced (``feature_shift``): a smear of mostly neutrophils
-    is not a shift of the microscope.
+    is not a shift of the microscope. ``one_pass``: as ``feature_shift``'s.
     """
     crops = crops[:CHECK_CELLS]
-    return ShiftCheck(len(crops), feature_shift(model, crops, DEFAULT_LAYERS, balanced=True))
+    return ShiftCheck(len(crops), feature_shift(model, crops, DEFAULT_LAYERS, balanced=True, one_pass=one_pass))
 
 
 def adapted_model(model_path: Path, crops: np.ndarray, layers: Sequence[str] = DEFAULT_LAYERS,
