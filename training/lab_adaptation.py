@@ -299,7 +299,7 @@ def _balanced_input_means(model: keras.Model, crops: np.ndarray, layers: Sequenc
 
     The class calls that weigh the crops and the layers' inputs come from the same pass (the
     head read from the backbone's output), instead of a pass of the whole model for the calls
-    and one per layer: the check before adapting takes about a third less time. None for a
+    and one per layer: the check before adapting takes about half the time. None for a
     model not laid out as ``hv.model.build_model``'s (each run a backbone, then
     avg_pool -> dense -> pred), which takes the pass-per-layer way.
     """
