@@ -47,13 +47,14 @@ from lab_adaptation import (  # benchmarks/ is on sys.path when run as a script
     head_weights,
     labelled_subset,
     restore_head_weights,
+    score_row,
     with_class_mix,
 )
 
 from hv.bundled import CHECKOUT_KERAS_MODEL
 from hv.classifier import KerasClassifier
 from hv.config import load_config
-from hv.labels import CLASS_NAMES
+from hv.labels import OTHER_ID
 from hv.preprocess import field_to_model_input, read_image_rgb
 from training.augment import RGB_FROM_HED  # the stain vectors training jitters along
 from training.heldout import model_split, saved_config
@@ -65,7 +66,6 @@ from training.lab_adaptation import (
     whole_cell_crops,
 )
 from training.lab_tuning import tune_on_labelled
-from training.metrics import classification_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 PBC_SOURCE = "pbc/TRAIN"  # training.data.source_name of the config's pbc/TRAIN folder
@@ -131,14 +131,13 @@ def shifts_picture(path: str, out: Path, tile_px: int = 240) -> None:
 
 
 def scored(classifier: KerasClassifier, crops: np.ndarray, labels: np.ndarray, other_crops: np.ndarray | None) -> dict:
-    """Top-1 of the four-class cells ("other" is a wrong answer for them), and the share of other cells flagged."""
-    predicted = classifier.predict(crops).argmax(1)
-    metrics = classification_metrics(labels, predicted)
-    return {"top1": round(metrics["accuracy"], 4), "macro_f1": round(metrics["macro_f1"], 4),
-            "flagged_other": round(float((predicted == len(CLASS_NAMES)).mean()), 4),
-            "recall": {n: round(metrics["per_class"][n]["recall"], 3) for n in CLASS_NAMES},
+    """``lab_adaptation.score_row``, rounded, and the share of the other cells (``other_crops``) flagged."""
+    row = score_row(classifier, crops, labels)
+    return {"top1": round(row["top1"], 4), "macro_f1": round(row["macro_f1"], 4),
+            "flagged_other": row["flagged_other"],
+            "recall": {n: round(v, 3) for n, v in row["recall"].items()},
             "other_flagged": None if other_crops is None else
-            round(float((classifier.predict(other_crops).argmax(1) == len(CLASS_NAMES)).mean()), 4)}
+            round(float((classifier.predict(other_crops).argmax(1) == OTHER_ID).mean()), 4)}
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from hv.locator import cell_diameter_px, crop_cell, locate_cells
 from hv.model import BACKBONE_LAYER, member_models
 from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, field_to_model_input, read_image_rgb, to_model_batch
 from training.data import DataError, Split, discover_sources
-from training.lab_tuning import labelled_cells, tune_on_labelled
+from training.lab_tuning import FEATURE_LAYER, HEAD_LAYERS, labelled_cells, tune_on_labelled
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ def _balanced_input_means(model: keras.Model, crops: np.ndarray, layers: Sequenc
             backbone = member.get_layer(BACKBONE_LAYER)
             if backbone.inputs[0].shape[1:] != model.inputs[0].shape[1:]:
                 return None  # something stands between the image and the backbone
-            head = [member.get_layer(name) for name in ("avg_pool", "dense", "pred")]
+            head = [member.get_layer(name) for name in (FEATURE_LAYER, *HEAD_LAYERS)]
             named = [layer for _, layer in _all_normalisation_layers(backbone) if layer.name in layers]
             runs.append((keras.Model(backbone.inputs[0], [layer.input for layer in named] + [backbone.output]),
                          head, named))
