@@ -52,7 +52,7 @@ from training.lab_adaptation import (
     training_lab_crops,
     whole_cell_crops,
 )
-from training.lab_tuning import HEAD_LAYERS, STRENGTH, TRAIN_DENSE, tune_on_labelled
+from training.lab_tuning import HEAD_LAYERS, STRENGTH, TRAIN_DENSE, learnt_other, tune_on_labelled
 from training.metrics import classification_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +103,15 @@ def add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
                              "several rows")
     parser.add_argument("--tuning-strength", type=float, nargs="+", default=[STRENGTH],
                         help="the pull towards the trained head when tuning on labelled cells; several, several rows")
+    parser.add_argument("--other-step", choices=["auto", "always"], default="auto",
+                        help="put the four classes back against 'other' after tuning: as hv adapt does (auto: not "
+                             "for a model whose training held no 'other' cell), or always (the step before "
+                             "2026-12-06's third session)")
+
+
+def tuning_learnt_other(model_path: str | Path, other_step: str) -> bool | None:
+    """What ``tune_on_labelled`` is told the model learnt (``--other-step``): as hv adapt reads it, or 'unknown'."""
+    return learnt_other(model_path) if other_step == "auto" else None
 
 
 def head_weights(model) -> list:
@@ -211,7 +220,8 @@ def main() -> None:
                     restore_head_weights(classifier.model, adapted_head)
                     tuning = tune_on_labelled(classifier.model, labelled_crops[per_class], labels[labelled[per_class]],
                                               strength=strength, train_dense=head == "dense+pred",
-                                              anchor_crops=adapt_crops, seed=args.seed)
+                                              anchor_crops=adapt_crops, seed=args.seed,
+                                              learnt_other=tuning_learnt_other(model_path, args.other_step))
                     key = f"{layer_set} + {per_class}/class labelled, {head}, pull {strength:g}"
                     row["labelled"] = asdict(tuning)
                 row = score_row(classifier, score_crops, score_labels) | row

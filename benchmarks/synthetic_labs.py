@@ -48,6 +48,7 @@ from lab_adaptation import (  # benchmarks/ is on sys.path when run as a script
     labelled_subset,
     restore_head_weights,
     score_row,
+    tuning_learnt_other,
     with_class_mix,
 )
 
@@ -231,7 +232,8 @@ def main() -> None:
                     restore_head_weights(classifier.model, adapted_head)
                     tuning = tune_on_labelled(classifier.model, labelled_crops[per_class], pool_labels[chosen],
                                               strength=strength, train_dense=head == "dense+pred",
-                                              anchor_crops=np.stack(adapt_crops))
+                                              anchor_crops=np.stack(adapt_crops),
+                                              learnt_other=tuning_learnt_other(args.model, args.other_step))
                     key = f"adapted + {per_class}/class labelled, {head}, pull {strength:g}"
                     row[key] = scored(classifier, crops, labels, other_crops) | {"labelled": tuning.per_class}
                     print(f"{shift:>12}: {key}: {row[key]['top1']:.1%}, other flagged {row[key]['other_flagged']}",

@@ -118,13 +118,14 @@ class MicroscopeAdapter:
                 tune on.
         """
         from training.lab_adaptation import AdaptationReport, adapted_model, save_adapted
-        from training.lab_tuning import tune_on_labelled
+        from training.lab_tuning import learnt_other, tune_on_labelled
 
         crops_rgb = self._usable(crops_rgb, cells_from)
         labelled = self._labelled(labelled_folder) if labelled_folder is not None else None
         started = time.monotonic()
         model, before = adapted_model(self.keras_path, crops_rgb, self.layers)
-        tuning = tune_on_labelled(model, *labelled, anchor_crops=crops_rgb) if labelled is not None else None
+        tuning = (tune_on_labelled(model, *labelled, anchor_crops=crops_rgb, learnt_other=learnt_other(self.keras_path))
+                  if labelled is not None else None)
         stamp = datetime.now(UTC)
         path = Path(tempfile.mkdtemp(prefix="hv-adapted-")) / f"adapted-{stamp:%Y%m%d-%H%M%S}.keras"
         report = AdaptationReport(

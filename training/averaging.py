@@ -6,7 +6,8 @@ writes the average as a run folder, so every command that takes a run's model ta
 
 - ``model.keras``: ``hv.model.average_models`` of the runs (one Keras model, one TFLite graph);
 - ``config.json``: the first run's config; the runs must agree on what shapes their input
-  (the locator and crop, the input size, the backbone), else the average is refused;
+  (the locator and crop, the input size, the backbone), else the average is refused; its
+  ``trained_cells`` are the runs' together;
 - ``validation.txt``: the images that *every* run held out, the only ones no part of the
   average trained on: ``hv evaluate --held-out`` scores them and ``hv export`` chooses its
   variant on them. Runs trained with one ``--split-seed`` hold out the same originals, so
@@ -26,7 +27,7 @@ from hv.classifier import KerasClassifier, ModelLoadError, file_sha256
 from hv.config import Config
 from hv.model import average_models
 from training.data import DataError, original_key
-from training.heldout import model_split, saved_config
+from training.heldout import TRAINED_CELLS_KEY, model_split, saved_config
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,11 @@ def _agreeing_config(models: list[Path]) -> dict:
                 name = section if key is None else f"{section}.{key}"
                 raise DataError(f"{path} and {models[0]} differ in {name} ({value!r} against {values[0]!r}): "
                                 "they see cells differently and cannot be averaged")
-    return configs[0]
+    saved = dict(configs[0])
+    if all(TRAINED_CELLS_KEY in c for c in configs):  # the cells of each output the runs trained on, together
+        saved[TRAINED_CELLS_KEY] = {name: sum(c[TRAINED_CELLS_KEY].get(name, 0) for c in configs)
+                                    for name in configs[0][TRAINED_CELLS_KEY]}
+    return saved
 
 
 def _held_out_by_all(models: list[Path], config: Config) -> list[tuple[str, int]]:

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from hv.config import Config, parse_fold
 from hv.labels import OUTPUT_NAMES
@@ -63,6 +66,47 @@ def saved_config(model_path: str | Path) -> tuple[Path, dict] | None:
                 raise DataError(f"{path}: not a config saved by hv train ({exc!r}); move it away from "
                                 f"{model_path.name} or restore it from the run folder") from exc
             return path, saved
+    return None
+
+
+# Saved config key: the cells of each output (hv.labels.OUTPUT_NAMES) a run trained on, as hv train split them.
+TRAINED_CELLS_KEY = "trained_cells"
+
+
+def trained_cells(labels: Sequence[int]) -> dict[str, int]:
+    """{output name: number of training cells} of a split's labels (output ids), every output named."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=len(OUTPUT_NAMES))
+    return {name: int(n) for name, n in zip(OUTPUT_NAMES, counts)}
+
+
+def trained_outputs(model_path: str | Path) -> set[str] | None:
+    """The outputs (class names, "other") the training of the model at ``model_path`` held cells of.
+
+    Read from what hv train and hv average leave beside a model: the saved config's
+    ``trained_cells`` (since 2026-12-06), else the run folder's ``data_report.json`` (what the
+    sources held, validation included), else an average's ``members.json`` (any run's outputs),
+    else an adapted model's ``<model>.adapt.json`` (its source model's). None when nothing says:
+    a model from elsewhere.
+    """
+    model_path = Path(model_path)
+    found = saved_config(model_path)
+    if found is not None and TRAINED_CELLS_KEY in found[1]:
+        return {name for name, n in found[1][TRAINED_CELLS_KEY].items() if n}
+    folder = model_path.parent
+    try:
+        if found is not None and found[0].name == "config.json" and (folder / "data_report.json").is_file():
+            reports = json.loads((folder / "data_report.json").read_text())
+            return {name for report in reports for name, n in report["counts"].items() if n}
+        if found is not None and found[0].name == "config.json" and (folder / "members.json").is_file():
+            members = [trained_outputs(member["model"])
+                       for member in json.loads((folder / "members.json").read_text())["members"]]
+            return None if None in members else set().union(*members)
+        adapted = model_path.with_suffix(".adapt.json")
+        if adapted.is_file():
+            source = Path(json.loads(adapted.read_text())["source_model"])
+            return trained_outputs(source) if source.resolve() != model_path.resolve() else None
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: what its training held cannot be read beside it (%r)", model_path, exc)
     return None
 
 

@@ -39,7 +39,7 @@ from hv.locator import cell_diameter_px, crop_cell, locate_cells
 from hv.model import BACKBONE_LAYER, member_models
 from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, field_to_model_input, read_image_rgb, to_model_batch
 from training.data import DataError, Split, discover_sources
-from training.lab_tuning import FEATURE_LAYER, HEAD_LAYERS, labelled_cells, tune_on_labelled
+from training.lab_tuning import FEATURE_LAYER, HEAD_LAYERS, labelled_cells, learnt_other, tune_on_labelled
 
 log = logging.getLogger(__name__)
 
@@ -466,7 +466,8 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
     crops, unreadable, empty, read, found = lab_crops(folders, config, max_cells, min_cells)
     training_crops = training_lab_crops(training_split, config, max_cells) if training_split is not None else None
     model, before = adapted_model(model_path, crops, layers, training_crops)
-    tuning = tune_on_labelled(model, labelled_crops, labelled_labels, anchor_crops=crops) if labelled else None
+    tuning = (tune_on_labelled(model, labelled_crops, labelled_labels, anchor_crops=crops,
+                               learnt_other=learnt_other(model_path)) if labelled else None)
     report = AdaptationReport(
         source_model=str(model_path), source_sha256=file_sha256(model_path),
         cells_from="folders: " + ", ".join(map(str, folders)),

@@ -14,7 +14,10 @@ rarely corrected), and a head retrained on four-class labels alone learns that n
 "other": in validation it stopped flagging any of them. So the output columns of classes the
 labels do not show keep their weights (``_SomeColumnsFixed``), and without an "other" label
 the four classes are shifted back together against "other" over this lab's unlabelled cells
-(``_restore_other_margin``). A pull of every weight towards its trained value (``TowardsStart``,
+(``_restore_other_margin``), for a model that learnt "other". One whose training held no
+"other" cell (``learnt_other``: hv train records what it trained on) has an "other" output that
+means nothing; shifted against it, it flagged 8-22 % of a new lab's ordinary cells, and it is
+left unshifted. A pull of every weight towards its trained value (``TowardsStart``,
 "L2-SP", Li et al. 2018) was measured too and cost most of the gain; it stays available
 (``strength``), off by default. BENCHMARKS.md, "Labelled cells of a new lab", has the figures.
 
@@ -37,6 +40,7 @@ from hv.labels import OTHER_ID, OUTPUT_NAMES
 from hv.model import member_models
 from hv.preprocess import field_to_model_input, read_image_rgb, to_model_batch
 from training.data import DataError, discover
+from training.heldout import trained_outputs
 
 HEAD_LAYERS = ("dense", "pred")
 FEATURE_LAYER = "avg_pool"
@@ -86,6 +90,15 @@ class TuningReport:
     lab_cells_flagged_before: float
     lab_cells_flagged_after: float
     other_shifts: list[float]
+    # Whether the model's training held "other" cells (``learnt_other``; None: nothing beside the model says).
+    # A model that never learnt "other" is not shifted against it: its "other" logit means nothing.
+    model_learnt_other: bool | None = None
+
+
+def learnt_other(model_path: str | Path) -> bool | None:
+    """Whether the training of the model at ``model_path`` held "other" cells (None: nothing beside it says)."""
+    outputs = trained_outputs(model_path)
+    return None if outputs is None else OUTPUT_NAMES[OTHER_ID] in outputs
 
 
 def per_class_text(per_class: dict[str, int]) -> str:
@@ -95,8 +108,10 @@ def per_class_text(per_class: dict[str, int]) -> str:
 
 def flagged_text(tuned: dict) -> str:
     """How many of the lab's unlabelled cells the tuned model flags "other" (a ``TuningReport`` as a dict)."""
+    never = ('; the model never learnt "other" (no such cell in its training), so its four classes were not '
+             'shifted against it') if tuned.get("model_learnt_other") is False else ""
     return (f'{tuned["lab_cells_flagged_after"]:.0%} of the {tuned["lab_cells"]} unlabelled cells flagged "other" '
-            f'({tuned["lab_cells_flagged_before"]:.0%} before)')
+            f'({tuned["lab_cells_flagged_before"]:.0%} before{never})')
 
 
 def labelled_cells(folders: Sequence[str], config: Config) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -199,13 +214,14 @@ class _SomeColumnsFixed(keras.layers.Layer):
 
 def _tune_head(member: keras.Model, features: np.ndarray, labels: np.ndarray, weights: np.ndarray,
                anchors: np.ndarray, *, epochs: int, learning_rate: float, strength: float, batch_size: int,
-               seed: int, train_dense: bool) -> float | None:
+               seed: int, train_dense: bool, restore_other: bool) -> float | None:
     """Retrain ``member``'s pred layer (and dense, if ``train_dense``) on pooled features, in place.
 
     The pred columns of classes absent from ``labels`` keep their weights; with ``train_dense`` off
-    their answers keep exactly the trained model's logits. Without an "other" label, the four
-    classes are then shifted back against "other" over the ``anchors`` (pooled features of this
-    lab's cells: ``_restore_other_margin``), and the shift is returned (None with an "other" label).
+    their answers keep exactly the trained model's logits. Without an "other" label and with
+    ``restore_other``, the four classes are then shifted back against "other" over the ``anchors``
+    (pooled features of this lab's cells: ``_restore_other_margin``), and the shift is returned
+    (None when no shift was made).
     """
     _, dense, pred = _head_layers(member)
     dropout = next((layer.rate for layer in member.layers if isinstance(layer, keras.layers.Dropout)), 0.0)
@@ -224,7 +240,7 @@ def _tune_head(member: keras.Model, features: np.ndarray, labels: np.ndarray, we
     level_before = _four_class_logsumexp(dense, pred, anchors)
     dense.set_weights(new_dense.get_weights())
     pred.set_weights(new_pred.dense_weights())
-    if (labels == OTHER_ID).any():
+    if (labels == OTHER_ID).any() or not restore_other:
         return None
     return _restore_other_margin(dense, pred, anchors, level_before)
 
@@ -260,9 +276,10 @@ def _restore_other_margin(dense: keras.layers.Layer, pred: keras.layers.Layer, a
     left to the retrained ``dense`` layer: its own column is kept, its input is not. (Putting
     back the margin against "other" instead, or flagging no more of the lab's cells than before,
     kept fewer cells of other types flagged: BENCHMARKS.md, "Labelled cells of a new lab".)
-    A model trained without "other" cells has an "other" logit that means nothing, and this
-    step then flags many ordinary cells (12-17 % of pbc/TEST for the blood-cells-only models):
-    they are counted apart, and the report says how many of the lab's cells are flagged.
+    Not for a model trained without "other" cells (``tune_on_labelled``'s ``learnt_other``):
+    its "other" logit means nothing, and this step flagged 8-22 % of a new lab's ordinary cells
+    (validation, three draws); skipped, it read 92.1 against 85.5 % (10 cells per class) and
+    95.9 against 77.2 % (50), none flagged (BENCHMARKS.md, step 6).
 
     Returns:
         The shift added to the four classes' logits.
@@ -287,7 +304,7 @@ def check_labels(labels: np.ndarray) -> None:
 def tune_on_labelled(model: keras.Model, crops_rgb: np.ndarray, labels: Sequence[int], *, epochs: int = EPOCHS,
                      learning_rate: float = LEARNING_RATE, strength: float = STRENGTH, views: int = 8,
                      train_dense: bool = TRAIN_DENSE, anchor_crops: np.ndarray | None = None,
-                     batch_size: int = BATCH_SIZE, seed: int = 0) -> TuningReport:
+                     learnt_other: bool | None = None, batch_size: int = BATCH_SIZE, seed: int = 0) -> TuningReport:
     """Retrain the head of ``model`` (each run's, for an average) on labelled crops, in place.
 
     Args:
@@ -299,6 +316,8 @@ def tune_on_labelled(model: keras.Model, crops_rgb: np.ndarray, labels: Sequence
         views: orientations of each crop trained on (1-8).
         anchor_crops: more of this lab's cells, unlabelled (those ``hv adapt`` adapted on), over which the four
             classes are put back against "other" when no label is "other" (without them, over the labelled cells).
+        learnt_other: whether the model's training held "other" cells (``learnt_other``): False skips putting
+            the four classes back against "other"; None (not known) puts them back, as for a model that did.
 
     Raises:
         ValueError: fewer than ``MIN_LABELLED_CELLS`` cells or ``MIN_LABELLED_CLASSES`` classes, or labels that are
@@ -327,7 +346,7 @@ def tune_on_labelled(model: keras.Model, crops_rgb: np.ndarray, labels: Sequence
         lab_before.append(_probabilities(member, anchors))
         shift = _tune_head(member, features, view_labels, weights, anchors, epochs=epochs,
                            learning_rate=learning_rate, strength=strength, batch_size=batch_size, seed=seed + index,
-                           train_dense=train_dense)
+                           train_dense=train_dense, restore_other=learnt_other is not False)
         lab_after.append(_probabilities(member, anchors))
         shifts += [] if shift is None else [round(shift, 4)]
     return TuningReport(
@@ -335,7 +354,7 @@ def tune_on_labelled(model: keras.Model, crops_rgb: np.ndarray, labels: Sequence
         epochs=epochs, strength=strength, views_per_cell=views,
         agreement_before=before, agreement_after=_agreement(model, crops, labels),
         lab_cells=len(lab_before[0]), lab_cells_flagged_before=_share_flagged(lab_before),
-        lab_cells_flagged_after=_share_flagged(lab_after), other_shifts=shifts)
+        lab_cells_flagged_after=_share_flagged(lab_after), other_shifts=shifts, model_learnt_other=learnt_other)
 
 
 def _share_flagged(probabilities: list[np.ndarray]) -> float:

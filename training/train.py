@@ -28,6 +28,7 @@ from training.data import DataReport, Split, discover_sources, load_originals, s
 from training.distribute import fit_multi_worker, is_multi_worker, place
 from training.evaluate import evaluate_split
 from training.frozen_features import compute_features, feature_dataset, split_model
+from training.heldout import TRAINED_CELLS_KEY, trained_cells
 from training.lab_adaptation import DEFAULT_LAYERS, rebase_statistics, training_lab_crops
 from training.pipeline import FieldLoader, balanced_batches, batch_crops, load_crops
 from training.plots import plot_history
@@ -169,7 +170,6 @@ def train(config: Config, run_dir: Path) -> Path:
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
-    (partial / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     holdout = None
     if not config.data.test_dirs:
         data, holdout = split_by_field(data, config.data.test_fraction, config.split_seed + 1, originals)
@@ -178,6 +178,10 @@ def train(config: Config, run_dir: Path) -> Path:
                  len(holdout))
     train_split, val_split = split_by_field(data, config.data.val_fraction, config.split_seed, originals,
                                             config.data.fold)
+    # The config, and how many cells of each output it trains on: whether it learnt "other" decides how
+    # labelled cells of a new lab retune it (training.lab_tuning), wherever the model is taken later.
+    saved = dataclasses.asdict(config) | {TRAINED_CELLS_KEY: trained_cells(train_split.labels)}
+    (partial / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
     # The images it never trained on, listed: validating this model later needs no code of today.
     (partial / "validation.txt").write_text("".join(f"{p}\t{y}\n" for p, y in zip(val_split.paths, val_split.labels)))
     held = f"fold {config.data.val_fold} of the" if config.data.fold else "whole"

@@ -15,14 +15,17 @@ from tests.test_cli import _write_config
 from training.averaging import average_runs
 from training.data import DataError, discover_sources
 from training.heldout import model_split
+from training.lab_tuning import learnt_other
 
 
-def _run(folder, config, seed, held_out):
-    """A run folder as hv train writes it: model.keras, config.json and the images it held out."""
+def _run(folder, config, seed, held_out, trained=None):
+    """A run folder as hv train writes it: model.keras, config.json (``trained``: its cells per output) and the
+    images it held out."""
     folder.mkdir(parents=True)
     keras.utils.set_random_seed(seed)
     build_model(config.model).save(folder / "model.keras")
-    (folder / "config.json").write_text(json.dumps(dataclasses.asdict(config)) + "\n")
+    saved = dataclasses.asdict(config) | ({} if trained is None else {"trained_cells": trained})
+    (folder / "config.json").write_text(json.dumps(saved) + "\n")
     (folder / "validation.txt").write_text("".join(f"{p}\t{y}\n" for p, y in held_out))
     return folder / "model.keras"
 
@@ -102,3 +105,13 @@ def test_runs_trained_with_one_split_seed_average_on_their_whole_validation(tmp_
     assert main(["--config", config_path, "average", str(runs / "seed1" / "model.keras"),
                  "--out", str(tmp_path / "again")]) != 0
     assert "hv average: error: hv average needs two or more runs" in capsys.readouterr().err
+
+
+def test_the_average_trained_on_the_cells_of_its_runs_together(tmp_path, config):
+    """What hv adapt --labelled reads to know whether the average learnt "other": any run that did."""
+    first = _run(tmp_path / "a", config, 0, [], {"eosinophil": 3, "neutrophil": 2, "other": 0})
+    second = _run(tmp_path / "b", config, 1, [], {"eosinophil": 1, "neutrophil": 0, "other": 4})
+    average_runs([first, second], tmp_path / "average", config)
+    saved = json.loads((tmp_path / "average" / "config.json").read_text())
+    assert saved["trained_cells"] == {"eosinophil": 4, "neutrophil": 2, "other": 4}
+    assert learnt_other(tmp_path / "average" / "model.keras") and not learnt_other(first)

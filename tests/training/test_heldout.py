@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from hv.labels import CLASS_NAMES
+from hv.labels import CLASS_NAMES, OUTPUT_NAMES
 from tests.conftest import draw_field, replace
 from training.data import DataError, discover_sources, split_by_field
-from training.heldout import model_split, saved_config
+from training.heldout import TRAINED_CELLS_KEY, model_split, saved_config, trained_cells, trained_outputs
 
 
 def _save_config(path, seed, val_fraction=0.34, **data):
@@ -125,3 +125,39 @@ def test_a_saved_split_seed_decides_the_split_not_the_training_seed(tmp_path, co
     assert split_by_field(data, 0.34, 2)[1] != split_by_field(data, 0.34, 7)[1]
     _save_config(run / "config.json", seed=7, split_seed=-1)  # -1: train.seed, as before the option
     assert model_split(run / "model.keras", config).held_out == split_by_field(data, 0.34, 7)[1]
+
+
+def _model_folder(folder, saved=None, **files):
+    """A model file with, beside it, a saved config (``saved``) and any other json files (name: content)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.keras").write_bytes(b"a model")
+    if saved is not None:
+        (folder / "config.json").write_text(json.dumps({"train": {"seed": 0}, "data": {"val_fraction": 0.1}} | saved))
+    for name, content in files.items():
+        (folder / name.replace("_json", ".json")).write_text(json.dumps(content))
+    return folder / "model.keras"
+
+
+def test_what_a_models_training_held_is_read_from_the_files_beside_it(tmp_path):
+    """The saved config's trained_cells; an older run's data_report.json; an average's runs; an adapted model's."""
+    counts = {"eosinophil": 3, "lymphocyte": 2, "monocyte": 0, "neutrophil": 4, "other": 0}
+    recorded = _model_folder(tmp_path / "recorded", {TRAINED_CELLS_KEY: counts})
+    assert trained_outputs(recorded) == {"eosinophil", "lymphocyte", "neutrophil"}
+    with_other = [{"counts": {"eosinophil": 5}}, {"counts": {"eosinophil": 0, "other": 7}}]
+    older = _model_folder(tmp_path / "older", {}, data_report_json=with_other)
+    assert trained_outputs(older) == {"eosinophil", "other"}
+    average = _model_folder(tmp_path / "average", {}, members_json={"members": [{"model": str(recorded)},
+                                                                                  {"model": str(older)}]})
+    assert trained_outputs(average) == {"eosinophil", "lymphocyte", "neutrophil", "other"}
+    (tmp_path / "elsewhere").mkdir()
+    adapted = tmp_path / "elsewhere" / "adapted.keras"
+    adapted.with_suffix(".adapt.json").write_text(json.dumps({"source_model": str(recorded)}))
+    assert trained_outputs(adapted) == trained_outputs(recorded)
+    assert trained_outputs(_model_folder(tmp_path / "bare")) is None  # a model from elsewhere: nothing says
+    lost = _model_folder(tmp_path / "lost", {}, members_json={"members": [{"model": str(tmp_path / "gone.keras")}]})
+    assert trained_outputs(lost) is None  # a run of the average was moved away: not known, not "none"
+
+
+def test_trained_cells_name_every_output():
+    assert trained_cells([0, 0, OUTPUT_NAMES.index("other"), 3]) == {
+        "eosinophil": 2, "lymphocyte": 0, "monocyte": 0, "neutrophil": 1, "other": 1}

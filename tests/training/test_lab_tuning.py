@@ -11,7 +11,7 @@ from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
 from tests.conftest import draw_field
 from training.data import discover
-from training.lab_tuning import HEAD_LAYERS, class_weights, dihedral_views, tune_on_labelled
+from training.lab_tuning import HEAD_LAYERS, class_weights, dihedral_views, learnt_other, tune_on_labelled
 
 
 def _cells(folder, config):
@@ -242,3 +242,49 @@ def _pooled(model, crops):
     return np.asarray(probe(crops.astype(np.float32), training=False), np.float64)
 
 
+
+
+def test_hv_train_records_that_the_model_never_learnt_other(learned_model):
+    """The run's config says how many cells of each output it trained on; "other" had none."""
+    path, _, _ = learned_model
+    saved = json.loads((path.parent / "config.json").read_text())
+    assert saved["trained_cells"] == {**dict.fromkeys(CLASS_NAMES, 20), "other": 0}
+    assert learnt_other(path) is False
+
+
+@pytest.mark.parametrize("learnt", [True, None])
+def test_a_model_that_never_learnt_other_is_not_shifted_against_it(learned_model, learnt):
+    """The step is the only difference: the same tuning, then the four classes' biases raised by the shift or not.
+
+    A model whose training held "other" cells, or one nothing is known of, gets the shift; one that never
+    learnt "other" keeps the head as tuned, its "other" logit being meaningless.
+    """
+    runs = {}
+    for told in (learnt, False):
+        model, crops, swapped = _model_flagging(learned_model, 0.3)
+        report = tune_on_labelled(model, crops[::2], swapped[::2], epochs=5, views=1, anchor_crops=crops,
+                                  learnt_other=told)
+        runs[told] = report, model.get_layer("pred").get_weights(), model.get_layer("dense").get_weights()
+    (shifted, pred_shifted, dense_shifted), (kept, pred_kept, dense_kept) = runs[learnt], runs[False]
+    assert kept.other_shifts == [] and kept.model_learnt_other is False
+    assert len(shifted.other_shifts) == 1 and abs(shifted.other_shifts[0]) > 1e-3
+    assert shifted.model_learnt_other is learnt
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(dense_shifted, dense_kept))  # the same tuning
+    np.testing.assert_allclose(pred_shifted[0], pred_kept[0], atol=1e-5)
+    four = np.arange(len(OUTPUT_NAMES)) != OTHER_ID
+    np.testing.assert_allclose(pred_shifted[1][four] - pred_kept[1][four], shifted.other_shifts[0], atol=1e-3)
+    assert pred_shifted[1][OTHER_ID] == pytest.approx(pred_kept[1][OTHER_ID], abs=1e-6)
+
+
+def test_adapt_command_leaves_a_model_that_never_learnt_other_unshifted(tmp_path, learned_model, capsys):
+    """hv adapt reads from the run folder that the model trained on no "other" cell, and says so."""
+    path, _, test_folder = learned_model
+    corrections = _corrections_folder(tmp_path / "hv-corrections", [0, 1, 3], 4, np.random.default_rng(5))
+    config = tmp_path / "config.toml"
+    config.write_text("[model]\nimage_size = 64\n")
+    out = tmp_path / "tuned.keras"
+    assert cli.main(["--config", str(config), "adapt", str(test_folder), "--model", str(path), "--out", str(out),
+                     "--labelled", str(corrections)]) == 0
+    lab = json.loads(out.with_suffix(".adapt.json").read_text())["labelled"]
+    assert lab["model_learnt_other"] is False and lab["other_shifts"] == []
+    assert 'the model never learnt "other" (no such cell in its training)' in capsys.readouterr().out
