@@ -157,6 +157,9 @@ def main() -> None:
     parser.add_argument("--draw", type=int, default=0,
                         help="which random draw of the adapting and labelled images from the training pool (the "
                              "scored images are the model's held-out ones whatever the draw)")
+    parser.add_argument("--check-only", action="store_true",
+                        help="measure the check before adapting (the feature shifts) and the model as trained; "
+                             "neither adapt nor tune")
     parser.add_argument("--out", default=str(ROOT / "out" / "synthetic_labs"))
     args = parser.parse_args()
 
@@ -210,12 +213,12 @@ def main() -> None:
         adapt_crops = [c for p in adapt_paths for c in whole_cell_crops(shift_image(read_image_rgb(p), shift), config)]
         row = {"located_share": round(float(located.mean()), 4), "adapt_cells": len(adapt_crops), "adapted": None}
         # Without a located whole cell there is nothing to adapt on (hv adapt refuses, as the page does).
-        for name in ("as_trained", "adapted") if adapt_crops else ("as_trained",):
+        for name in ("as_trained", "adapted") if adapt_crops and not args.check_only else ("as_trained",):
             classifier = KerasClassifier(args.model)  # a fresh copy each time
             if name == "adapted":
                 weights = class_balancing_weights(classifier.model, np.stack(adapt_crops)) if args.balanced else None
                 reestimate_statistics(classifier.model, np.stack(adapt_crops), DEFAULT_LAYERS, weights=weights)
-            elif adapt_crops:  # how far the adapting cells lie from the statistics the model holds
+            if name == "as_trained" and adapt_crops:  # how far the adapting cells lie from the stored statistics
                 for key, balanced in (("feature_shift", False), ("feature_shift_balanced", True)):
                     row[key] = {layer: round(value, 4) for layer, value in
                                 feature_shift(classifier.model, np.stack(adapt_crops), balanced=balanced).items()}

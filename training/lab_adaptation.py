@@ -273,7 +273,8 @@ def feature_shift(model: keras.Model, crops: np.ndarray, layers: Sequence[str] =
     """How far ``crops``' features lie from the statistics each named layer holds, per layer.
 
     The mean over channels of |mean_crops - moving_mean| / sqrt(moving_variance + eps): the
-    shift of the channel means in the stored standard deviations. ``hv train`` stores the
+    shift of the channel means in the stored standard deviations; for an average of runs, the
+    mean of its runs' (until 2026-12-06 the last run's alone). ``hv train`` stores the
     training labs' statistics in these layers (``rebase_statistics``), so this says how unlike
     the training labs' cells a lab's cells look to the model, with no label needed.
     ``balanced`` weighs the crops so each class the model calls them counts alike
@@ -286,11 +287,12 @@ def feature_shift(model: keras.Model, crops: np.ndarray, layers: Sequence[str] =
         weights = class_balancing_weights(model, crops, batch_size) if balanced else None
         means = [(layer, _input_moments(model, container, layer, crops, batch_size, weights)[0])
                  for container, layer in _normalisation_layers(model, layers)]
-    shifts = {}
-    for layer, mean in means:  # an average's runs share layer names: the last run's value stands, as it always has
+    shifts = {}  # per layer name: each run's (an average's runs share their layers' names)
+    for layer, mean in means:
         stored_std = np.sqrt(np.asarray(layer.moving_variance, np.float64) + layer.epsilon)
-        shifts[layer.name] = float(np.mean(np.abs(mean - np.asarray(layer.moving_mean, np.float64)) / stored_std))
-    return shifts
+        shift = float(np.mean(np.abs(mean - np.asarray(layer.moving_mean, np.float64)) / stored_std))
+        shifts.setdefault(layer.name, []).append(shift)
+    return {name: float(np.mean(values)) for name, values in shifts.items()}
 
 
 def _balanced_input_means(model: keras.Model, crops: np.ndarray, layers: Sequence[str],

@@ -341,3 +341,22 @@ def test_the_checks_one_pass_gives_what_a_pass_per_layer_gives(learned_model, av
     assert set(one_pass) == set(per_layer) == {"stem_bn", "top_bn"}
     for name, value in per_layer.items():
         assert one_pass[name] == pytest.approx(value, rel=1e-5)
+
+
+def test_the_shift_of_an_average_is_the_mean_of_its_runs(learned_model):
+    """Each run of an average holds its own statistics; the check reads them all, not the last run's alone."""
+    from hv.model import average_models, member_models
+
+    path, config, _ = learned_model
+    models = [keras.models.load_model(path, compile=False) for _ in range(2)]
+    top = models[1].get_layer("backbone").get_layer("top_bn")
+    top.moving_mean.assign(np.asarray(top.moving_mean) + np.sqrt(np.asarray(top.moving_variance)))  # 1 sd away
+    average = average_models(models)
+    crops = training_lab_crops(discover_sources(config.data.train_dirs)[0], config, seed=1)[::4]
+    runs = [feature_shift(member, crops) for member in member_models(average)]
+    assert runs[1]["top_bn"] > runs[0]["top_bn"] + 0.5
+    shift = feature_shift(average, crops)
+    for name in ("stem_bn", "top_bn"):
+        assert shift[name] == pytest.approx((runs[0][name] + runs[1][name]) / 2, rel=1e-6)
+    balanced = feature_shift(average, crops, balanced=True)
+    assert runs[0]["top_bn"] < balanced["top_bn"] < runs[1]["top_bn"]
