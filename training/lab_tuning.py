@@ -108,10 +108,10 @@ def per_class_text(per_class: dict[str, int]) -> str:
 
 def flagged_text(tuned: dict) -> str:
     """How many of the lab's unlabelled cells the tuned model flags "other" (a ``TuningReport`` as a dict)."""
-    never = ('; the model never learnt "other" (no such cell in its training), so its four classes were not '
+    never = ('; the model never learnt "other" (its training held no such cell), so its four classes were not '
              'shifted against it') if tuned.get("model_learnt_other") is False else ""
     return (f'{tuned["lab_cells_flagged_after"]:.0%} of the {tuned["lab_cells"]} unlabelled cells flagged "other" '
-            f'({tuned["lab_cells_flagged_before"]:.0%} before{never})')
+            f'({tuned["lab_cells_flagged_before"]:.0%} before){never}')
 
 
 def labelled_cells(folders: Sequence[str], config: Config) -> tuple[np.ndarray, np.ndarray, list[str]]:

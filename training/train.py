@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from hv.classifier import KerasClassifier
 from hv.config import Config, PhaseConfig
+from hv.labels import OTHER_ID, OUTPUT_NAMES
 from hv.model import build_model, unfreeze_top_layers
 from training.augment import build_augmenter
 from training.data import DataReport, Split, discover_sources, load_originals, split_by_field
@@ -182,6 +183,9 @@ def train(config: Config, run_dir: Path) -> Path:
     # labelled cells of a new lab retune it (training.lab_tuning), wherever the model is taken later.
     saved = dataclasses.asdict(config) | {TRAINED_CELLS_KEY: trained_cells(train_split.labels)}
     (partial / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
+    if not saved[TRAINED_CELLS_KEY][OUTPUT_NAMES[OTHER_ID]]:
+        log.warning('no training image of cells outside the four classes (a source like pbc/OTHER#train): the model '
+                    'will give every cell one of the four labels and never flag one "other"')
     # The images it never trained on, listed: validating this model later needs no code of today.
     (partial / "validation.txt").write_text("".join(f"{p}\t{y}\n" for p, y in zip(val_split.paths, val_split.labels)))
     held = f"fold {config.data.val_fold} of the" if config.data.fold else "whole"

@@ -287,4 +287,4 @@ def test_adapt_command_leaves_a_model_that_never_learnt_other_unshifted(tmp_path
                      "--labelled", str(corrections)]) == 0
     lab = json.loads(out.with_suffix(".adapt.json").read_text())["labelled"]
     assert lab["model_learnt_other"] is False and lab["other_shifts"] == []
-    assert 'the model never learnt "other" (no such cell in its training)' in capsys.readouterr().out
+    assert 'before); the model never learnt "other" (its training held no such cell), so' in capsys.readouterr().out

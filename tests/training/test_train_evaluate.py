@@ -71,9 +71,13 @@ def test_accuracy_is_reported_apart_for_whole_and_cut_cells():
                                                    "not_located": {"n": 1, "accuracy": 0.0}}
 
 
-def test_single_folder_holds_out_a_test_split_and_evaluates_it(tmp_path, config):
+def test_single_folder_holds_out_a_test_split_and_evaluates_it(tmp_path, config, caplog):
     config = replace(config, data=replace(config.data, test_dirs=(), test_fraction=0.34, val_fraction=0.5))
     run = train(config, tmp_path / "runs" / "single")
+    # What it trained on, after both splits, is recorded; it had no "other" cell, and the log says what that means.
+    assert json.loads((run / "config.json").read_text())["trained_cells"] == {
+        "eosinophil": 1, "lymphocyte": 1, "monocyte": 1, "neutrophil": 1, "other": 0}
+    assert any('never flag one "other"' in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     held_out = (run / "holdout.txt").read_text().splitlines()
     assert len(held_out) == 4  # one of the three fields of each class
     assert {line.split("\t")[1] for line in held_out} == {"0", "1", "2", "3"}
