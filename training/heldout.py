@@ -10,6 +10,10 @@ trained on whenever the two differ. A model trained with the split by file-name 
 (before ``data.original_groups``), or with a grouping that missed some copies, held out
 copies of blood-cells/ originals it trained on; those are dropped by today's bundled
 grouping and counted apart.
+
+The same files say which outputs a model's training held cells of (``trained_outputs``): a
+model that never saw an "other" cell cannot flag one, and retuning it on a lab's labelled
+cells must not pretend it can (``training.lab_tuning``).
 """
 
 from __future__ import annotations
