@@ -20,7 +20,9 @@ neutrophils), to check that adapting survives it.
 
 ``--labelled-per-class N ...`` then also retrains the head on N labelled cells of each class
 from the adapting half (``training.lab_tuning``; each from another original field), after the
-layer set's adapting: what a technician's corrections teach the model. ``--by-original``
+layer set's adapting: what a technician's corrections teach the model. ``--self-train N ...``
+retrains it instead on the adapted model's own N surest calls of each class among the
+adapting cells (``training.self_training``: no label). ``--by-original``
 splits the halves by original field (``data.original_groups``: blood-cells/ holds dozens of
 copies of each), so no scored cell is a copy of an adapting or labelled one.
 
@@ -54,6 +56,7 @@ from training.lab_adaptation import (
 )
 from training.lab_tuning import HEAD_LAYERS, STRENGTH, TRAIN_DENSE, learnt_other, tune_on_labelled
 from training.metrics import classification_metrics
+from training.self_training import tune_on_own_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +96,7 @@ def labelled_subset(indices: np.ndarray, labels: np.ndarray, groups: list[str], 
 
 
 def add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of retraining the head on labelled cells (``training.lab_tuning``), shared with synthetic_labs.py."""
+    """The options of retraining the head on labelled cells or its own calls, shared with synthetic_labs.py."""
     parser.add_argument("--labelled-per-class", type=int, nargs="+", default=[0],
                         help="also retrain the adapted model's head on this many labelled cells of each class "
                              "(0: not); several numbers, several rows")
@@ -103,6 +106,9 @@ def add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
                              "several rows")
     parser.add_argument("--tuning-strength", type=float, nargs="+", default=[STRENGTH],
                         help="the pull towards the trained head when tuning on labelled cells; several, several rows")
+    parser.add_argument("--self-train", type=int, nargs="+", default=[], metavar="PER_CLASS",
+                        help="also retrain the adapted model's head on its own surest calls, this many per class "
+                             "(training.self_training: hv adapt --self-train); several numbers, several rows")
     parser.add_argument("--other-step", choices=["auto", "always"], default="auto",
                         help="put the four classes back against 'other' after tuning: as hv adapt does (auto: not "
                              "for a model whose training held no 'other' cell), or always (the step before "
@@ -213,10 +219,16 @@ def main() -> None:
             adapted_head = head_weights(classifier.model)
             tunings = [(0, None, None)] * (0 in args.labelled_per_class) + [
                 (n, strength, head) for n in args.labelled_per_class if n for strength in args.tuning_strength
-                for head in args.tuning_head]
+                for head in args.tuning_head] + [(n, None, "own calls") for n in args.self_train]
             for per_class, strength, head in tunings:
                 key, row = layer_set, {"layers": len(names)}
-                if per_class:  # the adapted model's head retrained on labelled cells, from the same start each time
+                if head == "own calls":  # the head retrained on the adapted model's surest calls, no label
+                    restore_head_weights(classifier.model, adapted_head)
+                    own = tune_on_own_calls(classifier.model, adapt_crops, per_class=per_class,
+                                            learnt_other=tuning_learnt_other(model_path, args.other_step))
+                    key = f"{layer_set} + self-trained, {per_class}/class"
+                    row["self_trained"] = asdict(own)
+                elif per_class:  # the adapted model's head retrained on labelled cells, from the same start each time
                     restore_head_weights(classifier.model, adapted_head)
                     tuning = tune_on_labelled(classifier.model, labelled_crops[per_class], labels[labelled[per_class]],
                                               strength=strength, train_dense=head == "dense+pred",

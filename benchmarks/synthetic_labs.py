@@ -24,6 +24,9 @@ instead: what a recipe change costs there. Held-out images whose original field 
 shipped grouping, ``training/originals/blood-cells.csv``) has copies on the training side
 are not scored: a model trained with file-name ids as groups saw them.
 
+``--self-train N ...`` also retrains the adapted model's head on its own N surest calls of each
+class among the adapting cells (``training.self_training``), with no label.
+
 ``--labelled-per-class N ...`` then also retrains the adapted model's head on N labelled cells of
 each class (``training.lab_tuning``), shifted, from the images the training used (what a
 technician's corrections teach it), and every row also reads the share of the held-out
@@ -67,6 +70,7 @@ from training.lab_adaptation import (
     whole_cell_crops,
 )
 from training.lab_tuning import tune_on_labelled
+from training.self_training import tune_on_own_calls
 
 ROOT = Path(__file__).resolve().parent.parent
 PBC_SOURCE = "pbc/TRAIN"  # training.data.source_name of the config's pbc/TRAIN folder
@@ -230,6 +234,14 @@ def main() -> None:
             if name != "adapted":
                 continue
             adapted_head = head_weights(classifier.model)
+            for per_class in args.self_train:  # the head retrained on the adapted model's surest calls, no label
+                restore_head_weights(classifier.model, adapted_head)
+                own = tune_on_own_calls(classifier.model, np.stack(adapt_crops), per_class=per_class,
+                                        learnt_other=tuning_learnt_other(args.model, args.other_step))
+                key = f"adapted + self-trained, {per_class}/class"
+                row[key] = scored(classifier, crops, labels, other_crops) | {"taken": own.taken}
+                print(f"{shift:>12}: {key}: {row[key]['top1']:.1%}, other flagged {row[key]['other_flagged']}",
+                      flush=True)
             for per_class, chosen in labelled.items():
                 for strength, head in ((s, h) for s in args.tuning_strength for h in args.tuning_head):
                     restore_head_weights(classifier.model, adapted_head)

@@ -146,19 +146,22 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from training.data import DataError
     from training.lab_adaptation import CHECK_CELLS, DEFAULT_LAYERS, ShiftCheck, adapt, check
     from training.lab_tuning import flagged_text, per_class_text
+    from training.self_training import own_calls_text
 
     config = _load(args)
     if args.check:
-        if args.training_data or args.layers or args.labelled:
+        if args.training_data or args.layers or args.labelled or args.self_train:
             raise DataError("hv adapt --check measures a model that holds its training labs' statistics (hv train "
-                            "stores them) and changes no layer: leave out --training-data, --layers and --labelled")
+                            "stores them) and changes no layer: leave out --training-data, --layers, --labelled and "
+                            "--self-train")
         print(check(Path(args.model), args.data, config, max_cells=args.max_cells).describe())
         return 0
     if not args.out:
         raise DataError("hv adapt: give --out ADAPTED.keras for the adapted model, or --check to only see "
                         "whether these cells need it")
     report = adapt(Path(args.model), args.data, config, Path(args.out), layers=args.layers or DEFAULT_LAYERS,
-                   max_cells=args.max_cells, training_data=args.training_data, labelled=args.labelled)
+                   max_cells=args.max_cells, training_data=args.training_data, labelled=args.labelled,
+                   self_train=args.self_train)
     skipped = f", {len(report.unreadable)} unreadable images skipped" if report.unreadable else ""
     rebased = (f", after rebasing on {report.training_cells} training cells" if report.training_cells else
                "; the model was taken to hold its training lab's statistics (hv train since 2026-12-04 and the "
@@ -172,6 +175,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
               f"the adapted model called {tuned['agreement_before']:.0%} of them as labelled before, "
               f"{tuned['agreement_after']:.0%} after (cells it learnt from: score it on other labelled cells with "
               f"hv evaluate); {flagged_text(tuned)}")
+    if report.self_trained:
+        print(f"then {own_calls_text(report.self_trained)}: score it on labelled cells of yours (hv evaluate) before "
+              "relying on it")
     print(f"for the app: hv export --model {shlex.quote(args.out)} --lab-data {shlex.join(args.data)} "
           "--out EXPORT_FOLDER (int8 checked on these cells)")
     return 0
@@ -356,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--labelled", nargs="+", default=[], metavar="FOLDER",
                        help="class folders of this lab's labelled cells (the web page's corrections folder, say): "
                             "after adapting, retrain the model's head on them (seconds; the backbone is kept)")
+    adapt.add_argument("--self-train", action="store_true",
+                       help="after adapting, retrain the model's head on its own surest calls over the cells (no "
+                            "label; not with --labelled). In validation it helped models trained on one lab; the "
+                            "bundled model lost points on cells like its training labs' (BENCHMARKS.md)")
     adapt.set_defaults(func=cmd_adapt)
 
     average = sub.add_parser("average", help="average several runs' class probabilities in one model (a run folder)")

@@ -40,6 +40,7 @@ from hv.model import BACKBONE_LAYER, member_models
 from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, field_to_model_input, read_image_rgb, to_model_batch
 from training.data import DataError, Split, discover_sources
 from training.lab_tuning import FEATURE_LAYER, HEAD_LAYERS, labelled_cells, learnt_other, tune_on_labelled
+from training.self_training import tune_on_own_calls
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class AdaptationReport:
     # ``TuningReport``; empty when no labelled cells were given.
     labelled_from: list[str] = field(default_factory=list)
     labelled: dict | None = None
+    # The head retrained on the model's own surest calls over the cells after adapting
+    # (``training.self_training``, ``hv adapt --self-train``): the ``SelfTrainingReport``; None when not asked.
+    self_trained: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -451,14 +455,18 @@ def check(model_path: Path, folders: Sequence[str | Path], config: Config, *, ma
 
 def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_path: Path, *,
           layers: Sequence[str] = DEFAULT_LAYERS, max_cells: int = 1000, min_cells: int = MIN_CELLS,
-          training_data: Sequence[str] = (), labelled: Sequence[str] = ()) -> AdaptationReport:
+          training_data: Sequence[str] = (), labelled: Sequence[str] = (),
+          self_train: bool = False) -> AdaptationReport:
     """Write ``out_path`` (.keras): the model with ``layers`` re-estimated on the folders' located cells.
 
     ``training_data`` (the class folders the model was trained on) rebases the layers first
     (``adapted_model``). ``labelled`` (class folders of this lab's cells: a Review page's
-    corrections, say) then retrains the head on them (``training.lab_tuning``).
+    corrections, say) then retrains the head on them (``training.lab_tuning``); ``self_train``
+    instead retrains it on the model's own surest calls over the cells (``training.self_training``).
     """
     check_model_paths(model_path, out_path)
+    if self_train and labelled:
+        raise DataError("give --labelled or --self-train, not both: the two together were never measured")
     if max_cells < min_cells:
         raise DataError(f"--max-cells {max_cells} is below the {min_cells} cells adapting needs")
     training_split = discover_sources(list(training_data))[0] if training_data else None  # bad folders stop here
@@ -470,6 +478,12 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
     model, before = adapted_model(model_path, crops, layers, training_crops)
     tuning = (tune_on_labelled(model, labelled_crops, labelled_labels, anchor_crops=crops,
                                learnt_other=learnt_other(model_path)) if labelled else None)
+    self_trained = None
+    if self_train:
+        try:
+            self_trained = tune_on_own_calls(model, crops, learnt_other=learnt_other(model_path))
+        except ValueError as exc:
+            raise DataError(f"{', '.join(map(str, folders))}: {exc}; adapt without --self-train") from exc
     report = AdaptationReport(
         source_model=str(model_path), source_sha256=file_sha256(model_path),
         cells_from="folders: " + ", ".join(map(str, folders)),
@@ -478,6 +492,7 @@ def adapt(model_path: Path, folders: Sequence[str | Path], config: Config, out_p
         training_cells=0 if training_crops is None else len(training_crops),
         feature_shift=before.feature_shift, advice=before.advice,
         date=datetime.now(UTC).isoformat(timespec="seconds"),
-        labelled_from=list(labelled), labelled=None if tuning is None else asdict(tuning))
+        labelled_from=list(labelled), labelled=None if tuning is None else asdict(tuning),
+        self_trained=None if self_trained is None else asdict(self_trained))
     save_adapted(model, out_path, report)
     return report
