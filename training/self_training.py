@@ -16,8 +16,8 @@ least sure of its answers. So the head is retuned as for four-class labels
 An option (``hv adapt --self-train``), not the default: on validation cells it took models
 trained on one lab (which never learnt "other") +6.5 points on average over adapting alone
 (-0.4 to +13.9 over 8 cases), while the bundled model, which did learn "other", gained about 2
-points under simulated microscopes that need adapting, lost 2-3 points on cells like its
-training labs', and flagged 4-9 % of ordinary cells "other" (BENCHMARKS.md, "Self-training on a
+points under simulated microscopes that need adapting, lost 2-4 points on cells like its
+training labs', and flagged 3-10 % of ordinary cells "other" (BENCHMARKS.md, "Self-training on a
 new lab's cells").
 """
 
