@@ -30,7 +30,7 @@ import numpy as np
 
 from hv.labels import CLASS_NAMES
 from hv.preprocess import to_model_batch
-from training.lab_tuning import TuningReport, check_labels, flagged_text, per_class_text, tune_on_labelled
+from training.lab_tuning import check_labels, flagged_text, per_class_text, tune_on_labelled
 
 # The surest cells of each class taken as labels. Chosen on validation cells (a blood-cells model adapted to
 # PBC: 10 per class 77.2 %, 25 per class 79.6 %, every cell 71.8 %, from 67.4 % adapted; BENCHMARKS.md,
@@ -50,7 +50,7 @@ class SelfTrainingReport:
 
 
 def own_calls_text(own: dict) -> str:
-    """What the head learnt from (a ``SelfTrainingReport`` as a dict), for ``hv adapt`` and the web page."""
+    """What the head learnt from (a ``SelfTrainingReport`` as a dict), as ``hv adapt`` prints it."""
     return (f"its head retrained on its own surest calls, {per_class_text(own['taken'])} of the {own['cells']} "
             f"cells (it called {per_class_text(own['called'])}; no label used); {flagged_text(own['tuning'])}")
 
@@ -70,7 +70,7 @@ def surest_cells(probabilities: np.ndarray, per_class: int) -> np.ndarray:
 
 
 def tune_on_own_calls(model: keras.Model, crops_rgb: np.ndarray, *, per_class: int = PER_CLASS,
-               learnt_other: bool | None = None, batch_size: int = 64, seed: int = 0) -> SelfTrainingReport:
+                      learnt_other: bool | None = None, batch_size: int = 64, seed: int = 0) -> SelfTrainingReport:
     """Retrain the head of ``model`` (each run's, for an average) on its surest calls over ``crops_rgb``, in place.
 
     Args:
@@ -86,16 +86,16 @@ def tune_on_own_calls(model: keras.Model, crops_rgb: np.ndarray, *, per_class: i
     crops = np.asarray(crops_rgb)
     probabilities = np.concatenate([np.asarray(model(to_model_batch(crops[i:i + batch_size]), training=False))
                                     for i in range(0, len(crops), batch_size)])
+    called = probabilities.argmax(1)
     taken = surest_cells(probabilities, per_class)
-    labels = probabilities.argmax(1)[taken]
+    labels = called[taken]
     try:
         check_labels(labels)
     except ValueError as exc:
         raise ValueError(f"the model called too few of the {len(crops)} cells one of the four classes to learn "
                          f"from its own calls: {exc}") from exc
-    tuning: TuningReport = tune_on_labelled(model, crops[taken], labels, anchor_crops=crops,
-                                            learnt_other=learnt_other, seed=seed)
-    called = probabilities.argmax(1)
+    tuning = tune_on_labelled(model, crops[taken], labels, anchor_crops=crops,
+                              learnt_other=learnt_other, seed=seed)
     return SelfTrainingReport(
         cells=len(crops),
         called={name: int((called == k).sum()) for k, name in enumerate(CLASS_NAMES)},
