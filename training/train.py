@@ -151,7 +151,8 @@ def train(config: Config, run_dir: Path) -> Path:
     """Train a model as configured and write a run folder.
 
     The folder holds ``model.keras`` (after the last epoch), ``best_val.keras`` (lowest
-    validation loss), ``config.json``, ``history.csv``, ``curves.png`` and
+    validation loss), ``config.json`` (with the cells of each output it trained on,
+    ``trained_cells``), ``history.csv``, ``curves.png`` and
     ``data_report.json``; with no test folder configured also ``holdout.txt`` and
     ``eval_holdout/`` (metrics on the held-out fields). It is written under a temporary
     name and renamed when complete.
