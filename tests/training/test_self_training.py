@@ -2,12 +2,14 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from hv import cli
 from hv.classifier import KerasClassifier
 from hv.labels import CLASS_NAMES, OTHER_ID
+from tests.conftest import draw_field
 from tests.training.test_lab_tuning import _called, _cells, _corrections_folder
 from training.self_training import surest_cells, tune_on_own_calls
 
@@ -69,3 +71,20 @@ def test_adapt_command_self_trains_and_says_so(tmp_path, learned_model, capsys):
     err = capsys.readouterr().err.strip()
     assert "give --labelled or --self-train, not both" in err and "\n" not in err
     assert not (tmp_path / "both.keras").exists()
+
+
+def test_adapt_command_says_in_one_line_when_the_model_calls_too_few_classes(tmp_path, tiny_model_path, capsys):
+    rng = np.random.default_rng(4)
+    fields = tmp_path / "my_smears"
+    fields.mkdir()
+    for i in range(40):
+        cv2.imwrite(str(fields / f"field{i}.png"), cv2.cvtColor(draw_field(rng, i % 4), cv2.COLOR_RGB2BGR))
+    config = tmp_path / "config.toml"
+    config.write_text('[model]\nweights = "none"\nimage_size = 32\n')
+    out = tmp_path / "own.keras"
+    assert cli.main(["--config", str(config), "adapt", str(fields), "--model", str(tiny_model_path), "--out",
+                     str(out), "--self-train"]) == 1  # random weights give every cell one answer
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hv adapt: error:") and str(fields) in err and "\n" not in err
+    assert "one of the four classes" in err and "adapt without --self-train" in err
+    assert not out.exists()
