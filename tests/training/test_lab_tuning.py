@@ -127,12 +127,17 @@ def _corrections_folder(root, classes, per_class, rng):
     return root
 
 
+def _smear_fields(folder, rng, count: int = 40):
+    """A folder of ``count`` synthetic fields of the four classes in turn: a lab's unlabelled smears."""
+    folder.mkdir()
+    for i in range(count):
+        cv2.imwrite(str(folder / f"field{i}.png"), cv2.cvtColor(draw_field(rng, i % 4), cv2.COLOR_RGB2BGR))
+    return folder
+
+
 def test_adapt_command_retrains_the_head_on_a_corrections_folder(tmp_path, tiny_model_path, capsys):
     rng = np.random.default_rng(4)
-    fields = tmp_path / "my_smears"
-    fields.mkdir()
-    for i in range(40):
-        cv2.imwrite(str(fields / f"field{i}.png"), cv2.cvtColor(draw_field(rng, i % 4), cv2.COLOR_RGB2BGR))
+    fields = _smear_fields(tmp_path / "my_smears", rng)
     corrections = _corrections_folder(tmp_path / "hv-corrections", [0, 3, OTHER_ID], 4, rng)
     (corrections / "neutrophil" / "broken.png").write_bytes(b"not a png")
     config = tmp_path / "config.toml"

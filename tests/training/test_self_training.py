@@ -2,15 +2,13 @@
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 
 from hv import cli
 from hv.classifier import KerasClassifier
 from hv.labels import CLASS_NAMES, OTHER_ID
-from tests.conftest import draw_field
-from tests.training.test_lab_tuning import _called, _cells, _corrections_folder
+from tests.training.test_lab_tuning import _called, _cells, _corrections_folder, _smear_fields
 from training.self_training import surest_cells, tune_on_own_calls
 
 
@@ -74,11 +72,7 @@ def test_adapt_command_self_trains_and_says_so(tmp_path, learned_model, capsys):
 
 
 def test_adapt_command_says_in_one_line_when_the_model_calls_too_few_classes(tmp_path, tiny_model_path, capsys):
-    rng = np.random.default_rng(4)
-    fields = tmp_path / "my_smears"
-    fields.mkdir()
-    for i in range(40):
-        cv2.imwrite(str(fields / f"field{i}.png"), cv2.cvtColor(draw_field(rng, i % 4), cv2.COLOR_RGB2BGR))
+    fields = _smear_fields(tmp_path / "my_smears", np.random.default_rng(4))
     config = tmp_path / "config.toml"
     config.write_text('[model]\nweights = "none"\nimage_size = 32\n')
     out = tmp_path / "own.keras"
