@@ -1,0 +1,102 @@
+"""A recipe change against the recipe of before, seed by seed, on the synthetic labs: the paired differences.
+
+Each ``--pair BASE TRIAL`` is one seed: the ``synthetic_labs.py`` output folders of a model of
+the recipe of before and of one trained the new way with the same seed and validation split
+(so both scored the same held-out images). Each side is a glob pattern; every folder it matches
+holds a ``synthetic_labs.json`` (e.g. the pbc/TRAIN shifts and the blood-cells/TRAIN row, run
+apart). Rows are (source, shift), read as trained; the table gives each side's top-1, each
+pair's difference in points and the mean difference over the pairs. ``--at-least ROW=POINTS``
+checks a rule written before the runs: the mean difference of that row must be at least
+POINTS (a row is ``shift`` for pbc/TRAIN, ``source:shift`` otherwise, e.g.
+``blood-cells/TRAIN:none``). Validation only: no TEST set is read.
+
+Usage: python benchmarks/synthetic_labs_paired.py --pair 'out/blur_hue/bundle_e2_seed0_*'
+           'out/blur_hue/blur_hue_seed0_*' [--pair ...] [--at-least soft_camera=5 none=-1 ...] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+
+PBC_SOURCE = "pbc/TRAIN"
+
+
+def row_name(source: str, shift: str) -> str:
+    return shift if source == PBC_SOURCE else f"{source}:{shift}"
+
+
+def read_side(pattern: str) -> tuple[dict[str, float], int]:
+    """Top-1 as trained per row over every synthetic_labs.json the pattern's folders hold, and the split seed."""
+    folders = sorted(glob.glob(pattern))
+    files = [Path(f) / "synthetic_labs.json" for f in folders if (Path(f) / "synthetic_labs.json").is_file()]
+    if not files:
+        raise SystemExit(f"{pattern}: no folder with a synthetic_labs.json (run benchmarks/synthetic_labs.py first)")
+    rows, seeds = {}, set()
+    for path in files:
+        report = json.loads(path.read_text())
+        seeds.add(report["seed"])
+        for shift, figures in report["shifts"].items():
+            rows[row_name(report["source"], shift)] = figures["as_trained"]["top1"]
+    if len(seeds) != 1:
+        raise SystemExit(f"{pattern}: the folders were scored on different splits (seeds {sorted(seeds)})")
+    return rows, seeds.pop()
+
+
+def paired(pairs: list[tuple[str, str]]) -> dict:
+    table = []
+    for base_pattern, trial_pattern in pairs:
+        base, base_seed = read_side(base_pattern)
+        trial, trial_seed = read_side(trial_pattern)
+        if base_seed != trial_seed:
+            raise SystemExit(f"{base_pattern} and {trial_pattern} held out different images (split seeds "
+                             f"{base_seed} and {trial_seed}): not a pair")
+        table.append({"base": base_pattern, "trial": trial_pattern, "base_top1": base, "trial_top1": trial})
+    rows = [r for r in table[0]["base_top1"] if all(r in p["base_top1"] and r in p["trial_top1"] for p in table)]
+    mean = {r: round(100 * sum(p["trial_top1"][r] - p["base_top1"][r] for p in table) / len(table), 2) for r in rows}
+    return {"pairs": table, "rows": rows, "mean_difference_points": mean}
+
+
+def print_table(result: dict) -> None:
+    pairs = result["pairs"]
+    header = "| row | " + " | ".join(f"pair {i + 1}: before / new (difference)" for i in range(len(pairs)))
+    print(header + " | mean difference |")
+    print("|---" * (len(pairs) + 2) + "|")
+    for r in result["rows"]:
+        cells = [f"{100 * p['base_top1'][r]:.1f} / {100 * p['trial_top1'][r]:.1f} % "
+                 f"({100 * (p['trial_top1'][r] - p['base_top1'][r]):+.1f})" for p in pairs]
+        print(f"| {r} | " + " | ".join(cells) + f" | {result['mean_difference_points'][r]:+.2f} |")
+
+
+def check_rule(result: dict, at_least: list[str]) -> dict[str, bool]:
+    verdicts = {}
+    for item in at_least:
+        row, _, points = item.partition("=")
+        if row not in result["mean_difference_points"]:
+            raise SystemExit(f"--at-least {item}: no row {row!r}; rows: {', '.join(result['rows'])}")
+        verdicts[row] = result["mean_difference_points"][row] >= float(points)
+        print(f"{row}: mean {result['mean_difference_points'][row]:+.2f} points, at least {float(points):+g}: "
+              f"{'met' if verdicts[row] else 'NOT met'}")
+    return verdicts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pair", nargs=2, action="append", required=True, metavar=("BASE", "TRIAL"))
+    parser.add_argument("--at-least", nargs="*", default=[], metavar="ROW=POINTS")
+    parser.add_argument("--json", default="")
+    args = parser.parse_args()
+    result = paired([tuple(p) for p in args.pair])
+    print_table(result)
+    if args.at_least:
+        result["rule"] = check_rule(result, args.at_least)
+        print(f"{len(result['pairs'])} pair(s); the rule is {'met' if all(result['rule'].values()) else 'NOT met'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
