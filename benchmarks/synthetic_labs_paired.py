@@ -8,10 +8,12 @@ apart). Rows are (source, shift), read as trained; the table gives each side's t
 pair's difference in points and the mean difference over the pairs. ``--at-least ROW=POINTS``
 checks a rule written before the runs: the mean difference of that row must be at least
 POINTS (a row is ``shift`` for pbc/TRAIN, ``source:shift`` otherwise, e.g.
-``blood-cells/TRAIN:none``). Validation only: no TEST set is read.
+``blood-cells/TRAIN:none``). ``--plot PNG`` draws each pair's difference and the mean per row,
+with the rule's bounds. Validation only: no TEST set is read.
 
 Usage: python benchmarks/synthetic_labs_paired.py --pair 'out/blur_hue/bundle_e2_seed0_*'
            'out/blur_hue/blur_hue_seed0_*' [--pair ...] [--at-least soft_camera=5 none=-1 ...] [--json OUT]
+           [--plot PNG]
 """
 
 from __future__ import annotations
@@ -83,17 +85,52 @@ def check_rule(result: dict, at_least: list[str]) -> dict[str, bool]:
     return verdicts
 
 
+def plot(result: dict, at_least: list[str], path: str, title: str) -> None:
+    """Rows down, difference in points across: a dot per pair, a bar for the mean, a tick for the rule's bound."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    bounds = {item.partition("=")[0]: float(item.partition("=")[2]) for item in at_least}
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.5))
+    y = range(len(rows))
+    means = [result["mean_difference_points"][r] for r in rows]
+    ax.barh(y, means, color=["tab:green" if m >= bounds.get(r, -float("inf")) else "tab:red"
+                             for r, m in zip(rows, means)], alpha=0.5, label="mean over the pairs")
+    for i, pair in enumerate(result["pairs"]):
+        ax.scatter([100 * (pair["trial_top1"][r] - pair["base_top1"][r]) for r in rows], y, s=18, zorder=3,
+                   label=f"pair {i + 1}")
+    for k, r in enumerate(rows):
+        if r in bounds:
+            ax.plot([bounds[r]] * 2, [k - 0.4, k + 0.4], color="black", linewidth=2)
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_yticks(list(y), rows)
+    ax.invert_yaxis()
+    ax.set_xlabel("new recipe minus recipe of before, top-1 as trained (points); black tick: the rule's bound")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pair", nargs=2, action="append", required=True, metavar=("BASE", "TRIAL"))
     parser.add_argument("--at-least", nargs="*", default=[], metavar="ROW=POINTS")
     parser.add_argument("--json", default="")
+    parser.add_argument("--plot", default="", metavar="PNG")
+    parser.add_argument("--title", default="a recipe change on the synthetic labs, seed by seed")
     args = parser.parse_args()
     result = paired([tuple(p) for p in args.pair])
     print_table(result)
     if args.at_least:
         result["rule"] = check_rule(result, args.at_least)
         print(f"{len(result['pairs'])} pair(s); the rule is {'met' if all(result['rule'].values()) else 'NOT met'}")
+    if args.plot:
+        plot(result, args.at_least, args.plot, args.title)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
