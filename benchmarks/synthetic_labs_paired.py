@@ -57,7 +57,10 @@ def paired(pairs: list[tuple[str, str]]) -> dict:
             raise SystemExit(f"{base_pattern} and {trial_pattern} held out different images (split seeds "
                              f"{base_seed} and {trial_seed}): not a pair")
         table.append({"base": base_pattern, "trial": trial_pattern, "base_top1": base, "trial_top1": trial})
+    every_row = {r for p in table for side in ("base_top1", "trial_top1") for r in p[side]}
     rows = [r for r in table[0]["base_top1"] if all(r in p["base_top1"] and r in p["trial_top1"] for p in table)]
+    for r in sorted(every_row - set(rows)):  # a row some side lacks cannot be paired: say so, never drop it quietly
+        print(f"{r}: not scored on every side of every pair; left out", file=sys.stderr)
     mean = {r: round(100 * sum(p["trial_top1"][r] - p["base_top1"][r] for p in table) / len(table), 2) for r in rows}
     return {"pairs": table, "rows": rows, "mean_difference_points": mean}
 
