@@ -65,6 +65,25 @@ def test_platelet_sized_blobs_are_ignored():
     assert len(locate_cells(image, LocatorConfig())) == 0
 
 
+def test_a_second_nucleus_under_the_area_filter_counts_beside_a_larger_one():
+    # The scale says cells are 96 px wide (the area filter: 0.12 of such a cell, 868 px^2), as it
+    # would in a field of clumped red cells that overstate it. A 15-px nucleus (707 px^2) falls
+    # under the filter, but beside a 25-px one it is a second cell; a 7-px blob stays a platelet.
+    config = LocatorConfig(cell_diameter_frac=0.3)
+    image = np.full((240, 320, 3), (214, 212, 218), np.uint8)
+    cv2.circle(image, (70, 120), 25, (100, 60, 200), -1)
+    cv2.circle(image, (250, 70), 15, (100, 60, 200), -1)
+    cv2.circle(image, (250, 190), 7, (100, 60, 200), -1)
+    boxes = locate_cells(image, config)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    assert len(boxes) == 2
+    assert np.abs(centres - [[70, 120], [250, 70]]).max() < 6  # the larger first, then the smaller; no platelet
+
+    alone = np.full((240, 320, 3), (214, 212, 218), np.uint8)
+    cv2.circle(alone, (250, 70), 15, (100, 60, 200), -1)
+    assert len(locate_cells(alone, config)) == 0  # a field's first cell still has to pass the filter
+
+
 def _smear(nucleus_rgb=None, red_cells: str = "dense", width: int = 320, height: int = 240) -> np.ndarray:
     """A field in another stain: yellowish plasma, tan red cells, and optionally a white cell at
     the centre whose nucleus has the given colour. Neighbouring red cells overlap in pairs in the
