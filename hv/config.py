@@ -125,6 +125,10 @@ class AugmentConfig:
     stain_scale: float = 0.25
     stain_shift: float = 0.05
     white_balance: float = 0.15
+    # The nucleus stain's hue: the haematoxylin vector turned about the grey axis by up to
+    # nucleus_hue x half a turn either way, the eosin vector kept (granule colour tells
+    # eosinophils from neutrophils; nucleus colour tells no class). 0 = off.
+    nucleus_hue: float = 0.0
     # Gaussian blur of each batch, sigma drawn from [0, blur] pixels of the model input
     # (training/augment.py RandomBlur): cameras differ in sharpness as much as stains in colour. 0 = off.
     blur: float = 0.0
@@ -275,7 +279,7 @@ _POSITIVE = {
 _UNIT_INTERVAL = {
     "data.val_fraction", "data.test_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",
     "augment.brightness", "augment.contrast", "augment.saturation", "augment.hue",
-    "augment.stain_scale", "augment.stain_shift", "augment.white_balance",
+    "augment.stain_scale", "augment.stain_shift", "augment.white_balance", "augment.nucleus_hue",
     "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac",
     "locator.fallback_diameter_frac", "stream.min_confidence",
     "stream.track_min_iou", "stream.motion_min_response", "stream.keyframe_shift_frac", "stream.focus_min_ratio",

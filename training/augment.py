@@ -20,6 +20,20 @@ from hv.config import AugmentConfig
 # what a jitter needs.
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], np.float32)
 HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED).astype(np.float32)
+# The grey axis of optical density: a turn about it changes a stain's hue, not how much light it takes.
+_GREY = np.full(3, 1 / np.sqrt(3), np.float32)
+
+
+def turned_about_grey(vector: np.ndarray, angle):
+    """The stain vector ``vector`` (3,) turned by ``angle`` ((b,) radians) about the grey axis: (b, 3).
+
+    Rodrigues' rotation. It keeps the vector's projection on the grey axis, so the turned stain
+    takes the same total optical density over the three channels: another hue at the same depth.
+    """
+    along = float(vector @ _GREY) * _GREY
+    across = np.cross(_GREY, vector).astype(np.float32)
+    cos, sin = ops.cos(angle)[:, None], ops.sin(angle)[:, None]
+    return vector * cos + across * sin + along * (1.0 - cos)
 
 
 @keras.saving.register_keras_serializable(package="hv")
@@ -30,19 +44,26 @@ class RandomStain(layers.Layer):
     amounts (colour deconvolution), each amount is scaled by a factor in ``1 ± scale`` and
     shifted by up to ``± shift``, and the result goes back to RGB (Tellez et al., 2018,
     "HED" augmentation); then each RGB channel is multiplied by a gain in
-    ``1 ± white_balance``. Shapes and labels are unchanged; the output stays in [0, 255].
+    ``1 ± white_balance``. With ``nucleus_hue``, the way back uses a haematoxylin vector
+    turned about the grey axis by up to ``nucleus_hue`` x half a turn either way, drawn per
+    image: the nuclei (and the blue of cytoplasm) take another hue at the same depth, as
+    another lab's nucleus stain would draw them, while the eosin vector, whose colour tells
+    an eosinophil's granules from a neutrophil's, is kept. Shapes and labels are unchanged;
+    the output stays in [0, 255].
 
     Args:
         scale: relative change of each stain's amount.
         shift: absolute change of each stain's amount, in optical density units.
         white_balance: relative change of each colour channel's gain.
+        nucleus_hue: the haematoxylin vector's widest turn, as a share of half a turn; 0 = off.
         seed: seed of the layer's random draws.
     """
 
     def __init__(self, scale: float = 0.2, shift: float = 0.03, white_balance: float = 0.1,
-                 seed: int | None = None, **kwargs):
+                 nucleus_hue: float = 0.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.scale, self.shift, self.white_balance, self.seed = scale, shift, white_balance, seed
+        self.nucleus_hue = nucleus_hue
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, images, training=True):
@@ -54,7 +75,14 @@ class RandomStain(layers.Layer):
         stains = ops.einsum("bhwc,cd->bhwd", density, HED_FROM_RGB)
         factor = keras.random.uniform(draw_shape, 1 - self.scale, 1 + self.scale, seed=self.seed_generator)
         offset = keras.random.uniform(draw_shape, -self.shift, self.shift, seed=self.seed_generator)
-        density = ops.einsum("bhwd,dc->bhwc", stains * factor + offset, RGB_FROM_HED)
+        if self.nucleus_hue:
+            angle = keras.random.uniform((batch,), -np.pi * self.nucleus_hue, np.pi * self.nucleus_hue,
+                                         seed=self.seed_generator)
+            others = ops.broadcast_to(ops.convert_to_tensor(RGB_FROM_HED[1:]), (batch, 2, 3))
+            vectors = ops.concatenate([turned_about_grey(RGB_FROM_HED[0], angle)[:, None], others], axis=1)
+            density = ops.einsum("bhwd,bdc->bhwc", stains * factor + offset, vectors)
+        else:
+            density = ops.einsum("bhwd,dc->bhwc", stains * factor + offset, RGB_FROM_HED)
         rgb = 256.0 * ops.exp(-density) - 1.0
         gain = keras.random.uniform(draw_shape, 1 - self.white_balance, 1 + self.white_balance,
                                     seed=self.seed_generator)
@@ -65,7 +93,7 @@ class RandomStain(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "shift": self.shift,
-                "white_balance": self.white_balance, "seed": self.seed}
+                "white_balance": self.white_balance, "nucleus_hue": self.nucleus_hue, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="hv")
@@ -142,6 +170,7 @@ def build_augmenter(config: AugmentConfig, seed: int) -> keras.Sequential:
                                              value_range=(0, 255), seed=seed + 6))
     if config.hue:
         steps.append(layers.RandomHue(config.hue, value_range=(0, 255), seed=seed + 7))
-    if config.stain_scale or config.stain_shift or config.white_balance:
-        steps.append(RandomStain(config.stain_scale, config.stain_shift, config.white_balance, seed=seed + 8))
+    if config.stain_scale or config.stain_shift or config.white_balance or config.nucleus_hue:
+        steps.append(RandomStain(config.stain_scale, config.stain_shift, config.white_balance,
+                                 config.nucleus_hue, seed=seed + 8))
     return keras.Sequential(steps, name="augment")

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from hv.config import AugmentConfig
 from tests.conftest import draw_field
-from training.augment import RandomBlur, RandomStain, build_augmenter
+from training.augment import RGB_FROM_HED, RandomBlur, RandomStain, build_augmenter
 from training.pipeline import balanced_batches
 
 
@@ -35,6 +35,31 @@ def test_zero_jitter_is_the_identity_and_inference_is_untouched():
     crops = _crops(2)
     assert np.allclose(RandomStain(0, 0, 0)(crops, training=True), crops, atol=1e-3)
     assert np.array_equal(RandomStain(0.5, 0.1, 0.3)(crops, training=False), crops)
+
+
+def _stained(amounts, size=16):
+    """Images of one stain each: amount x that stain's optical density vector, as RGB."""
+    density = np.asarray(amounts, np.float32)[:, None, None, None] * RGB_FROM_HED[:, None, None, :]
+    return np.broadcast_to(256.0 * np.exp(-density) - 1.0, (3, size, size, 3)).astype(np.float32)
+
+
+def test_nucleus_hue_turns_the_nucleus_stain_alone_at_the_same_depth():
+    images = _stained([0.8, 0.8, 0.3])  # haematoxylin alone, eosin alone, the residual alone
+    layer = RandomStain(0, 0, 0, nucleus_hue=1.0, seed=1)
+    turned = [np.asarray(layer(images, training=True)) for _ in range(8)]
+    density_in = _optical_density(images)
+    for out in turned:
+        assert out.min() >= 0 and out.max() <= 255
+        # Eosin and the residual keep their colour: granule colour still tells eosinophil from neutrophil.
+        assert np.allclose(out[1:], images[1:], atol=0.05)
+        # The nucleus stain takes another hue at the same depth: its density summed over the channels stays.
+        assert np.isclose(_optical_density(out[0]).sum(-1).mean(), density_in[0].sum(-1).mean(), atol=1e-3)
+    # ... and does change colour, by a different turn each draw, within half a turn.
+    hues = [cv2.cvtColor(out[:1, :1, :1].astype(np.uint8).reshape(1, 1, 3), cv2.COLOR_RGB2HSV)[0, 0, 0]
+            for out in turned]
+    assert len(set(int(h) for h in hues)) > 3
+    assert np.abs(np.stack(turned)[:, 0] - images[0]).max() > 30
+    assert np.allclose(RandomStain(0, 0, 0, nucleus_hue=0.0)(images, training=True), images, atol=0.05)
 
 
 def test_blur_is_a_gaussian_of_a_width_within_its_range():
