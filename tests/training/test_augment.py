@@ -54,12 +54,29 @@ def test_nucleus_hue_turns_the_nucleus_stain_alone_at_the_same_depth():
         assert np.allclose(out[1:], images[1:], atol=0.05)
         # The nucleus stain takes another hue at the same depth: its density summed over the channels stays.
         assert np.isclose(_optical_density(out[0]).sum(-1).mean(), density_in[0].sum(-1).mean(), atol=1e-3)
-    # ... and does change colour, by a different turn each draw, within half a turn.
+    # ... and does change colour, by a different turn each draw.
     hues = [cv2.cvtColor(out[:1, :1, :1].astype(np.uint8).reshape(1, 1, 3), cv2.COLOR_RGB2HSV)[0, 0, 0]
             for out in turned]
     assert len(set(int(h) for h in hues)) > 3
     assert np.abs(np.stack(turned)[:, 0] - images[0]).max() > 30
     assert np.allclose(RandomStain(0, 0, 0, nucleus_hue=0.0)(images, training=True), images, atol=0.05)
+
+
+def test_nucleus_hue_turns_no_further_than_configured():
+    images = _stained([0.8, 0.8, 0.3])
+    grey = np.full(3, 1 / np.sqrt(3))
+
+    def across_grey(density):  # the part of an optical density vector that is colour, not depth
+        return density - (density @ grey) * grey
+
+    before = across_grey(_optical_density(images[0, 0, 0]))
+    layer = RandomStain(0, 0, 0, nucleus_hue=0.1, seed=2)  # up to a tenth of half a turn: 18 degrees
+    turns = []
+    for _ in range(20):
+        after = across_grey(_optical_density(np.asarray(layer(images, training=True))[0, 0, 0]))
+        cosine = after @ before / np.linalg.norm(after) / np.linalg.norm(before)
+        turns.append(np.degrees(np.arccos(np.clip(cosine, -1, 1))))
+    assert max(turns) <= 18.5 and max(turns) > 5
 
 
 def test_blur_is_a_gaussian_of_a_width_within_its_range():
