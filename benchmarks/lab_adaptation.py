@@ -132,7 +132,11 @@ def restore_head_weights(model, weights: list) -> None:
 
 
 def score_row(classifier: KerasClassifier, crops: np.ndarray, labels: np.ndarray) -> dict:
-    called = classifier.predict(crops).argmax(1)
+    return score_calls(classifier.predict(crops).argmax(1), labels)
+
+
+def score_calls(called: np.ndarray, labels: np.ndarray) -> dict:
+    """Top-1, macro-F1, the share flagged "other" and per-class recall of the output ids ``called``."""
     metrics = classification_metrics(labels, called)
     return {"top1": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "flagged_other": round(float((called == OTHER_ID).mean()), 4),

@@ -50,7 +50,7 @@ from lab_adaptation import (  # benchmarks/ is on sys.path when run as a script
     head_weights,
     labelled_subset,
     restore_head_weights,
-    score_row,
+    score_calls,
     tuning_learnt_other,
     with_class_mix,
 )
@@ -61,6 +61,7 @@ from hv.config import load_config
 from hv.labels import OTHER_ID
 from hv.preprocess import field_to_model_input, read_image_rgb
 from training.augment import RGB_FROM_HED  # the stain vectors training jitters along
+from training.data import field_group, load_originals, original_key
 from training.heldout import model_split, saved_config
 from training.lab_adaptation import (
     DEFAULT_LAYERS,
@@ -70,6 +71,7 @@ from training.lab_adaptation import (
     whole_cell_crops,
 )
 from training.lab_tuning import tune_on_labelled
+from training.metrics import accuracy_interval
 from training.self_training import tune_on_own_calls
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,12 +137,19 @@ def shifts_picture(path: str, out: Path, tile_px: int = 240) -> None:
     cv2.imwrite(str(out), cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
-def scored(classifier: KerasClassifier, crops: np.ndarray, labels: np.ndarray, other_crops: np.ndarray | None) -> dict:
-    """``lab_adaptation.score_row``, rounded, and the share of the other cells (``other_crops``) flagged."""
-    row = score_row(classifier, crops, labels)
-    return {"top1": round(row["top1"], 4), "macro_f1": round(row["macro_f1"], 4),
+def scored(classifier: KerasClassifier, crops: np.ndarray, labels: np.ndarray, other_crops: np.ndarray | None,
+           groups: list[str]) -> dict:
+    """``lab_adaptation.score_calls``, rounded; top-1's 95 % interval by original (``groups``: each scored
+    image's); each image right or not (``right``, in the order of the report's ``scored_images``, for paired
+    comparisons); and the share of the other cells (``other_crops``) flagged."""
+    called = classifier.predict(crops).argmax(1)
+    row = score_calls(called, labels)
+    interval, how = accuracy_interval(groups, labels, called)
+    return {"top1": round(row["top1"], 4), "top1_95": [round(v, 4) for v in interval], "interval": how,
+            "macro_f1": round(row["macro_f1"], 4),
             "flagged_other": row["flagged_other"],
             "recall": {n: round(v, 3) for n, v in row["recall"].items()},
+            "right": (called == labels).astype(int).tolist(),
             "other_flagged": None if other_crops is None else
             round(float((classifier.predict(other_crops).argmax(1) == OTHER_ID).mean()), 4)}
 
@@ -201,11 +210,15 @@ def main() -> None:
 
     started = time.perf_counter()
     labels = np.array([y for _, y in score])
+    # Each scored image's original field: copies of one original are not independent cells.
+    originals = load_originals(config.data.original_groups)
+    groups = [field_group(p, y, args.source, originals) for p, y in score]
     report = {"model": Path(args.model).name, "seed": seed, "draw": args.draw, "source": args.source,
               "scored": len(score),
               "not_scored_copies_of_trained_originals": leaked,
               "adapt_images": len(adapt_paths), "adapt_mix": args.adapt_mix, "balanced": args.balanced,
               "layers": list(DEFAULT_LAYERS), "other_scored": len(others),
+              "scored_images": [original_key(p) for p, _ in score], "scored_groups": groups,
               "shifts": {}}
     for shift in args.shifts:
         inputs = [field_to_model_input(shift_image(read_image_rgb(p), shift), config) for p, _ in score]
@@ -230,7 +243,7 @@ def main() -> None:
                 row["feature_shift_balanced_scored"] = {
                     layer: round(value, 4) for layer, value in
                     feature_shift(classifier.model, crops[located], balanced=True).items()}
-            row[name] = scored(classifier, crops, labels, other_crops)
+            row[name] = scored(classifier, crops, labels, other_crops, groups)
             if name != "adapted":
                 continue
             adapted_head = head_weights(classifier.model)
@@ -239,7 +252,7 @@ def main() -> None:
                 own = tune_on_own_calls(classifier.model, np.stack(adapt_crops), per_class=per_class,
                                         learnt_other=tuning_learnt_other(args.model, args.other_step))
                 key = f"adapted + self-trained, {per_class}/class"
-                row[key] = scored(classifier, crops, labels, other_crops) | {"taken": own.taken}
+                row[key] = scored(classifier, crops, labels, other_crops, groups) | {"taken": own.taken}
                 print(f"{shift:>12}: {key}: {row[key]['top1']:.1%}, other flagged {row[key]['other_flagged']}",
                       flush=True)
             for per_class, chosen in labelled.items():
@@ -250,7 +263,7 @@ def main() -> None:
                                               anchor_crops=np.stack(adapt_crops),
                                               learnt_other=tuning_learnt_other(args.model, args.other_step))
                     key = f"adapted + {per_class}/class labelled, {head}, pull {strength:g}"
-                    row[key] = scored(classifier, crops, labels, other_crops) | {"labelled": tuning.per_class}
+                    row[key] = scored(classifier, crops, labels, other_crops, groups) | {"labelled": tuning.per_class}
                     print(f"{shift:>12}: {key}: {row[key]['top1']:.1%}, other flagged {row[key]['other_flagged']}",
                           flush=True)
         report["shifts"][shift] = row
