@@ -64,8 +64,9 @@ def main() -> None:
     augment = config.augment
     if args.only_nucleus_hue:
         if not augment.nucleus_hue:
-            raise SystemExit(f"{args.config}: augment.nucleus_hue is 0, so --only-nucleus-hue would draw the "
-                             "crop unchanged; give a config that sets it (benchmarks/configs/two_labs_nucleus_hue.toml)")
+            raise SystemExit(f"{args.config}: augment.nucleus_hue is 0, so --only-nucleus-hue would "
+                             "draw the crop unchanged; give a config that sets it, e.g. "
+                             "benchmarks/configs/two_labs_nucleus_hue.toml")
         layer = RandomStain(0.0, 0.0, 0.0, augment.nucleus_hue, seed=args.seed)
     else:
         layer = RandomStain(augment.stain_scale, augment.stain_shift, augment.white_balance, augment.nucleus_hue,
