@@ -43,9 +43,11 @@ Usage: python benchmarks/slide_count.py [--model hv/bundled/hv_lite0_int8/model.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
+import tomllib
 from pathlib import Path
 
 import cv2
@@ -54,7 +56,7 @@ import numpy as np
 from hv.annotations import iou_matrix, read_field_labels, read_voc_boxes
 from hv.bundled import DEFAULT_MODEL
 from hv.classifier import load_classifier
-from hv.config import load_config, override
+from hv.config import ConfigError, load_config, override
 from hv.labels import CLASS_NAMES, PARTIAL_ID
 from hv.locator import cell_diameter_px
 from stream.pipeline import StreamPipeline, run_stream
@@ -258,8 +260,19 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = load_config(args.config)
-    tried = {key: float(value) for key, value in (item.split("=", 1) for item in args.set)}
-    config = override(config, **{"stream.target_count": 0, **tried})  # count the whole slide
+    tried = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:  # a TOML number: "9" stays an integer (stream.scale_window), "0.3" a float
+            tried[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parser.error(f"--set {item!r}: expected KEY=NUMBER, e.g. stream.edge_margin_frac=0.2")
+    try:
+        config = override(config, **{"stream.target_count": 0, **tried})  # count the whole slide
+    except KeyError as error:
+        parser.error(f"--set: no config section {error.args[0]!r} (sections: {', '.join(dataclasses.asdict(config))})")
+    except ConfigError as error:
+        parser.error(f"--set: {error}")
     fields = choose_fields(Path(args.bccd), args.cells, tuple(args.tile), args.seed)
     classifier = None if args.margin_geometry else load_classifier(args.model)
     results, scope = {}, None
