@@ -193,6 +193,10 @@ class StreamConfig:
     motion_width_px: int = 320
     motion_min_response: float = 0.1
     keyframe_shift_frac: float = 0.15
+    # The cell scale ("auto"): measured on one frame in scale_every, the median of the last
+    # scale_window measurements; it restarts when the stage motion is lost (hv.locator.RunningCellScale).
+    scale_every: int = 10
+    scale_window: int = 9
     # Frame quality: a frame is out of focus below focus_min_ratio x the focus_reference_quantile of
     # the last focus_window frames (after focus_warmup frames); motion blur when the gradient energy
     # along one axis exceeds motion_blur_anisotropy x the other's; too dark below dark_mean (0-255);
@@ -275,6 +279,7 @@ _POSITIVE = {
     "export.qat_learning_rate",
     "export.qat_images", "stream.max_remembered_cells", "stream.motion_width_px", "stream.focus_window",
     "stream.motion_blur_anisotropy", "stream.colour_cast_max", "stream.clear_view_frac",
+    "stream.scale_every", "stream.scale_window",
 }
 _UNIT_INTERVAL = {
     "data.val_fraction", "data.test_fraction", "model.dropout", "augment.rotation", "augment.zoom", "augment.translate",

@@ -124,12 +124,22 @@ class RunningCellScale:
     The optics of a live microscope change only when the user changes the objective, while
     one frame's measurement can be off (few red cells in view, a blurred frame), so the
     stream uses a running median and pays the ~10 ms measurement on one frame in ``every``.
+    ``restart`` forgets the measurements: the stream calls it when the stage motion is lost
+    (``stream.motion``), which an objective change causes (the view zooms, and no shift
+    explains it), so the new objective's scale holds from its first frame instead of after
+    half a window. A steadier scale (a longer window, frames without red cells not voting)
+    was tried and not adopted (BENCHMARKS.md, "A steadier cell scale in the stream").
     A fixed ``cell_diameter_frac`` is passed through on every frame.
     """
 
     def __init__(self, config: LocatorConfig, every: int = 10, window: int = 9):
         self._config, self._every = config, every
         self._recent: collections.deque[float] = collections.deque(maxlen=window)
+        self._frames = 0
+
+    def restart(self) -> None:
+        """Forget every measurement: the next frame is measured, as the stream's first."""
+        self._recent.clear()
         self._frames = 0
 
     def update(self, image_rgb: np.ndarray) -> float:

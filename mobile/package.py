@@ -19,6 +19,7 @@ from ai_edge_litert.interpreter import Interpreter
 from hv.classifier import file_sha256
 from hv.config import Config
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
+from hv.scale import CELL_OVER_NUCLEUS
 
 PACKAGE_FILES = ("model.tflite", "labels.txt", "model.json", "MODEL_CARD.md")
 
@@ -41,6 +42,39 @@ def tensor_spec(model_path: Path) -> tuple[dict, dict]:
             }
         )
     return specs[0], specs[1]
+
+
+def crop_description(config: Config) -> dict:
+    """How an app reproduces hv's crop: the window, the cell scale (a frame's, a stream's) and the edge rule."""
+    return {
+        "what": "square window around each located white cell, resized to the input; outside the frame: edge_fill",
+        "cell_diameter_frac": config.locator.cell_diameter_frac,
+        "red_cell_ratio": config.locator.red_cell_ratio,
+        "fallback_diameter_frac": config.locator.fallback_diameter_frac,
+        "crop_context": config.locator.crop_context,
+        "edge_fill": config.locator.edge_fill,
+        "side_px": "crop_context * cell_diameter_px (or the cell box, if larger)",
+        "edge_margin_frac": config.stream.edge_margin_frac,
+        "cut": ("a cell whose box comes within edge_margin_frac * cell_diameter_px of a frame edge may be cut "
+                "off: hv's live count does not classify it; still images classify it and mark it cut"),
+        "cell_diameter_px": (
+            "cell_diameter_frac * frame_width when cell_diameter_frac is a number; when it is \"auto\": "
+            "red_cell_ratio * the frame's red-cell diameter, measured as hv/scale.py does (green channel "
+            "thresholded 40 % of the way from its 95th to its 10th percentile, stained pixels left out; "
+            "pale centres filled; per region the distance transform's maximum; twice the median over "
+            "regions not cut by the frame edge), or fallback_diameter_frac * frame_width if none is found; "
+            "with a nucleus in view (hv/scale.py nucleus_diameter_px: the largest blob of pixels well bluer "
+            f"than the field, if over 0.4 % of the frame), kept within {CELL_OVER_NUCLEUS[0]}-{CELL_OVER_NUCLEUS[1]} "
+            "times its equivalent diameter"
+        ),
+        "scale_every": config.stream.scale_every,
+        "scale_window": config.stream.scale_window,
+        "stream_scale": (
+            "a live stream measures cell_diameter_px on one frame in scale_every and uses the median of the "
+            "last scale_window measurements; they are forgotten when the view jumps or zooms (hv's "
+            "stage-motion estimate is lost), as an objective change does"
+        ),
+    }
 
 
 def describe(model_path: Path, variant: str, config: Config, metrics: dict, training: dict,
@@ -72,25 +106,7 @@ def describe(model_path: Path, variant: str, config: Config, metrics: dict, trai
             "normalisation": "none outside the model: feed raw RGB pixel values; the model rescales internally",
         },
         "output": {**output_spec, "meaning": "class probabilities in class_names order (softmax)"},
-        "crop": {
-            "what": "square window around each located white cell, resized to the input; outside the frame: edge_fill",
-            "cell_diameter_frac": config.locator.cell_diameter_frac,
-            "red_cell_ratio": config.locator.red_cell_ratio,
-            "fallback_diameter_frac": config.locator.fallback_diameter_frac,
-            "crop_context": config.locator.crop_context,
-            "edge_fill": config.locator.edge_fill,
-            "side_px": "crop_context * cell_diameter_px (or the cell box, if larger)",
-            "edge_margin_frac": config.stream.edge_margin_frac,
-            "cut": ("a cell whose box comes within edge_margin_frac * cell_diameter_px of a frame edge may be cut "
-                    "off: hv's live count does not classify it; still images classify it and mark it cut"),
-            "cell_diameter_px": (
-                "cell_diameter_frac * frame_width when cell_diameter_frac is a number; when it is \"auto\": "
-                "red_cell_ratio * the frame's red-cell diameter, measured as hv/scale.py does (green channel "
-                "thresholded 40 % of the way from its 95th to its 10th percentile, stained pixels left out; "
-                "pale centres filled; per region the distance transform's maximum; twice the median over "
-                "regions not cut by the frame edge), or fallback_diameter_frac * frame_width if none is found"
-            ),
-        },
+        "crop": crop_description(config),
         "training": training,
         "source_model": {"name": source_model.name, "sha256": file_sha256(source_model)} if source_model else None,
         # An average of runs (hv average): the runs inside, whose class probabilities the model averages.

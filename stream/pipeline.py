@@ -48,7 +48,7 @@ class StreamPipeline:
         self.track_classifier = TrackClassifier(
             classifier, config.locator, min_confidence=stream.min_confidence,
             recheck_every=stream.recheck_every, max_votes=stream.max_votes, clear_by=stream.clear_view_frac)
-        self.scale = RunningCellScale(config.locator)
+        self.scale = RunningCellScale(config.locator, every=stream.scale_every, window=stream.scale_window)
         self.diameter_px: float | None = None  # the latest frame's expected cell diameter
         self.position: StagePosition | None = None  # the latest good frame's place on the slide
         self.report: QualityReport | None = None  # the latest frame's quality checks
@@ -72,7 +72,9 @@ class StreamPipeline:
         detections = Detections.empty()
         if self.report.ok:
             self.position = self.motion.update(grey, width)
-            if not self.position.new_region:
+            if self.position.new_region:  # motion lost: a jump, a blank view, or another objective
+                self.scale.restart()
+            else:
                 self.motion_responses.append(self.position.response)
             after_motion = time.perf_counter()
             self.timings_ms["motion"] += 1000 * (after_motion - after_quality)

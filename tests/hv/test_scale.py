@@ -68,23 +68,40 @@ def test_a_fixed_fraction_is_used_as_it_is():
     assert cell_diameter_px(image, LocatorConfig(cell_diameter_frac=0.2)) == pytest.approx(64)
 
 
-def test_stream_scale_is_a_running_median_measured_every_few_frames(monkeypatch):
+def _measurements(monkeypatch, values):
+    """Make the stream's per-frame measurement return ``values`` in turn."""
     import hv.locator
 
     calls = []
-    values = iter([100.0, 300.0, 110.0, 105.0])
+    values = iter(values)
 
     def measured(image, config):
         calls.append(1)
         return next(values)
 
     monkeypatch.setattr(hv.locator, "cell_diameter_px", measured)
+    return calls
+
+
+def test_stream_scale_is_a_running_median_measured_every_few_frames(monkeypatch):
+    calls = _measurements(monkeypatch, [100.0, 300.0, 110.0, 105.0])
     scale = RunningCellScale(LocatorConfig(), every=5, window=3)
     frame = np.zeros((10, 10, 3), np.uint8)
     seen = [scale.update(frame) for _ in range(16)]
     assert len(calls) == 4  # frames 0, 5, 10, 15
     assert seen[0] == 100 and seen[5] == 200 and seen[10] == 110  # one outlier does not move the median far
     assert seen[15] == 110
+
+
+def test_stream_scale_restarts_from_the_next_frame(monkeypatch):
+    calls = _measurements(monkeypatch, [100.0, 102.0, 150.0, 160.0])
+    scale = RunningCellScale(LocatorConfig(), every=5, window=10)
+    frame = np.zeros((10, 10, 3), np.uint8)
+    before = [scale.update(frame) for _ in range(7)]  # measured on frames 0 and 5
+    scale.restart()  # another objective: the old measurements say nothing about this one
+    after = [scale.update(frame) for _ in range(6)]  # measured at once, and 5 frames on
+    assert len(calls) == 4
+    assert before[-1] == 101.0 and after[0] == 150.0 and after[-1] == 155.0
 
 
 def test_tiny_frames_crop_without_hanging():

@@ -10,7 +10,7 @@ from hv.cli import DEFAULT_CONFIG
 from hv.config import load_config
 from hv.labels import OUTPUT_NAMES
 from hv.preprocess import field_to_model_input, read_image_rgb
-from mobile.package import check_package
+from mobile.package import check_package, crop_description
 
 
 def test_bundled_model_is_a_checked_int8_package():
@@ -28,6 +28,8 @@ def test_bundled_package_states_the_crop_and_edge_rule_of_the_default_config():
     for key in ("cell_diameter_frac", "red_cell_ratio", "fallback_diameter_frac", "crop_context", "edge_fill"):
         assert crop[key] == getattr(config.locator, key), key
     assert crop["edge_margin_frac"] == config.stream.edge_margin_frac
+    # Every rule an app needs to crop as hv does, a stream's running scale included, as the code states it today.
+    assert crop == crop_description(config)
 
 
 # One single-class sample field of each class (hv/bundled/fields/wbc_labels.csv).

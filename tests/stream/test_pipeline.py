@@ -2,13 +2,16 @@ import csv
 import json
 
 import cv2
+import numpy as np
 import pytest
 
 from hv.config import Config
+from stream.detections import Frame
 from stream.pipeline import StreamPipeline, run_stream
 from stream.sinks import CSV_COLUMNS
 from stream.sources import VideoFileSource
 from stream.virtual_microscope import VirtualMicroscope
+from tests.conftest import draw_field, replace
 from tests.stream.fakes import FixedClassifier
 
 
@@ -51,3 +54,18 @@ def test_interrupt_still_writes_everything_so_far(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["frames"] == 5 and not summary["complete"] and summary["error"] == "interrupted"
     assert len((tmp_path / "cells.csv").read_text().splitlines()) > 1
+
+
+def test_another_objective_restarts_the_cell_scale():
+    """A zoom loses the stage motion; the scale then follows the new view instead of its old median."""
+    config = replace(Config(), stream=replace(Config().stream, scale_every=1))
+    pipeline = StreamPipeline(FixedClassifier(image_size=32), config)
+    low = draw_field(np.random.default_rng(0), 1, width=320, height=240, cell_frac=0.28)
+    high = draw_field(np.random.default_rng(1), 1, width=320, height=240, cell_frac=0.42)
+    for index in range(8):  # the stage creeps 2 px a frame
+        moved = cv2.cvtColor(np.roll(low, 2 * index, axis=1), cv2.COLOR_RGB2BGR)
+        pipeline.process(Frame(moved, index, index / 30, 0.0))
+    assert pipeline.diameter_px == pytest.approx(0.28 * 320, rel=0.1)
+    pipeline.process(Frame(cv2.cvtColor(high, cv2.COLOR_RGB2BGR), 8, 8 / 30, 0.0))
+    assert pipeline.report.ok and pipeline.position.new_region
+    assert pipeline.diameter_px == pytest.approx(0.42 * 320, rel=0.1)  # 8 old measurements would outvote it
