@@ -131,7 +131,7 @@ def red_cell_diameter_px(image_rgb: np.ndarray, work_width_px: int = 320) -> flo
 # times it (min-max, 91 single-cell fields); the bounds leave a margin on both sides.
 CELL_OVER_NUCLEUS = (1.1, 2.5)
 # Blobs smaller than this share of the frame are platelets or noise, not a nucleus.
-_MIN_NUCLEUS_SHARE = 0.004
+MIN_NUCLEUS_SHARE = 0.004
 
 
 def nucleus_diameter_px(image_rgb: np.ndarray, work_width_px: int = 320) -> float | None:
@@ -154,6 +154,6 @@ def nucleus_diameter_px(image_rgb: np.ndarray, work_width_px: int = 320) -> floa
     if count < 2:
         return None
     area = int(stats[1:, cv2.CC_STAT_AREA].max())
-    if area < _MIN_NUCLEUS_SHARE * small.shape[0] * small.shape[1]:
+    if area < MIN_NUCLEUS_SHARE * small.shape[0] * small.shape[1]:
         return None
     return float(np.sqrt(4 * area / np.pi) / scale)

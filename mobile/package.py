@@ -19,7 +19,7 @@ from ai_edge_litert.interpreter import Interpreter
 from hv.classifier import file_sha256
 from hv.config import Config
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
-from hv.scale import CELL_OVER_NUCLEUS
+from hv.scale import CELL_OVER_NUCLEUS, MIN_NUCLEUS_SHARE
 
 PACKAGE_FILES = ("model.tflite", "labels.txt", "model.json", "MODEL_CARD.md")
 
@@ -64,8 +64,8 @@ def crop_description(config: Config) -> dict:
             "pale centres filled; per region the distance transform's maximum; twice the median over "
             "regions not cut by the frame edge), or fallback_diameter_frac * frame_width if none is found; "
             "with a nucleus in view (hv/scale.py nucleus_diameter_px: the largest blob of pixels well bluer "
-            f"than the field, if over 0.4 % of the frame), kept within {CELL_OVER_NUCLEUS[0]}-{CELL_OVER_NUCLEUS[1]} "
-            "times its equivalent diameter"
+            f"than the field, if over {100 * MIN_NUCLEUS_SHARE:g} % of the frame), kept within "
+            f"{CELL_OVER_NUCLEUS[0]}-{CELL_OVER_NUCLEUS[1]} times its equivalent diameter"
         ),
         "scale_every": config.stream.scale_every,
         "scale_window": config.stream.scale_window,
