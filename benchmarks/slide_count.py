@@ -88,6 +88,17 @@ def choose_fields(bccd: Path, count: int, tile: tuple[int, int], seed: int) -> l
     return sorted(rng.choice(eligible, size=min(count, len(eligible)), replace=False).tolist())
 
 
+def scan_scope(bccd: str | Path, fields: list[str], speed: float, seed: int, *, tile: tuple[int, int] = (320, 240),
+               border: int = 80, row_step: float = 0.4, defects: float = 0.01) -> VirtualMicroscope:
+    """The benchmark's slide (``fields`` tiled, a plain border) scanned at ``speed`` px per frame, with
+    2 px of hand jitter and ``defects`` of the frames blurred, streaked or dark (``seed`` draws both)."""
+    base = VirtualMicroscope(bccd, fields=fields, tile_size=tile, num_frames=1, border_px=border)
+    path = serpentine_scan((base.mosaic.shape[1], base.mosaic.shape[0]), FRAME, speed, row_step_frac=row_step,
+                           jitter_px=2.0, seed=seed)
+    return VirtualMicroscope(bccd, fields=fields, tile_size=tile, path=path, seed=seed, border_px=border,
+                             defects=defect_frames(len(path), defects, seed))
+
+
 def defect_frames(n: int, share: float, seed: int) -> dict[int, str]:
     rng = np.random.default_rng(seed)
     frames = rng.choice(np.arange(10, n), size=int(share * n), replace=False)
@@ -277,13 +288,8 @@ def main() -> None:
     classifier = None if args.margin_geometry else load_classifier(args.model)
     results, scope = {}, None
     for speed in args.speeds:
-        base = VirtualMicroscope(args.bccd, fields=fields, tile_size=tuple(args.tile), num_frames=1,
-                                 border_px=args.border)
-        mosaic_size = (base.mosaic.shape[1], base.mosaic.shape[0])
-        path = serpentine_scan(mosaic_size, FRAME, speed, row_step_frac=args.row_step, jitter_px=2.0, seed=args.seed)
-        scope = VirtualMicroscope(args.bccd, fields=fields, tile_size=tuple(args.tile), path=path,
-                                  defects=defect_frames(len(path), args.defects, args.seed), seed=args.seed,
-                                  border_px=args.border)
+        scope = scan_scope(args.bccd, fields, speed, args.seed, tile=tuple(args.tile), border=args.border,
+                           row_step=args.row_step, defects=args.defects)
         if args.margin_geometry:
             results[f"{speed:g}"] = margin_geometry(scope, tuple(args.tile), args.margin_geometry, config)
             print(json.dumps({f"{speed:g} px/frame": results[f"{speed:g}"]}), flush=True)

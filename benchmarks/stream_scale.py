@@ -21,24 +21,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from slide_count import BCCD, FRAME, REPO, choose_fields, defect_frames  # benchmarks/ is on sys.path as a script
+from slide_count import BCCD, REPO, choose_fields, scan_scope  # benchmarks/ is on sys.path as a script
 
 from hv.config import load_config
 from hv.locator import cell_diameter_px
 from hv.scale import red_cell_diameter_px
-from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
 
 
 def measure_scan(bccd: Path, speed: float, seed: int, every: int, config) -> tuple[np.ndarray, np.ndarray]:
     """(diameters, measured): the stream's estimate on every ``every``-th frame, and whether red cells gave it."""
-    fields = choose_fields(bccd, 100, (320, 240), seed)
-    base = VirtualMicroscope(bccd, fields=fields, tile_size=(320, 240), num_frames=1, border_px=80)
-    path = serpentine_scan((base.mosaic.shape[1], base.mosaic.shape[0]), FRAME, speed, row_step_frac=0.4,
-                           jitter_px=2.0, seed=seed)
-    scope = VirtualMicroscope(bccd, fields=fields, tile_size=(320, 240), path=path, seed=seed, border_px=80,
-                              defects=defect_frames(len(path), 0.01, seed))
+    scope = scan_scope(bccd, choose_fields(bccd, 100, (320, 240), seed), speed, seed)
     diameters, measured = [], []
-    for index in range(0, len(path), every):
+    for index in range(0, scope.frame_count, every):
         image = cv2.cvtColor(scope.render(index), cv2.COLOR_BGR2RGB)
         diameters.append(cell_diameter_px(image, config.locator))
         measured.append(red_cell_diameter_px(image, config.locator.work_width_px) is not None)
