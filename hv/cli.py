@@ -189,8 +189,12 @@ def cmd_average(args: argparse.Namespace) -> int:
     description = average_runs([Path(m) for m in args.models], Path(args.out), _load(args))
     print(f"{args.out}: the mean of {len(description['members'])} runs' class probabilities (model.keras); "
           f"{description['held_out_by_all']} images held out by every run (validation.txt)")
-    print(f"next: hv evaluate --model {shlex.quote(str(Path(args.out) / 'model.keras'))} --held-out, "
-          "then hv export")
+    average = shlex.quote(str(Path(args.out) / "model.keras"))
+    if description["held_out_by_all"]:
+        print(f"next: hv evaluate --model {average} --held-out, then hv export")
+    else:  # a final fit on every image, or runs that held out different images
+        print(f"next: hv export --model {average} (nothing to score with --held-out: the export verifies its "
+              "variants on training images)")
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from hv.classifier import KerasClassifier, ModelLoadError, file_sha256
 from hv.config import Config
 from hv.model import average_models
-from training.data import DataError, original_key
+from training.data import DataError, Split, original_key
 from training.heldout import TRAINED_CELLS_KEY, model_split, saved_config
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,8 @@ def _agreeing_config(models: list[Path]) -> dict:
     return saved
 
 
-def _held_out_by_all(models: list[Path], config: Config) -> list[tuple[str, int]]:
+def _held_out_by_all(splits: list[Split]) -> list[tuple[str, int]]:
     """(path, label) of the images every run held out, in the first run's order."""
-    splits = [model_split(path, config) for path in models]
     shared = set.intersection(*({original_key(p) for p in s.held_out.paths} for s in splits))
     first = splits[0].held_out
     return [(p, y) for p, y in zip(first.paths, first.labels) if original_key(p) in shared]
@@ -100,7 +99,8 @@ def average_runs(models: list[Path], out_dir: Path, config: Config) -> dict:
         raise DataError(f"{out_dir} exists: give a new folder for the average (nothing was written)")
     saved = _agreeing_config(models)
     test_split = _same_test_split(models)
-    held_out = _held_out_by_all(models, config)
+    splits = [model_split(path, config) for path in models]
+    held_out = _held_out_by_all(splits)
     members = [KerasClassifier(path).model for path in models]
     try:
         average = average_models(members)
@@ -119,7 +119,10 @@ def average_runs(models: list[Path], out_dir: Path, config: Config) -> dict:
         (partial / "holdout.txt").write_text(test_split)
     (partial / "members.json").write_text(json.dumps(description, indent=2) + "\n")
     partial.rename(out_dir)
-    if len(held_out) < 200:
+    if not any(len(split.held_out) for split in splits):  # a final fit (data.val_fraction 0): nothing to warn of
+        log.info("the runs held out nothing (each trained on every image): hv export verifies its variants on "
+                 "training images")
+    elif len(held_out) < 200:
         log.warning("only %d images were held out by every run: hv evaluate --held-out and hv export's choice of "
                     "variant rest on them; train runs to average with one --split-seed", len(held_out))
     return description

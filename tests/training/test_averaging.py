@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 
 import keras
 import numpy as np
@@ -105,6 +106,26 @@ def test_runs_trained_with_one_split_seed_average_on_their_whole_validation(tmp_
     assert main(["--config", config_path, "average", str(runs / "seed1" / "model.keras"),
                  "--out", str(tmp_path / "again")]) != 0
     assert "hv average: error: hv average needs two or more runs" in capsys.readouterr().err
+
+
+def test_runs_that_held_out_nothing_are_averaged_for_export_without_a_split_warning(tmp_path, config, capsys,
+                                                                                     caplog):
+    """A final fit (data.val_fraction 0) holds out nothing by design; runs with their own splits share nothing."""
+    first, second = _run(tmp_path / "a", config, 0, []), _run(tmp_path / "b", config, 1, [])
+    with caplog.at_level(logging.INFO):
+        assert main(["--config", _write_config(tmp_path, config), "average", str(first), str(second),
+                     "--out", str(tmp_path / "final")]) == 0
+    assert "held out nothing" in caplog.text and "--split-seed" not in caplog.text
+    out = capsys.readouterr().out
+    assert "0 images held out by every run" in out and "next: hv export --model" in out and "--held-out," not in out
+
+    data, _ = discover_sources(config.data.train_dirs)
+    pairs = list(zip(data.paths, data.labels))
+    caplog.clear()
+    apart = [_run(tmp_path / "c", config, 0, pairs[:3]), _run(tmp_path / "d", config, 1, pairs[3:6])]
+    with caplog.at_level(logging.INFO):
+        assert average_runs(apart, tmp_path / "apart", config)["held_out_by_all"] == 0
+    assert "train runs to average with one --split-seed" in caplog.text
 
 
 def test_the_average_trained_on_the_cells_of_its_runs_together(tmp_path, config):
