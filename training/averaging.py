@@ -11,7 +11,9 @@ writes the average as a run folder, so every command that takes a run's model ta
 - ``validation.txt``: the images that *every* run held out, the only ones no part of the
   average trained on: ``hv evaluate --held-out`` scores them and ``hv export`` chooses its
   variant on them. Runs trained with one ``--split-seed`` hold out the same originals, so
-  this is their whole validation split; runs with their own splits share few;
+  this is their whole validation split; runs with their own splits share few; runs refit on
+  every image (``data.val_fraction = 0``, the last step once a recipe is chosen) share none,
+  and ``hv export`` then verifies its variants on training images;
 - ``holdout.txt``: the runs' own test split, when they had no test folders (it must be the same);
 - ``members.json``: each run's model file and sha256.
 """
