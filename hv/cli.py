@@ -335,8 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="int8 calibration images from TRAIN, or cells with --lab-data "
                              "(default: export.calibration_images)")
     export.add_argument("--verify-images", type=int,
-                        help="verify on a class-balanced sample of this many images (with --lab-data: this many "
-                             "held-out cells, default 500)")
+                        help="choose the variant on a class-balanced sample of this many images (with --lab-data: this "
+                             "many held-out cells, default 500); the test sets are scored whole")
     export.add_argument("--lab-data", nargs="+", metavar="FOLDER",
                         help="for a model adapted to a new lab (hv adapt): folders of that lab's unlabelled images; "
                              "the int8 model is calibrated, fine-tuned and chosen on its cells (a quarter of the "
