@@ -56,7 +56,11 @@ from training.metrics import accuracy_per_group, group_members, grouped_interval
 
 def read_rows(folder: str | Path, other: bool = False) -> list[dict]:
     """The four-class rows of an evaluation's predictions.csv; with ``other``, the rows of cells outside the four."""
-    with open(Path(folder) / "predictions.csv", newline="") as f:
+    path = Path(folder) / "predictions.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path} does not exist: give the folder of one source that hv evaluate wrote "
+                         "(e.g. out/EVAL/blood-cells_TEST)")
+    with open(path, newline="") as f:
         return [r for r in csv.DictReader(f) if (r["true"] == OUTPUT_NAMES[-1]) == other]
 
 
