@@ -21,7 +21,7 @@ TARGET_POINTS = 3.0  # issue #16: the differential within 3 points of the truth
 
 
 def read_runs(folder: str) -> dict:
-    """speed -> that speed's figures, and the draw's seed, from one slide_count.json."""
+    """speed -> that speed's figures, from one slide_count.json."""
     path = Path(folder) / "slide_count.json"
     if not path.is_file():
         raise SystemExit(f"{path} does not exist: give a folder that benchmarks/slide_count.py wrote (--out)")
