@@ -33,7 +33,7 @@ from hv.preprocess import resize_field
 from hv.saliency import GradCam, overlay_heat_map
 from stream.annotators import name_of
 from stream.corrections import CorrectionStore
-from stream.counter import EXTRA_NAMES, UNIDENTIFIED
+from stream.counter import EXTRA_NAMES, LOW_CONFIDENCE, UNIDENTIFIED
 from stream.detections import Frame
 from stream.live import CellRecord, LiveSession
 from stream.microscope_adaptation import AdaptationError, AdaptedModel, MicroscopeAdapter
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 VIDEO_TYPES = [".mp4", ".avi", ".mov", ".mkv", ".webm"]
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-LOW_CONFIDENCE = 0.7
 THUMB_PX = 112  # review thumbnails: the crop at this size, with its caption drawn under it
 REVIEW_GROUPS = (*OUTPUT_NAMES, UNIDENTIFIED)  # one gallery each
 NO_ADAPTER = ("Adapting needs the Keras model behind the served one, and this server does not have it "

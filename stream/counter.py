@@ -11,6 +11,10 @@ from stream.detections import Detections
 UNIDENTIFIED = "unidentified"
 PARTIAL = "partial"
 EXTRA_NAMES = (OTHER_NAME, UNIDENTIFIED, PARTIAL)  # counted apart, never in the differential's percentages
+# A counted cell whose mean vote is under this is marked "check" on the review page and in the summary.
+# On the counting benchmark a technician who corrects those cells (about a third) brings the differential
+# from 11 to 2 points of the truth (BENCHMARKS.md, "Cells to check").
+LOW_CONFIDENCE = 0.7
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -41,12 +45,13 @@ class DifferentialCount:
     def __init__(self, target: int = 0):
         self.target = target
         self._label_of_track: dict[int, int] = {}
+        self._confidence_of_track: dict[int, float] = {}  # the label's mean vote
         self._partial_tracks: set[int] = set()
         self._corrected: set[int] = set()  # labels a user set; later votes do not change them
         self.complete = False
 
     def update(self, detections: Detections) -> None:
-        for track, label in zip(detections.track_id, detections.label_id):
+        for track, label, confidence in zip(detections.track_id, detections.label_id, detections.confidence):
             track, label = int(track), int(label)
             if label == PARTIAL_ID:
                 self._partial_tracks.add(track)
@@ -54,6 +59,7 @@ class DifferentialCount:
                 continue
             elif track in self._label_of_track or not self.complete:
                 self._label_of_track[track] = label
+                self._confidence_of_track[track] = float(confidence)
                 self._partial_tracks.discard(track)
         if self.target and self.identified >= self.target:
             self.complete = True
@@ -96,6 +102,16 @@ class DifferentialCount:
 
     def label_of(self, track_id: int) -> int | None:
         return self._label_of_track.get(track_id)
+
+    def confidence_of(self, track_id: int) -> float | None:
+        """The mean vote of a counted cell's label (as last classified; a correction does not change it)."""
+        return self._confidence_of_track.get(track_id)
+
+    @property
+    def to_check(self) -> int:
+        """Counted cells under LOW_CONFIDENCE that no user has corrected yet (the review page's "check")."""
+        return sum(1 for track, confidence in self._confidence_of_track.items()
+                   if confidence < LOW_CONFIDENCE and track not in self._corrected)
 
     @property
     def total(self) -> int:

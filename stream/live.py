@@ -149,6 +149,7 @@ class LiveSession:
         self._apply_relabels()
         with self._lock:
             self._counts = self.pipeline.counter.counts()
+            self._status = self.pipeline.status  # "... N to check" falls as the user corrects cells
             if self.summary is not None:
                 self.summary = {**self.summary, **self.pipeline.summary()}
                 write_json_atomic(self.out_dir / "summary.json", self.summary)

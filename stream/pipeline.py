@@ -110,6 +110,7 @@ class StreamPipeline:
             "percent": {k: round(v, 2) for k, v in counter.percentages().items()},
             "percent_ci95": {name: [round(lo, 2), round(hi, 2)] for name, (lo, hi) in intervals.items()},
             "target_count": counter.target or None, "differential_complete": counter.complete,
+            "to_check": counter.to_check,  # counted cells under LOW_CONFIDENCE, not yet corrected
             "frames_skipped": dict(self.skipped),
             "regions": self.motion.region + 1,  # more than one: the stage motion was lost (region - 1) times
             "motion_response": {  # phase-correlation peak, 0-1: how sure the stage-motion estimate was
@@ -124,11 +125,14 @@ class StreamPipeline:
             return f"frame skipped: {self.report.reason}"
         if self.position is not None and self.position.new_region and self.position.region > 0:
             return f"stage motion lost: new region {self.position.region + 1} (cells seen before may be counted again)"
+        # Cells the review page marks "check": what a technician should look at before trusting the count.
+        to_check = f", {self.counter.to_check} to check" if self.counter.to_check else ""
+        identified = self.counter.identified
         if self.counter.complete:
-            return f"differential complete: {self.counter.identified} cells"
+            return f"differential complete: {identified} {'cell' if identified == 1 else 'cells'}{to_check}"
         if self.counter.target:
-            return f"{self.counter.identified} / {self.counter.target} cells"
-        return f"{self.counter.identified} cells"
+            return f"{identified} / {self.counter.target} cells{to_check}"
+        return f"{identified} {'cell' if identified == 1 else 'cells'}{to_check}"
 
 
 def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool = False, display: bool = False,

@@ -53,11 +53,16 @@ def test_a_correction_moves_the_count_and_is_kept(tmp_path):
     cells = session.cells()
     assert cells and all(c.label_id == 1 for c in cells)  # the fake model: every cell a lymphocyte
     before = session.counts()
+    # The fake's 70 % (in float32) is under the review page's "check" mark: every cell is to check.
+    assert session.status() == f"{len(cells)} / 100 cells, {len(cells)} to check"  # the default target
     session.correct(cells[0].track_id, 2)  # after the stream ended: applied at once
     after = session.counts()
     assert after["monocyte"] == before["monocyte"] + 1 and after["lymphocyte"] == before["lymphocyte"] - 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["counts"]["monocyte"] == 1 and summary["corrected"] == 1  # the file says it too
+    left = len(cells) - 1  # the corrected cell is checked
+    assert summary["to_check"] == left
+    assert session.status() == f"{len(cells)} / 100 cells" + (f", {left} to check" if left else "")
     assert len(list((tmp_path / "corrections" / "monocyte").glob("*.png"))) == 1
     with pytest.raises(KeyError, match="not in this session's count"):
         session.correct(9999, 0)

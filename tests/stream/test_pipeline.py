@@ -56,6 +56,18 @@ def test_interrupt_still_writes_everything_so_far(tmp_path):
     assert len((tmp_path / "cells.csv").read_text().splitlines()) > 1
 
 
+@pytest.mark.parametrize(("probs", "to_check"), [((0.05, 0.9, 0.03, 0.02), False), ((0.1, 0.6, 0.2, 0.1), True)])
+def test_a_complete_differential_says_how_many_cells_to_check(tmp_path, probs, to_check):
+    config = replace(Config(), stream=replace(Config().stream, target_count=1))
+    pipeline = StreamPipeline(FixedClassifier(probs, image_size=32), config)
+    summary = run_stream(VirtualMicroscope(num_frames=20), pipeline, tmp_path, progress=False)
+    assert summary["differential_complete"] and summary["cells"] >= 1
+    # Unsure calls (60 %) are all under the review page's "check" mark; sure ones (90 %) none.
+    assert summary["to_check"] == (summary["cells"] if to_check else 0)
+    assert pipeline.status == (f"differential complete: 1 cell, {summary['cells']} to check" if to_check
+                               else "differential complete: 1 cell")
+
+
 def test_another_objective_restarts_the_cell_scale():
     """A zoom loses the stage motion; the scale then follows the new view instead of its old median."""
     config = replace(Config(), stream=replace(Config().stream, scale_every=1))
