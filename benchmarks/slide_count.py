@@ -20,7 +20,9 @@ Figures per speed: counted / countable cells and the error in percent; recounts;
 counted from a cut view, and those whose final label still rests on a view that cut the
 annotated box (views clear of the edge outvote the first: ``TrackClassifier``); the
 differential's distance from the truth (total variation, in points) and the counted labels'
-agreement with the annotated ones; replay frames/s and the
+agreement with the annotated ones; the same distance after a technician corrects every cell the
+review page marks "check" (``after_review``: its mean vote under ``stream.counter.LOW_CONFIDENCE``; a
+track that is no annotated cell is filed "other"), with how many cells that takes; replay frames/s and the
 quality and motion checks' cost in ms per frame; for cells classified from a cut view, how far
 their annotated box reached beyond the frame. Writes ``out/slide_count/slide_count.json``,
 a picture of the slide with each speed's counted cells (``slide_count.png``) and, for each
@@ -57,8 +59,9 @@ from hv.annotations import iou_matrix, read_field_labels, read_voc_boxes
 from hv.bundled import DEFAULT_MODEL
 from hv.classifier import load_classifier
 from hv.config import ConfigError, load_config, override
-from hv.labels import CLASS_NAMES, PARTIAL_ID
+from hv.labels import CLASS_NAMES, OTHER_ID, PARTIAL_ID
 from hv.locator import cell_diameter_px
+from stream.counter import LOW_CONFIDENCE
 from stream.pipeline import StreamPipeline, run_stream
 from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
 
@@ -168,6 +171,36 @@ def save_cut_view(image_bgr: np.ndarray, located: np.ndarray, annotated: np.ndar
     cv2.imwrite(str(path), image)
 
 
+def shares(labels: list[int]) -> np.ndarray:
+    """Percent of each of the four classes among the labels that are one of them (the differential)."""
+    four = np.array([label for label in labels if 0 <= label < len(CLASS_NAMES)])
+    return np.array([100 * float(np.mean(four == k)) if len(four) else 0.0 for k in range(len(CLASS_NAMES))])
+
+
+def tv_points(truth_share: np.ndarray, counted_share: np.ndarray) -> float:
+    """Total-variation distance of two differentials given in percent: points of the count misplaced."""
+    return round(0.5 * float(np.abs(truth_share - counted_share).sum()), 2)
+
+
+def reviewed(labels: dict[int, int], confidence: dict[int, float], truth_of: dict[int, int],
+             check_below: float = LOW_CONFIDENCE) -> tuple[dict[int, int], int]:
+    """The counted labels after a technician corrects every cell the review page marks "check".
+
+    ``labels``: counted track -> class id (or "other" / unidentified); ``confidence``: its mean
+    vote; ``truth_of``: track -> its annotated cell's class, -1 where the track is no annotated
+    cell (the technician files it "other", which keeps it out of the differential) and absent
+    where the class is not known (left as it is). Returns the labels and how many were checked.
+    """
+    after, checked = dict(labels), 0
+    for track in labels:
+        if confidence.get(track, 0.0) >= check_below:
+            continue
+        checked += 1
+        if track in truth_of:
+            after[track] = truth_of[track] if truth_of[track] >= 0 else OTHER_ID
+    return after, checked
+
+
 def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, tile: tuple[int, int]) -> dict:
     truth = scope.all_cells
     path = np.array([scope._viewport(i) for i in range(scope.frame_count)])
@@ -210,6 +243,10 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
     agree = [counter.label_of(t) == truth.label_id[first_seen[t][0]] for t in counted
              if first_seen[t][0] >= 0 and truth.label_id[first_seen[t][0]] >= 0]
     n_countable = int(countable.sum())
+    labels = {t: counter.label_of(t) for t in counted}
+    truth_of = {t: (int(truth.label_id[first_seen[t][0]]) if first_seen[t][0] >= 0 else -1) for t in counted
+                if first_seen[t][0] < 0 or truth.label_id[first_seen[t][0]] >= 0}
+    after, checked = reviewed(labels, {t: counter.confidence_of(t) for t in counted}, truth_of)
     return {
         "frames": summary["frames"], "countable": n_countable, "partial_in_truth": int((~countable).sum()),
         "counted": summary["cells"], "count_error_pct": round(100 * (summary["cells"] - n_countable) / n_countable, 2),
@@ -220,9 +257,12 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
         # Clear views outvote those near the edge: cells whose final label still rests on a cut view.
         "label_from_cut_view": sum(1 for t in counted if rests_on_cut_view.get(t, False)),
         "partial_counted_apart": summary["counts"]["partial"],
-        "differential_tv_points": round(0.5 * float(np.abs(truth_share - counted_share).sum()), 2),
+        "differential_tv_points": tv_points(truth_share, counted_share),
         "truth_percent": dict(zip(CLASS_NAMES, truth_share.round(2).tolist())), "percent": summary["percent"],
         "label_agreement": round(float(np.mean(agree)), 4) if agree else None,
+        # A technician who corrects every cell the review page marks "check" (under LOW_CONFIDENCE).
+        "after_review": {"checked": checked, "changed": sum(after[t] != labels[t] for t in labels),
+                         "differential_tv_points": tv_points(truth_share, shares(list(after.values())))},
         "frames_skipped": summary["frames_skipped"], "regions": summary["regions"],
         "replay_fps": round(summary["frames"] / wall, 1), "ms_per_frame": summary["ms_per_frame"],
         "counted_boxes": [first_seen[t][1].round(1).tolist() for t in counted],
