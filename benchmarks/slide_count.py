@@ -182,23 +182,15 @@ def tv_points(truth_share: np.ndarray, counted_share: np.ndarray) -> float:
     return round(0.5 * float(np.abs(truth_share - counted_share).sum()), 2)
 
 
-def reviewed(labels: dict[int, int], confidence: dict[int, float], truth_of: dict[int, int],
-             check_below: float = LOW_CONFIDENCE) -> tuple[dict[int, int], int]:
-    """The counted labels after a technician corrects every cell the review page marks "check".
+def reviewed(cells: list[list], checked: list[bool]) -> list[int]:
+    """The counted labels after a technician corrects the ``checked`` cells.
 
-    ``labels``: counted track -> class id (or "other" / unidentified); ``confidence``: its mean
-    vote; ``truth_of``: track -> its annotated cell's class, -1 where the track is no annotated
-    cell (the technician files it "other", which keeps it out of the differential) and absent
-    where the class is not known (left as it is). Returns the labels and how many were checked.
+    ``cells``: [label, confidence, annotated class] per counted cell (``counted_cells`` of the
+    report); a checked cell takes its annotated class, "other" where it is no annotated cell
+    (-1: which keeps it out of the differential) and keeps its label where the class is not known.
     """
-    after, checked = dict(labels), 0
-    for track in labels:
-        if confidence.get(track, 0.0) >= check_below:
-            continue
-        checked += 1
-        if track in truth_of:
-            after[track] = truth_of[track] if truth_of[track] >= 0 else OTHER_ID
-    return after, checked
+    return [(label if truth is None else truth if truth >= 0 else OTHER_ID) if check else label
+            for (label, _, truth), check in zip(cells, checked)]
 
 
 def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, tile: tuple[int, int]) -> dict:
@@ -243,10 +235,13 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
     agree = [counter.label_of(t) == truth.label_id[first_seen[t][0]] for t in counted
              if first_seen[t][0] >= 0 and truth.label_id[first_seen[t][0]] >= 0]
     n_countable = int(countable.sum())
-    labels = {t: counter.label_of(t) for t in counted}
-    truth_of = {t: (int(truth.label_id[first_seen[t][0]]) if first_seen[t][0] >= 0 else -1) for t in counted
-                if first_seen[t][0] < 0 or truth.label_id[first_seen[t][0]] >= 0}
-    after, checked = reviewed(labels, {t: counter.confidence_of(t) for t in counted}, truth_of)
+    cells = []  # per counted cell: label, the label's mean vote, its annotated class (-1: none; None: not known)
+    for t in counted:
+        j = first_seen[t][0]
+        annotated = -1 if j < 0 else int(truth.label_id[j]) if truth.label_id[j] >= 0 else None
+        cells.append([counter.label_of(t), round(counter.confidence_of(t), 4), annotated])
+    checked = [confidence < LOW_CONFIDENCE for _, confidence, _ in cells]  # the review page's "check"
+    after = reviewed(cells, checked)
     return {
         "frames": summary["frames"], "countable": n_countable, "partial_in_truth": int((~countable).sum()),
         "counted": summary["cells"], "count_error_pct": round(100 * (summary["cells"] - n_countable) / n_countable, 2),
@@ -261,11 +256,14 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
         "truth_percent": dict(zip(CLASS_NAMES, truth_share.round(2).tolist())), "percent": summary["percent"],
         "label_agreement": round(float(np.mean(agree)), 4) if agree else None,
         # A technician who corrects every cell the review page marks "check" (under LOW_CONFIDENCE).
-        "after_review": {"checked": checked, "changed": sum(after[t] != labels[t] for t in labels),
-                         "differential_tv_points": tv_points(truth_share, shares(list(after.values())))},
+        "after_review": {"checked": sum(checked), "changed": sum(a != c[0] for a, c in zip(after, cells)),
+                         "differential_tv_points": tv_points(truth_share, shares(after))},
         "frames_skipped": summary["frames_skipped"], "regions": summary["regions"],
         "replay_fps": round(summary["frames"] / wall, 1), "ms_per_frame": summary["ms_per_frame"],
         "counted_boxes": [first_seen[t][1].round(1).tolist() for t in counted],
+        # Per counted cell, in the order of counted_boxes: its label, the label's mean vote and its annotated
+        # class (-1: no annotated cell; null: class not known), for benchmarks/review_effort.py.
+        "counted_cells": cells,
     }
 
 
@@ -335,7 +333,7 @@ def main() -> None:
             print(json.dumps({f"{speed:g} px/frame": results[f"{speed:g}"]}), flush=True)
             continue
         result = run_speed(scope, StreamPipeline(classifier, config), out / f"speed_{speed:g}", tuple(args.tile))
-        print(json.dumps({k: v for k, v in result.items() if k != "counted_boxes"}), flush=True)
+        print(json.dumps({k: v for k, v in result.items() if k not in ("counted_boxes", "counted_cells")}), flush=True)
         results[f"{speed:g}"] = result
     if args.margin_geometry:
         (out / "margin_geometry.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -12,8 +12,8 @@ UNIDENTIFIED = "unidentified"
 PARTIAL = "partial"
 EXTRA_NAMES = (OTHER_NAME, UNIDENTIFIED, PARTIAL)  # counted apart, never in the differential's percentages
 # A counted cell whose mean vote is under this is marked "check" on the review page and in the summary.
-# On the counting benchmark a technician who corrects those cells (about a third) brings the differential
-# from 11 to 2 points of the truth (BENCHMARKS.md, "Cells to check").
+# On the counting benchmark a technician who corrects those cells (about 30 of 100) brings the differential
+# from 6-13 points of the truth to 0-3 (BENCHMARKS.md, "Cells to check").
 LOW_CONFIDENCE = 0.7
 
 
