@@ -162,6 +162,8 @@ def batch_summary(entries: list[dict], workers: int) -> dict:
                     "cells": e["summary"]["cells"] if e["summary"] else None,
                     "frames": e["summary"]["frames"] if e["summary"] else None} for e in entries],
         "counts": dict(totals), "cells": sum(e["summary"]["cells"] for e in done),
+        # Cells marked "check" (summaries written before 2026-12-06 do not say: 0)
+        "to_check": sum(e["summary"].get("to_check", 0) for e in done),
         "failed": [{"video": e["video"], "error": e["error"]} for e in entries if not e["complete"]],
         "complete": len(done) == len(entries), "workers": workers,
     }

@@ -50,7 +50,8 @@ def test_a_folder_of_videos_with_one_broken(videos, tmp_path, tiny_model_path):
         assert read_rows(tmp_path / "out" / name / "cells.csv") == read_rows(tmp_path / "alone" / name / "cells.csv")
     combined = read_rows(tmp_path / "out" / "cells.csv")
     assert {r["video"] for r in combined} == {str(videos / "clip1.avi"), str(videos / "clip2.avi")}
-    assert summary["cells"] == sum(json.loads((tmp_path / "out" / n / "summary.json").read_text())["cells"]
+    for key in ("cells", "to_check"):
+        assert summary[key] == sum(json.loads((tmp_path / "out" / n / "summary.json").read_text())[key]
                                    for n in ("clip1", "clip2"))
     # A rerun does only what is not done yet.
     again = replay_videos(expand_videos([str(videos)]), tmp_path / "out", model, config, progress=False)
