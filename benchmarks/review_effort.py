@@ -5,7 +5,7 @@ the counting slide. For each run (draw and speed) the counted cells are checked 
 page's order, least confident first, and each checked cell takes its annotated class
 (``slide_count.reviewed``); the curve is the differential's distance from the truth (total
 variation, points) against the number of cells checked. Marks where the page's "check" mark
-(``stream.counter.LOW_CONFIDENCE``) stops, and prints for each run the cells it marks, the
+(``stream.check_below``, as the run was made with) stops, and prints for each run the cells it marks, the
 distance after they are checked, and the fewest cells checked, least confident first, after
 which the distance stays within the 3-point target.
 
@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 from slide_count import reviewed, shares, tv_points  # benchmarks/ is on sys.path when run as a script
-
-from stream.counter import LOW_CONFIDENCE
 
 TARGET_POINTS = 3.0  # issue #16: the differential within 3 points of the truth
 
@@ -48,7 +46,7 @@ def read_report(folder: str) -> dict:
         raise SystemExit(f"{path} does not exist: give a folder that benchmarks/slide_count.py wrote (--out)")
     report = json.loads(path.read_text())
     speeds = report["speeds_px_per_frame"]
-    if any("counted_cells" not in run for run in speeds.values()):
+    if any("counted_cells" not in run or "check_below" not in run["after_review"] for run in speeds.values()):
         raise SystemExit(f"{path} has no counted_cells: it was written before 2026-12-06; run slide_count.py again")
     return speeds
 
@@ -71,7 +69,8 @@ def main() -> None:
     for d, (folder, speeds) in enumerate(zip(args.folders, draws)):
         for i, (speed, run) in enumerate(speeds.items()):
             curve = effort_curve(run["counted_cells"], run["truth_percent"])
-            marked = sum(confidence < LOW_CONFIDENCE for _, confidence, _ in run["counted_cells"])
+            check_below = run["after_review"]["check_below"]
+            marked = sum(confidence < check_below for _, confidence, _ in run["counted_cells"])
             outside = np.flatnonzero(curve > TARGET_POINTS)
             enough = int(outside[-1] + 1) if len(outside) else 0  # from here on within the target
             summary[f"{folder} {speed} px/frame"] = {"cells": len(curve) - 1, "distance": float(curve[0]),
@@ -85,8 +84,7 @@ def main() -> None:
     axis.set_ylabel("differential's distance\nfrom the truth (points)")
     axis.set_xlim(0, 60)
     axis.set_ylim(bottom=0)
-    axis.set_title(f"Dots: where the 'check' mark (under {LOW_CONFIDENCE:.0%}) ends; dashes: the 3-point target",
-                   fontsize=9)
+    axis.set_title("Dots: where the review page's 'check' mark ends; dashes: the 3-point target", fontsize=9)
     axis.legend(fontsize=8)
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ counted from a cut view, and those whose final label still rests on a view that 
 annotated box (views clear of the edge outvote the first: ``TrackClassifier``); the
 differential's distance from the truth (total variation, in points) and the counted labels'
 agreement with the annotated ones; the same distance after a technician corrects every cell the
-review page marks "check" (``after_review``: its mean vote under ``stream.counter.LOW_CONFIDENCE``; a
+review page marks "check" (``after_review``: its mean vote under ``stream.check_below``; a
 track that is no annotated cell is filed "other"), with how many cells that takes; replay frames/s and the
 quality and motion checks' cost in ms per frame; for cells classified from a cut view, how far
 their annotated box reached beyond the frame. Writes ``out/slide_count/slide_count.json``,
@@ -61,7 +61,6 @@ from hv.classifier import load_classifier
 from hv.config import ConfigError, load_config, override
 from hv.labels import CLASS_NAMES, OTHER_ID, PARTIAL_ID
 from hv.locator import cell_diameter_px
-from stream.counter import LOW_CONFIDENCE
 from stream.pipeline import StreamPipeline, run_stream
 from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
 
@@ -240,7 +239,8 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
         j = first_seen[t][0]
         annotated = -1 if j < 0 else int(truth.label_id[j]) if truth.label_id[j] >= 0 else None
         cells.append([counter.label_of(t), round(counter.confidence_of(t), 4), annotated])
-    checked = [confidence < LOW_CONFIDENCE for _, confidence, _ in cells]  # the review page's "check"
+    check_below = pipeline.counter.check_below  # the review page's "check" mark (stream.check_below)
+    checked = [confidence < check_below for _, confidence, _ in cells]
     after = reviewed(cells, checked)
     return {
         "frames": summary["frames"], "countable": n_countable, "partial_in_truth": int((~countable).sum()),
@@ -255,8 +255,9 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
         "differential_tv_points": tv_points(truth_share, counted_share),
         "truth_percent": dict(zip(CLASS_NAMES, truth_share.round(2).tolist())), "percent": summary["percent"],
         "label_agreement": round(float(np.mean(agree)), 4) if agree else None,
-        # A technician who corrects every cell the review page marks "check" (under LOW_CONFIDENCE).
-        "after_review": {"checked": sum(checked), "changed": sum(a != c[0] for a, c in zip(after, cells)),
+        # A technician who corrects every cell the review page marks "check".
+        "after_review": {"check_below": check_below, "checked": sum(checked),
+                         "changed": sum(a != c[0] for a, c in zip(after, cells)),
                          "differential_tv_points": tv_points(truth_share, shares(after))},
         "frames_skipped": summary["frames_skipped"], "regions": summary["regions"],
         "replay_fps": round(summary["frames"] / wall, 1), "ms_per_frame": summary["ms_per_frame"],

@@ -171,6 +171,9 @@ class TrainConfig:
 class StreamConfig:
     # A cell whose mean top probability is below this is shown and counted as unidentified.
     min_confidence: float = 0.5
+    # A counted cell under this confidence is marked "check" on the review page, and the status line and
+    # summary.json say how many are left (BENCHMARKS.md, "Cells to check").
+    check_below: float = 0.7
     # Re-classify a track every N frames until it has max_votes votes (mean of the votes).
     recheck_every: int = 15
     max_votes: int = 3
@@ -286,7 +289,7 @@ _UNIT_INTERVAL = {
     "augment.brightness", "augment.contrast", "augment.saturation", "augment.hue",
     "augment.stain_scale", "augment.stain_shift", "augment.white_balance", "augment.nucleus_hue",
     "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac",
-    "locator.fallback_diameter_frac", "stream.min_confidence",
+    "locator.fallback_diameter_frac", "stream.min_confidence", "stream.check_below",
     "stream.track_min_iou", "stream.motion_min_response", "stream.keyframe_shift_frac", "stream.focus_min_ratio",
     "stream.focus_reference_quantile", "stream.clipped_max_share",
 }

@@ -33,7 +33,7 @@ from hv.preprocess import resize_field
 from hv.saliency import GradCam, overlay_heat_map
 from stream.annotators import name_of
 from stream.corrections import CorrectionStore
-from stream.counter import EXTRA_NAMES, LOW_CONFIDENCE, UNIDENTIFIED
+from stream.counter import EXTRA_NAMES, UNIDENTIFIED
 from stream.detections import Frame
 from stream.live import CellRecord, LiveSession
 from stream.microscope_adaptation import AdaptationError, AdaptedModel, MicroscopeAdapter
@@ -75,11 +75,12 @@ def _enlarged(image_rgb: np.ndarray, side: int = 256) -> np.ndarray:
                       interpolation=cv2.INTER_CUBIC)
 
 
-def thumbnail(cell: CellRecord) -> np.ndarray:
-    """The cell's crop at THUMB_PX with a two-line caption under it, so no layout can cut the caption off."""
+def thumbnail(cell: CellRecord, check_below: float) -> np.ndarray:
+    """The cell's crop at THUMB_PX with a two-line caption under it, so no layout can cut the caption off;
+    "check" when its confidence is under ``check_below`` (``stream.check_below``) and no one corrected it."""
     crop = cv2.resize(cell.crop_rgb, (THUMB_PX, THUMB_PX), interpolation=cv2.INTER_AREA)
     strip = np.full((34, THUMB_PX, 3), 255, np.uint8)
-    check = " check" if cell.confidence < LOW_CONFIDENCE and not cell.corrected else ""
+    check = " check" if cell.confidence < check_below and not cell.corrected else ""
     lines = (f"#{cell.track_id} {name_of(cell.label_id)[:11]}",
              f"{cell.confidence:.0%}{check}" + (" corrected" if cell.corrected else ""))
     for row, text in enumerate(lines):
@@ -321,7 +322,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         signature = [[c.track_id, c.label_id, round(c.confidence, 2), c.corrected] for g in groups for c in g]
         if signature == shown:  # the timer asks every 2 s; resending unchanged pictures would make the page flicker
             return [gr.skip()] * (len(REVIEW_GROUPS) + 2)
-        galleries = [[thumbnail(c) for c in g] for g in groups]  # the caption is drawn in: never cut off
+        # The caption is drawn into the picture: never cut off.
+        galleries = [[thumbnail(c, config.stream.check_below) for c in g] for g in groups]
         return [*galleries, [[c.track_id for c in g] for g in groups], signature]
 
     def explain(session, track_id):
@@ -478,8 +480,8 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             image_btn.click(classify_upload, [image_in, mode, adapted], [image_out, image_probs, image_table])
         with gr.Tab("Review"):
             gr.Markdown(f"The live session's counted cells by class, least confident first ('check': under "
-                        f"{LOW_CONFIDENCE:.0%}). Click a cell to see what the classifier looked at and to correct "
-                        "its class: the count follows, and the crop is kept for training.")
+                        f"{config.stream.check_below:.0%}). Click a cell to see what the classifier looked at and to "
+                        "correct its class: the count follows, and the crop is kept for training.")
             review_ids, review_shown, selected = gr.State(None), gr.State(None), gr.State(None)
             with gr.Row():
                 with gr.Column(scale=3):

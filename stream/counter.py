@@ -11,10 +11,6 @@ from stream.detections import Detections
 UNIDENTIFIED = "unidentified"
 PARTIAL = "partial"
 EXTRA_NAMES = (OTHER_NAME, UNIDENTIFIED, PARTIAL)  # counted apart, never in the differential's percentages
-# A counted cell whose mean vote is under this is marked "check" on the review page and in the summary.
-# On the counting benchmark a technician who corrects those cells (about 30 of 100) brings the differential
-# from 6-13 points of the truth to 0-3 (BENCHMARKS.md, "Cells to check").
-LOW_CONFIDENCE = 0.7
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -42,8 +38,9 @@ class DifferentialCount:
     reached: like a technician's 100-cell count, no new cell is added after that.
     """
 
-    def __init__(self, target: int = 0):
+    def __init__(self, target: int = 0, check_below: float = 0.7):
         self.target = target
+        self.check_below = check_below  # a cell under this confidence is "to check" (stream.check_below)
         self._label_of_track: dict[int, int] = {}
         self._confidence_of_track: dict[int, float] = {}  # the label's mean vote
         self._partial_tracks: set[int] = set()
@@ -109,9 +106,9 @@ class DifferentialCount:
 
     @property
     def to_check(self) -> int:
-        """Counted cells under LOW_CONFIDENCE that no user has corrected yet (the review page's "check")."""
+        """Counted cells under ``check_below`` that no user has corrected yet (the review page's "check")."""
         return sum(1 for track, confidence in self._confidence_of_track.items()
-                   if confidence < LOW_CONFIDENCE and track not in self._corrected)
+                   if confidence < self.check_below and track not in self._corrected)
 
     @property
     def total(self) -> int:

@@ -56,7 +56,7 @@ class StreamPipeline:
         self.timings_ms = {"quality": 0.0, "motion": 0.0, "cells": 0.0}  # summed, for the cost of each step
         # How sure the motion estimate was: the last frames' phase-correlation responses (0-1).
         self.motion_responses: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
-        self.counter = DifferentialCount(stream.target_count)
+        self.counter = DifferentialCount(stream.target_count, stream.check_below)
         self.panel = CountPanelAnnotator(self.counter)
         self.annotators = (BoxAnnotator(), LabelAnnotator(), self.panel, StatusAnnotator(self))
 
@@ -110,7 +110,7 @@ class StreamPipeline:
             "percent": {k: round(v, 2) for k, v in counter.percentages().items()},
             "percent_ci95": {name: [round(lo, 2), round(hi, 2)] for name, (lo, hi) in intervals.items()},
             "target_count": counter.target or None, "differential_complete": counter.complete,
-            "to_check": counter.to_check,  # counted cells under LOW_CONFIDENCE, not yet corrected
+            "to_check": counter.to_check,  # counted cells under stream.check_below, not yet corrected
             "frames_skipped": dict(self.skipped),
             "regions": self.motion.region + 1,  # more than one: the stage motion was lost (region - 1) times
             "motion_response": {  # phase-correlation peak, 0-1: how sure the stage-motion estimate was

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from hv.config import LocatorConfig
-from stream.counter import LOW_CONFIDENCE, DifferentialCount, wilson_interval
+from stream.counter import DifferentialCount, wilson_interval
 from stream.detections import Detections, mark_cut_cells
 from stream.motion import StagePosition
 from stream.track_classifier import TrackClassifier
@@ -178,10 +178,10 @@ def test_the_differential_ends_at_its_target_and_keeps_corrections():
 
 
 def test_cells_under_the_review_threshold_are_to_check_until_corrected():
-    counter = DifferentialCount()
-    confidence = np.array([0.95, LOW_CONFIDENCE - 0.01, 0.45, 0.9])  # track 3: unidentified (under min_confidence)
+    counter = DifferentialCount(check_below=0.7)
+    confidence = np.array([0.95, 0.69, 0.45, 0.9])  # track 3: unidentified (under min_confidence)
     counter.update(Detections(np.zeros((4, 4)), confidence, np.array([0, 3, -1, 4]), np.array([1, 2, 3, 4])))
-    assert counter.to_check == 2 and counter.confidence_of(2) == pytest.approx(LOW_CONFIDENCE - 0.01)
+    assert counter.to_check == 2 and counter.confidence_of(2) == pytest.approx(0.69)
     counter.update(Detections(np.zeros((1, 4)), np.array([0.8]), np.array([3]), np.array([2])))  # a surer vote
     assert counter.to_check == 1
     counter.relabel(3, 1)  # the technician looked at the unidentified cell
