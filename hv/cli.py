@@ -368,8 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "after adapting, retrain the model's head on them (seconds; the backbone is kept)")
     adapt.add_argument("--self-train", action="store_true",
                        help="after adapting, retrain the model's head on its own surest calls over the cells (no "
-                            "label; not with --labelled). In validation it helped models trained on one lab; the "
-                            "bundled model lost points on cells like its training labs' (BENCHMARKS.md)")
+                            "label; not with --labelled). In validation it helped models trained on one lab on "
+                            "average, not every run (one of three lost 1.4 points); the bundled model lost points on "
+                            "cells like its training labs'. Compare on labelled cells of your lab (BENCHMARKS.md)")
     adapt.set_defaults(func=cmd_adapt)
 
     average = sub.add_parser("average", help="average several runs' class probabilities in one model (a run folder)")
