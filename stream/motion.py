@@ -66,9 +66,30 @@ class StageMotion:
         if self._window is None or self._window.shape != grey_small.shape:
             self._window = cv2.createHanningWindow(grey_small.shape[::-1], cv2.CV_32F)
             self._key = None  # a new frame size: nothing to compare with
-        scale = frame_width / grey_small.shape[1]
         if self._key is None:
             return self._start_region(grey_small)
+        found = self._locate(grey_small, frame_width)
+        if found is None:
+            return self._start_region(grey_small)
+        xy, response = found
+        return StagePosition(float(xy[0]), float(xy[1]), self.region, response, False)
+
+    def follow(self, grey_small: np.ndarray, frame_width: int) -> None:
+        """Keep up with the stage on a frame not good enough to count cells in (soft, streaked).
+
+        Phase correlation of small grey frames still finds the shift in a soft frame, and
+        without it a run of such frames lets the stage travel further than the correlation
+        can measure (half a frame: beyond that the shift wraps around, and a wrong position
+        would count cells again). Where the correlation is unsure this frame is ignored: a
+        new region starts only on a good frame (``update``).
+        """
+        if self._key is not None and self._window is not None and self._window.shape == grey_small.shape:
+            self._locate(grey_small, frame_width)
+
+    def _locate(self, grey_small: np.ndarray, frame_width: int) -> tuple[np.ndarray, float] | None:
+        """This frame's slide position and the correlation's response, against the keyframe or else the
+        previous frame (which then becomes the keyframe); None when neither overlaps it surely."""
+        scale = frame_width / grey_small.shape[1]
         shift, response = cv2.phaseCorrelate(self._key, grey_small, self._window)
         base = self._key_xy
         if response < self.min_response and self._last is not None:
@@ -77,13 +98,13 @@ class StageMotion:
             base = self._last_xy
             self._key, self._key_xy = self._last, self._last_xy  # and becomes the keyframe
         if response < self.min_response:
-            return self._start_region(grey_small)
+            return None
         # The content moved by `shift`, so the view moved by -shift (in small pixels).
         xy = base - np.array(shift) * scale
         self._last, self._last_xy = grey_small, xy
         if np.hypot(*(xy - self._key_xy)) > self.keyframe_shift_frac * frame_width:
             self._key, self._key_xy = grey_small, xy
-        return StagePosition(float(xy[0]), float(xy[1]), self.region, float(response), False)
+        return xy, float(response)
 
     def _start_region(self, grey_small: np.ndarray) -> StagePosition:
         self.region += 1

@@ -104,6 +104,16 @@ def test_blurred_and_dark_frames_are_skipped_and_reported(tmp_path):
     assert summary["regions"] == 1  # the motion estimate waited for the next good frame
 
 
+def test_the_stage_is_followed_through_a_run_of_soft_frames(tmp_path):
+    # 26 soft frames in a row: the stage travels 208 px of a 320-px frame meanwhile, further than phase
+    # correlation can measure between the good frames on either side (half a frame); a wrong position
+    # there would count the cells of the way back again.
+    soft = {i: (lambda im: cv2.GaussianBlur(im, (0, 0), 6)) for i in range(20, 46)}
+    summary, _ = run(tmp_path, there_and_back(), soft)
+    assert summary["frames_skipped"][OUT_OF_FOCUS] + summary["frames_skipped"][MOTION_BLUR] == 26
+    assert summary["regions"] == 1 and summary["cells"] == CELLS
+
+
 def test_stage_motion_follows_a_long_pan_and_says_when_it_is_lost():
     slide = make_slide()
     config = dataclasses.replace(Config().stream, motion_width_px=FRAME_W)
