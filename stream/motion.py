@@ -75,16 +75,25 @@ class StageMotion:
         return StagePosition(float(xy[0]), float(xy[1]), self.region, response, False)
 
     def follow(self, grey_small: np.ndarray, frame_width: int) -> None:
-        """Keep up with the stage on a frame not good enough to count cells in (soft, streaked).
+        """Keep up with the stage on a frame too soft to count cells in.
 
-        Phase correlation of small grey frames still finds the shift in a soft frame, and
-        without it a run of such frames lets the stage travel further than the correlation
-        can measure (half a frame: beyond that the shift wraps around, and a wrong position
-        would count cells again). Where the correlation is unsure this frame is ignored: a
-        new region starts only on a good frame (``update``).
+        During a run of such frames the stage can travel further than phase correlation
+        measures between the good frames on either side (half a frame: beyond it the shift
+        wraps around, and a wrong position counts cells again). So once a soft frame lies
+        ``keyframe_shift_frac`` of the width from the keyframe, it becomes the keyframe: the
+        next frames overlap it. Nearer, the sharp keyframe is kept (a soft reference is less
+        precise), and where the correlation is unsure the frame is ignored: a new region
+        starts only on a good frame (``update``).
         """
-        if self._key is not None and self._window is not None and self._window.shape == grey_small.shape:
-            self._locate(grey_small, frame_width)
+        if self._key is None or self._window is None or self._window.shape != grey_small.shape:
+            return
+        shift, response = cv2.phaseCorrelate(self._key, grey_small, self._window)
+        if response < self.min_response:
+            return
+        xy = self._key_xy - np.array(shift) * (frame_width / grey_small.shape[1])
+        if np.hypot(*(xy - self._key_xy)) > self.keyframe_shift_frac * frame_width:
+            self._key, self._key_xy = grey_small, xy
+            self._last, self._last_xy = grey_small, xy
 
     def _locate(self, grey_small: np.ndarray, frame_width: int) -> tuple[np.ndarray, float] | None:
         """This frame's slide position and the correlation's response, against the keyframe or else the
