@@ -47,13 +47,13 @@ def test_the_corrections_folder_is_a_data_source_for_training(tmp_path):
 
 def test_a_correction_moves_the_count_and_is_kept(tmp_path):
     store = CorrectionStore(tmp_path / "corrections")
-    session = LiveSession(VirtualMicroscope(num_frames=30), FixedClassifier(), Config(), out_dir=tmp_path / "out",
+    unsure = FixedClassifier((0.1, 0.6, 0.2, 0.1))  # every cell a lymphocyte at 60 %: under the "check" mark
+    session = LiveSession(VirtualMicroscope(num_frames=30), unsure, Config(), out_dir=tmp_path / "out",
                           corrections=store)
     session._thread.join(timeout=60)
     cells = session.cells()
     assert cells and all(c.label_id == 1 for c in cells)  # the fake model: every cell a lymphocyte
     before = session.counts()
-    # The fake's 70 % (in float32) is under the review page's "check" mark: every cell is to check.
     assert session.status() == f"{len(cells)} / 100 cells, {len(cells)} to check"  # the default target
     session.correct(cells[0].track_id, 2)  # after the stream ended: applied at once
     after = session.counts()
