@@ -39,7 +39,8 @@ wider ``stream.edge_margin_frac`` has on this scan (``margin_geometry.json``).
 
 Usage: python benchmarks/slide_count.py [--model hv/bundled/hv_lite0_int8/model.tflite]
        [--speeds 4 8 12 16 24] [--cells 100] [--bccd ../shared/data/bccd] [--out out/slide_count]
-       [--margin-geometry FRACTION ...]
+       [--margin-geometry FRACTION ...] [--not-in blood-cells/TRAIN]
+(``--not-in``: only fields without a copy in that part of blood-cells/, cells a model trained on it never saw)
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from hv.labels import CLASS_NAMES, OTHER_ID, PARTIAL_ID
 from hv.locator import cell_diameter_px
 from stream.pipeline import StreamPipeline, run_stream
 from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
+from training.data import load_originals
 
 REPO = Path(__file__).resolve().parent.parent
 BCCD = REPO.parent / "shared" / "data" / "bccd"
@@ -71,11 +73,23 @@ FIELD = (640, 480)  # BCCD's field size
 VISIBLE_SLACK = 0.03  # annotated boxes are a few pixels loose: 3 % outside the frame is still whole
 
 
-def choose_fields(bccd: Path, count: int, tile: tuple[int, int], seed: int) -> list[str]:
-    """BCCD fields with one labelled white cell, whole in its field, that fits its tile with 10 px to spare."""
+def originals_in(part: str) -> set[str]:
+    """BCCD fields with a copy in ``part`` (e.g. "blood-cells/TRAIN"), by the bundled grouping of blood-cells/."""
+    groups = load_originals("bundled")
+    found = {group for key, group in groups.items() if key.startswith(part.rstrip("/") + "/")}
+    if not found:
+        raise SystemExit(f"--not-in {part}: no image of the bundled grouping lies there "
+                         "(expected e.g. blood-cells/TRAIN or blood-cells/TEST)")
+    return found
+
+
+def choose_fields(bccd: Path, count: int, tile: tuple[int, int], seed: int,
+                  exclude: set[str] = frozenset()) -> list[str]:
+    """BCCD fields with one labelled white cell, whole in its field, that fits its tile with 10 px to spare,
+    other than ``exclude``."""
     labels = read_field_labels(bccd)
     eligible = []
-    for name in sorted(labels):
+    for name in sorted(set(labels) - set(exclude)):
         xml = bccd / "Annotations" / f"{name}.xml"
         if not xml.exists():
             continue
@@ -297,6 +311,9 @@ def main() -> None:
     parser.add_argument("--row-step", type=float, default=0.4,
                         help="rows this share of the frame height apart (every cell whole, with a margin, in a row)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--not-in", metavar="PART",
+                        help="only fields without a copy in this part of blood-cells/, e.g. blood-cells/TRAIN: "
+                             "cells a model trained on it never saw")
     parser.add_argument("--out", default=str(REPO / "out" / "slide_count"))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=NUMBER",
                         help="config values to try, e.g. stream.edge_margin_frac=0.2")
@@ -323,7 +340,8 @@ def main() -> None:
         parser.error(f"--set: no config section {error.args[0]!r} (sections: {', '.join(dataclasses.asdict(config))})")
     except ConfigError as error:
         parser.error(f"--set: {error}")
-    fields = choose_fields(Path(args.bccd), args.cells, tuple(args.tile), args.seed)
+    exclude = originals_in(args.not_in) if args.not_in else set()
+    fields = choose_fields(Path(args.bccd), args.cells, tuple(args.tile), args.seed, exclude)
     classifier = None if args.margin_geometry else load_classifier(args.model)
     results, scope = {}, None
     for speed in args.speeds:
@@ -340,7 +358,8 @@ def main() -> None:
         (out / "margin_geometry.json").write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {out / 'margin_geometry.json'}")
         return
-    report = {"model": str(args.model), "config_changes": tried, "fields": fields, "tile": args.tile,
+    report = {"model": str(args.model), "config_changes": tried, "not_in": args.not_in, "fields": fields,
+              "tile": args.tile,
               "border": args.border, "defect_share": args.defects, "speeds_px_per_frame": results}
     (out / "slide_count.json").write_text(json.dumps(report, indent=1) + "\n")
     draw(scope, results, out / "slide_count.png")
