@@ -46,7 +46,7 @@ def read_report(folder: str) -> dict:
         raise SystemExit(f"{path} does not exist: give a folder that benchmarks/slide_count.py wrote (--out)")
     report = json.loads(path.read_text())
     speeds = report["speeds_px_per_frame"]
-    if any("counted_cells" not in run or "check_below" not in run["after_review"] for run in speeds.values()):
+    if any("counted_cells" not in run for run in speeds.values()):
         raise SystemExit(f"{path} has no counted_cells: it was written before 2026-12-06; run slide_count.py again")
     return speeds
 
@@ -69,8 +69,7 @@ def main() -> None:
     for d, (folder, speeds) in enumerate(zip(args.folders, draws)):
         for i, (speed, run) in enumerate(speeds.items()):
             curve = effort_curve(run["counted_cells"], run["truth_percent"])
-            check_below = run["after_review"]["check_below"]
-            marked = sum(confidence < check_below for _, confidence, _ in run["counted_cells"])
+            marked = run["after_review"]["checked"]  # the least confident cells, those under the mark
             outside = np.flatnonzero(curve > TARGET_POINTS)
             enough = int(outside[-1] + 1) if len(outside) else 0  # from here on within the target
             summary[f"{folder} {speed} px/frame"] = {"cells": len(curve) - 1, "distance": float(curve[0]),

@@ -133,11 +133,12 @@ class StreamPipeline:
         # Cells the review page marks "check": what a technician should look at before trusting the count.
         to_check = f", {self.counter.to_check} to check" if self.counter.to_check else ""
         identified = self.counter.identified
+        cells = f"{identified} {'cell' if identified == 1 else 'cells'}"
         if self.counter.complete:
-            return f"differential complete: {identified} {'cell' if identified == 1 else 'cells'}{to_check}"
+            return f"differential complete: {cells}{to_check}"
         if self.counter.target:
             return f"{identified} / {self.counter.target} cells{to_check}"
-        return f"{identified} {'cell' if identified == 1 else 'cells'}{to_check}"
+        return f"{cells}{to_check}"
 
 
 def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool = False, display: bool = False,
