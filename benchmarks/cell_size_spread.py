@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scale_accuracy import draw  # benchmarks/ is on sys.path when run as a script
 
 from hv.config import load_config
 from hv.labels import OUTPUT_NAMES, class_index
@@ -27,15 +28,12 @@ from hv.preprocess import read_image_rgb
 REPO = Path(__file__).resolve().parent.parent
 
 
-def draw(folder: Path, per_class: int, seed: int) -> dict[str, list[Path]]:
-    """``per_class`` files of each class folder, drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    drawn = {}
-    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        files = sorted(class_dir.glob("*"))
-        index = class_index(class_dir.name, other=True)
-        name = OUTPUT_NAMES[index] if index is not None else class_dir.name
-        drawn[name] = [files[i] for i in rng.choice(len(files), min(per_class, len(files)), replace=False)]
+def draw_by_class(folder: Path, per_class: int, seed: int) -> dict[str, list[Path]]:
+    """``scale_accuracy.draw``'s files, grouped by class (output name, or the folder's own for unknown ones)."""
+    drawn: dict[str, list[Path]] = {}
+    for path in draw(folder, per_class, seed):
+        index = class_index(path.parent.name, other=True)
+        drawn.setdefault(OUTPUT_NAMES[index] if index is not None else path.parent.name, []).append(path)
     return drawn
 
 
@@ -66,7 +64,7 @@ def main() -> None:
         if not folder.is_dir():
             raise SystemExit(f"{folder}: not a folder of class folders")
         rows = {}
-        for name, files in draw(folder, args.per_class, args.seed).items():
+        for name, files in draw_by_class(folder, args.per_class, args.seed).items():
             sizes = np.array([s for s in (apparent_size(f, locator) for f in files) if s is not None])
             p10, p50, p90 = np.percentile(sizes, [10, 50, 90]) if sizes.size else (np.nan,) * 3
             rows[name] = {"drawn": len(files), "located": int(sizes.size), "p10": round(float(p10), 3),
