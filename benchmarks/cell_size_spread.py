@@ -94,7 +94,7 @@ def plot(sizes: dict[str, dict[str, np.ndarray]], path: Path) -> None:
                 ax.hist(per_class[name], bins=bins, histtype="step", linewidth=1.5, density=True, label=folder)
         ax.set_title(name)
         ax.set_xlabel("cell size / expected diameter")
-    np.atleast_1d(axes)[0].set_ylabel("density (each group sums to 1)")
+    np.atleast_1d(axes)[0].set_ylabel("density (area 1 per group)")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
