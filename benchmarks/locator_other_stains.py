@@ -23,6 +23,14 @@ over the brown-red pbc/TRAIN cells. The default (2.0) lies between the even half
 view (1.29) and the cells' 1st percentile (2.61), nearer the cells for a margin against red
 cells, 2026-12-05.
 
+Where a field's red cells are not eosin-pink (``hv.locator.red_cells_pink``: another stain),
+the search needs less: ``locator.other_stain_nucleus_od``. ``--other-stain-thresholds`` varies
+it (``dense_nucleus_od`` as configured) and adds a third check, **BCCD drawn brown-red**: every
+annotated BCCD field under the brown-red stain, located as ``locator_accuracy.py`` scores the
+locator (precision and recall of the annotated white cells at IoU 0.5), per half; a BCCD field
+is blurrier and its nuclei lighter than PBC's, so this is where the search is hardest. The gate
+itself is reported as each set's green / blue absorption range (``green_over_blue``).
+
 ``--reach FOLDER ...`` (class folders) instead counts, in each folder, the images where the
 blue-purple search finds no cell and how many of them the density search now locates: which
 training and scoring crops the density search changes at all.
@@ -42,9 +50,9 @@ import cv2
 import numpy as np
 from synthetic_labs import SHIFTS, shift_image  # benchmarks/ is on sys.path when run as a script
 
-from hv.annotations import read_voc_boxes
+from hv.annotations import match_boxes, read_voc_boxes
 from hv.config import LocatorConfig, load_config
-from hv.locator import cell_diameter_px, dense_score, locate_cells
+from hv.locator import cell_diameter_px, dense_score, green_over_blue, locate_cells
 from hv.preprocess import read_image_rgb
 from training.data import discover
 
@@ -95,6 +103,63 @@ def reach(folders: list[str], config) -> None:
               f"locates {found}", flush=True)
 
 
+def brown_fields(bccd: str) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Every annotated BCCD field drawn brown-red with its white-cell boxes, by half (even / odd position)."""
+    fields: dict[str, list] = {"even": [], "odd": []}
+    for position, path in enumerate(sorted(Path(bccd, "JPEGImages").glob("*.jpg"))):
+        annotation = Path(bccd, "Annotations", path.stem + ".xml")
+        if annotation.is_file():
+            boxes = read_voc_boxes(annotation)
+            fields["even" if position % 2 == 0 else "odd"].append(
+                (shift_image(read_image_rgb(str(path)), "brown_stain"), boxes))
+    return fields
+
+
+def precision_recall(fields: list[tuple[np.ndarray, np.ndarray]], locator: LocatorConfig) -> dict:
+    """The located boxes against the annotated white cells at IoU 0.5 (as ``locator_accuracy.py``)."""
+    tp = fp = fn = 0
+    for image, truth in fields:
+        t, f, n = match_boxes(locate_cells(image, locator), truth, 0.5)
+        tp, fp, fn = tp + t, fp + f, fn + n
+    return {"precision": round(tp / max(tp + fp, 1), 4), "recall": round(tp / max(tp + fn, 1), 4), "cells": tp + fn}
+
+
+def other_stain_thresholds(args, config, images: dict, views: dict) -> dict:
+    """Each ``other_stain_nucleus_od``: PBC cells found under every shift, views invented, BCCD brown-red fields."""
+    fields = brown_fields(args.bccd)
+    report = {"green_over_blue": {}, "thresholds": {}}
+    for shift, shifted in images.items():
+        ratios = [green_over_blue(image) for image in shifted]
+        report["green_over_blue"][f"pbc/TRAIN {shift}"] = [round(min(ratios), 3), round(max(ratios), 3)]
+    for half, by_shift in views.items():
+        for shift, shown in by_shift.items():
+            ratios = [green_over_blue(v) for v, _ in shown]
+            report["green_over_blue"][f"BCCD views {half} {shift}"] = [round(min(ratios), 3), round(max(ratios), 3)]
+    print(f"green / blue absorption (min, max): {json.dumps(report['green_over_blue'])}", flush=True)
+    for threshold in args.other_stain_thresholds:
+        locator = dataclasses.replace(config.locator, other_stain_nucleus_od=threshold)
+        row = {"found": {}, "invented": {}, "bccd_brown": {}}
+        for shift, shifted in images.items():
+            firsts = [locate_cells(image, locator) for image in shifted]
+            row["found"][shift] = round(float(np.mean(
+                [len(b) > 0 and b[0, 0] < im.shape[1] / 2 < b[0, 2] and b[0, 1] < im.shape[0] / 2 < b[0, 3]
+                 for b, im in zip(firsts, shifted)])), 4)
+        for half, by_shift in views.items():
+            row["invented"][half] = {shift: round(float(np.mean([len(locate_cells(v, locator, d)) > 0
+                                                                 for v, d in shown])), 4)
+                                     for shift, shown in by_shift.items()}
+            row["bccd_brown"][half] = precision_recall(fields[half], locator)
+        report["thresholds"][f"{threshold:g}"] = row
+        print(f"other-stain threshold {threshold:g}: BCCD brown-red precision / recall (even | odd) "
+              f"{row['bccd_brown']['even']['precision']:.3f} / {row['bccd_brown']['even']['recall']:.3f} | "
+              f"{row['bccd_brown']['odd']['precision']:.3f} / {row['bccd_brown']['odd']['recall']:.3f}; "
+              f"views with a cell invented, brown-red (even / odd) {row['invented']['even']['brown_stain']:.1%} / "
+              f"{row['invented']['odd']['brown_stain']:.1%}, as they are {row['invented']['even']['none']:.1%} / "
+              f"{row['invented']['odd']['none']:.1%}; PBC found and centred: "
+              + ", ".join(f"{s} {v:.0%}" for s, v in row["found"].items()), flush=True)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 1.5, 2.0, 2.5])
@@ -103,6 +168,8 @@ def main() -> None:
     parser.add_argument("--bccd", default=str(DATA / "bccd"))
     parser.add_argument("--reach", nargs="+", default=[], metavar="FOLDER",
                         help="only count where the density search changes the crops of these class folders")
+    parser.add_argument("--other-stain-thresholds", type=float, nargs="+", metavar="OD",
+                        help="vary locator.other_stain_nucleus_od instead (fields whose red cells are not pink)")
     parser.add_argument("--out", default=str(ROOT / "out" / "locator_other_stains"))
     args = parser.parse_args()
 
@@ -129,6 +196,12 @@ def main() -> None:
     print(f"{args.images} pbc/TRAIN images, {len(views['even']['none'])} + {len(views['odd']['none'])} BCCD views "
           f"with no white cell [{time.perf_counter() - started:.0f} s]", flush=True)
 
+    if args.other_stain_thresholds:
+        report = {"images": args.images, "views": {half: len(v["none"]) for half, v in views.items()},
+                  **other_stain_thresholds(args, config, images, views)}
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "locator_other_stains.json").write_text(json.dumps(report, indent=2) + "\n")
+        return
     report = {"images": args.images, "views": {half: len(v["none"]) for half, v in views.items()}, "thresholds": {}}
     cells = np.array([blob_peak(image, cell_diameter_px(image, config.locator), config.locator)
                       for image in images["brown_stain"]])

@@ -33,13 +33,17 @@ The BCCD fields are the originals of blood-cells/TRAIN and TEST: the bundled mod
 copies of many of them, so the label agreement is optimistic about the classifier; the
 count figures do not depend on it.
 
+``--stain brown_stain`` (or ``warm_lamp``, ``faded_stain``: ``synthetic_labs.py``'s colour shifts) draws
+the whole slide as another lab's stain or lamp would, before the scan: the stream as a new lab
+meets it (its locator, scale, frame checks and classifier), with the same fields, path and truth.
+
 ``--margin-geometry 0.2 0.3 0.4`` runs no stream: for each edge margin (in cell diameters) it
 counts the countable cells that no good frame shows that far clear of every edge, the cost a
 wider ``stream.edge_margin_frac`` has on this scan (``margin_geometry.json``).
 
 Usage: python benchmarks/slide_count.py [--model hv/bundled/hv_lite0_int8/model.tflite]
        [--speeds 4 8 12 16 24] [--cells 100] [--bccd ../shared/data/bccd] [--out out/slide_count]
-       [--margin-geometry FRACTION ...] [--not-in blood-cells/TRAIN]
+       [--margin-geometry FRACTION ...] [--not-in blood-cells/TRAIN] [--stain brown_stain]
 (``--not-in``: only fields without a copy in that part of blood-cells/, cells a model trained on it never saw)
 """
 
@@ -55,6 +59,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from synthetic_labs import shift_image  # benchmarks/ is on sys.path when run as a script
 
 from hv.annotations import iou_matrix, read_field_labels, read_voc_boxes
 from hv.bundled import DEFAULT_MODEL
@@ -71,6 +76,8 @@ BCCD = REPO.parent / "shared" / "data" / "bccd"
 FRAME = (640, 480)
 FIELD = (640, 480)  # BCCD's field size
 VISIBLE_SLACK = 0.03  # annotated boxes are a few pixels loose: 3 % outside the frame is still whole
+# synthetic_labs.py's shifts that act on each pixel alone, so they can draw a whole slide (blur and zooms cannot)
+STAINS = ("none", "brown_stain", "warm_lamp", "faded_stain")
 
 
 def originals_in(part: str) -> set[str]:
@@ -105,14 +112,20 @@ def choose_fields(bccd: Path, count: int, tile: tuple[int, int], seed: int,
 
 
 def scan_scope(bccd: str | Path, fields: list[str], speed: float, seed: int, *, tile: tuple[int, int] = (320, 240),
-               border: int = 80, row_step: float = 0.4, defects: float = 0.01) -> VirtualMicroscope:
+               border: int = 80, row_step: float = 0.4, defects: float = 0.01,
+               stain: str = "none") -> VirtualMicroscope:
     """The benchmark's slide (``fields`` tiled, a plain border) scanned at ``speed`` px per frame, with
-    2 px of hand jitter and ``defects`` of the frames blurred, streaked or dark (``seed`` draws both)."""
+    2 px of hand jitter and ``defects`` of the frames blurred, streaked or dark (``seed`` draws both),
+    the slide drawn with ``stain`` (one of ``STAINS``)."""
     base = VirtualMicroscope(bccd, fields=fields, tile_size=tile, num_frames=1, border_px=border)
     path = serpentine_scan((base.mosaic.shape[1], base.mosaic.shape[0]), FRAME, speed, row_step_frac=row_step,
                            jitter_px=2.0, seed=seed)
-    return VirtualMicroscope(bccd, fields=fields, tile_size=tile, path=path, seed=seed, border_px=border,
-                             defects=defect_frames(len(path), defects, seed))
+    scope = VirtualMicroscope(bccd, fields=fields, tile_size=tile, path=path, seed=seed, border_px=border,
+                              defects=defect_frames(len(path), defects, seed))
+    if stain != "none":  # the mosaic is BGR, the shifts take RGB
+        rgb = cv2.cvtColor(scope.mosaic, cv2.COLOR_BGR2RGB)
+        scope.mosaic = cv2.cvtColor(shift_image(rgb, stain), cv2.COLOR_RGB2BGR)
+    return scope
 
 
 def defect_frames(n: int, share: float, seed: int) -> dict[int, str]:
@@ -314,6 +327,8 @@ def main() -> None:
     parser.add_argument("--not-in", metavar="PART",
                         help="only fields without a copy in this part of blood-cells/, e.g. blood-cells/TRAIN: "
                              "cells a model trained on it never saw")
+    parser.add_argument("--stain", choices=STAINS, default="none",
+                        help="draw the slide as another lab's stain or lamp would (synthetic_labs.py's shifts)")
     parser.add_argument("--out", default=str(REPO / "out" / "slide_count"))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=NUMBER",
                         help="config values to try, e.g. stream.edge_margin_frac=0.2")
@@ -346,7 +361,7 @@ def main() -> None:
     results, scope = {}, None
     for speed in args.speeds:
         scope = scan_scope(args.bccd, fields, speed, args.seed, tile=tuple(args.tile), border=args.border,
-                           row_step=args.row_step, defects=args.defects)
+                           row_step=args.row_step, defects=args.defects, stain=args.stain)
         if args.margin_geometry:
             results[f"{speed:g}"] = margin_geometry(scope, tuple(args.tile), args.margin_geometry, config)
             print(json.dumps({f"{speed:g} px/frame": results[f"{speed:g}"]}), flush=True)
@@ -358,7 +373,8 @@ def main() -> None:
         (out / "margin_geometry.json").write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {out / 'margin_geometry.json'}")
         return
-    report = {"model": str(args.model), "config_changes": tried, "not_in": args.not_in, "fields": fields,
+    report = {"model": str(args.model), "config_changes": tried, "not_in": args.not_in, "stain": args.stain,
+              "fields": fields,
               "tile": args.tile,
               "border": args.border, "defect_share": args.defects, "speeds_px_per_frame": results}
     (out / "slide_count.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -92,6 +92,12 @@ class LocatorConfig:
     # was chosen on) and under PBC nuclei drawn brown-red (1st percentile 2.61),
     # benchmarks/locator_other_stains.py. 0 = off: Romanowsky-type stains only.
     dense_nucleus_od: float = 2.0
+    # The same search where the field's red cells are not eosin-pink (hv.locator.red_cells_pink:
+    # another stain, whose nuclei need only stand above its red cells). 1.2: on the even-positioned
+    # BCCD fields drawn with brown-red nuclei and a yellow eosin, the most cells found (recall 0.47 at
+    # IoU 0.5, against 0 at 2.0) while inventing a cell in no more of their views without a white
+    # cell than the blue-purple search does in them unshifted (1.3 %); benchmarks/locator_other_stains.py.
+    other_stain_nucleus_od: float = 1.2
     # Side of the classifier's crop window, in expected cell diameters.
     crop_context: float = 1.4
     # What fills the part of a crop window that lies outside the frame: a mirror image of the
@@ -297,7 +303,7 @@ _NON_NEGATIVE = {
     "train.phase1.epochs", "train.phase2.epochs", "train.phase2.unfreeze_layers",
     "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
     "export.qat_steps", "stream.edge_margin_frac", "stream.target_count", "stream.dark_mean", "stream.focus_warmup",
-    "augment.blur", "locator.dense_nucleus_od",
+    "augment.blur", "locator.dense_nucleus_od", "locator.other_stain_nucleus_od",
 }
 _PATHS = {"train.out_dir", "serve.video_dir", "serve.corrections_dir", "data.original_groups"}
 _PATH_KEYWORDS = {"bundled", "none"}  # values of path keys that are not paths

@@ -12,8 +12,12 @@ the nucleus (cytoplasm is bluer than red cells and plasma, but too faint at its 
 alone, and it touches neighbouring red cells).
 
 A field with no blue-purple nucleus (a stain that draws nuclei brown-red, say, or a view
-with no white cell) is searched again for nuclei as its densest objects, far denser than
-red cells whatever their colour (``dense_score``); the same blobs-to-boxes steps follow.
+with no white cell) is searched again for nuclei as its densest objects, denser than red
+cells whatever their colour (``dense_score``); the same blobs-to-boxes steps follow. How much
+denser depends on the red cells' colour (``red_cells_pink``): where they are pink, the stain is
+Romanowsky-type and a view without a blue-purple nucleus most likely holds no white cell, so
+only far denser objects count (``dense_nucleus_od``); where they are not, the stain is another
+and its nuclei need only stand above the red cells (``other_stain_nucleus_od``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,13 @@ _BOX_GROW = 1.1
 # lymphocyte beside a larger cell. On the even-positioned half of the BCCD fields, annotated second
 # cells are 0.41-0.96 of the largest blob and the other blobs under the filter at most 0.17.
 _SECOND_NUCLEUS_SHARE = 0.3
+# Red cells are eosin-pink in Romanowsky-type stains: they absorb more green than blue. Green / blue
+# absorption of the stained pixels (benchmarks/locator_other_stains.py --other-stain-thresholds):
+# PBC images 2.0-3.3, and at least 1.84 under a warm lamp, a faded stain, a soft camera or a zoom;
+# drawn with a yellow eosin and brown-red nuclei (synthetic_labs.py) at most 0.73. Half-size BCCD
+# views without a white cell read 0.85-2.3 (a view of plasma and a few red cells can fall under
+# 0.9 and get the lower search; views with a cell invented stay as many), drawn brown-red at most 0.90.
+_PINK_GREEN_OVER_BLUE = 0.9
 
 
 def purple_score(image_rgb: np.ndarray) -> np.ndarray:
@@ -96,6 +107,28 @@ def dense_score(image_rgb: np.ndarray) -> np.ndarray:
     density -= float(np.percentile(sample, 5))
     density[~valid] = 0
     return density
+
+
+def green_over_blue(image_rgb: np.ndarray) -> float:
+    """How much more green than blue light the field's stained pixels absorb (optical density above the plasma's).
+
+    The stained pixels are the densest 40 % of the field: mostly red cells. Measured from the
+    plasma (the brightest 5 %), a lamp's colour, which adds the same density everywhere, cancels.
+    """
+    sample = image_rgb[::4, ::4].reshape(-1, 3)  # every 4th pixel each way: the field's colours at 1/16 of the cost
+    sample = sample[sample.max(axis=1) > 25]  # rotated training images' black corners carry no stain
+    pixels = -np.log((sample.astype(np.float32) + 1.0) / 256.0)
+    if len(pixels) < 16:
+        return float("inf")  # nothing to measure: taken as pink, the stricter search
+    total = pixels.sum(axis=1)
+    stained = pixels - pixels[total <= np.percentile(total, 5)].mean(axis=0)
+    stained = stained[total >= np.percentile(total, 60)].mean(axis=0)
+    return float(stained[1] / max(float(stained[2]), 1e-3))
+
+
+def red_cells_pink(image_rgb: np.ndarray) -> bool:
+    """Whether the field's red cells are eosin-pink (a Romanowsky-type stain), from ``green_over_blue``."""
+    return green_over_blue(image_rgb) >= _PINK_GREEN_OVER_BLUE
 
 
 def cell_diameter_px(image_rgb: np.ndarray, config: LocatorConfig) -> float:
@@ -178,8 +211,9 @@ def locate_cells(image_rgb: np.ndarray, config: LocatorConfig, diameter_px: floa
 
     boxes = _cell_boxes(_purple_nuclei(small, diameter), small, diameter, config)
     if not boxes and config.dense_nucleus_od > 0:  # no blue-purple nucleus: another stain, or no white cell
+        threshold = config.dense_nucleus_od if red_cells_pink(small) else config.other_stain_nucleus_od
         dense = cv2.GaussianBlur(dense_score(small), (0, 0), sigmaX=max(1.0, diameter / 60))
-        boxes = _cell_boxes((dense > config.dense_nucleus_od).astype(np.uint8), small, diameter, config)
+        boxes = _cell_boxes((dense > threshold).astype(np.uint8), small, diameter, config)
     if not boxes:
         return np.zeros((0, 4), np.float32)
     out = np.array(boxes, np.float32) / scale

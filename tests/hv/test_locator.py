@@ -6,7 +6,7 @@ import pytest
 
 from hv.annotations import iou_matrix, match_boxes, read_voc_boxes
 from hv.config import LocatorConfig
-from hv.locator import crop_cell, locate_cells
+from hv.locator import crop_cell, green_over_blue, locate_cells, red_cells_pink
 from hv.preprocess import read_image_rgb
 from tests.conftest import SAMPLES, draw_field
 
@@ -84,14 +84,15 @@ def test_a_second_nucleus_under_the_area_filter_counts_beside_a_larger_one():
     assert len(locate_cells(alone, config)) == 0  # a field's first cell still has to pass the filter
 
 
-def _smear(nucleus_rgb=None, red_cells: str = "dense", width: int = 320, height: int = 240) -> np.ndarray:
+def _smear(nucleus_rgb=None, red_cells: str = "dense", width: int = 320, height: int = 240,
+           red_cell_rgb=(216, 176, 141)) -> np.ndarray:
     """A field in another stain: yellowish plasma, tan red cells, and optionally a white cell at
     the centre whose nucleus has the given colour. Neighbouring red cells overlap in pairs in the
     dense layout; where they do, their densities add (transmittances multiply), as two layers
     of cells do in a monolayer's crowded parts."""
     plasma = np.array([236, 226, 176], np.float32)
     transmittance = np.ones((height, width, 3), np.float32)
-    red_cell = np.array([216, 176, 141], np.float32) / plasma
+    red_cell = np.array(red_cell_rgb, np.float32) / plasma
     step = 34 if red_cells == "dense" else 90
     for y in range(10, height, step):
         for x in range(10, width, step):
@@ -117,11 +118,41 @@ def test_a_nucleus_of_another_stain_is_found_by_its_density():
     assert len(locate_cells(field, LocatorConfig(cell_diameter_frac=0.3, dense_nucleus_od=0))) == 0  # fallback off
 
 
+# Red cells over the yellowish plasma of _smear: eosin-pink (absorbing green) or yellow (absorbing blue,
+# another stain's); a light brown nucleus, about 1.4 optical density above the plasma: under the
+# search for dense objects that a field with pink red cells gets (2.0), over another stain's (1.2).
+PINK_RED_CELL, YELLOW_RED_CELL, LIGHT_BROWN_NUCLEUS = (200, 124, 141), (224, 192, 97), (185, 130, 100)
+
+
+def test_red_cells_are_pink_in_a_romanowsky_stain_and_not_in_another():
+    assert green_over_blue(_smear(red_cell_rgb=PINK_RED_CELL)) > 1.5
+    assert green_over_blue(_smear(red_cell_rgb=YELLOW_RED_CELL)) < 0.6
+    assert red_cells_pink(_smear(red_cell_rgb=PINK_RED_CELL))
+    assert not red_cells_pink(_smear(red_cell_rgb=YELLOW_RED_CELL))
+    assert red_cells_pink(np.zeros((240, 320, 3), np.uint8))  # nothing to measure: the stricter search
+
+
+def test_a_light_nucleus_is_found_where_the_red_cells_show_another_stain():
+    config = LocatorConfig(cell_diameter_frac=0.3)
+    field = _smear(nucleus_rgb=LIGHT_BROWN_NUCLEUS, red_cells="sparse", red_cell_rgb=YELLOW_RED_CELL)
+    boxes = locate_cells(field, config)
+    assert len(boxes) == 1
+    x1, y1, x2, y2 = boxes[0]
+    assert x1 < 160 < x2 and y1 < 120 < y2
+    # The same object among pink red cells is no nucleus of a Romanowsky stain: too light for its search.
+    pink = _smear(nucleus_rgb=LIGHT_BROWN_NUCLEUS, red_cells="sparse", red_cell_rgb=PINK_RED_CELL)
+    assert len(locate_cells(pink, config)) == 0
+    assert len(locate_cells(field, LocatorConfig(cell_diameter_frac=0.3, other_stain_nucleus_od=2.0))) == 0
+
+
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
 def test_red_cells_alone_are_not_taken_for_nuclei(layout):
     # Overlapping red cells are twice as dense as one; lone ones stand out from the plasma.
     # Neither is a nucleus, in a field with no blue-purple nucleus to find.
     assert len(locate_cells(_smear(red_cells=layout), LocatorConfig(cell_diameter_frac=0.3))) == 0
+    if layout == "sparse":  # lone red cells of another stain stay under its lower search
+        yellow = _smear(red_cells=layout, red_cell_rgb=YELLOW_RED_CELL)
+        assert len(locate_cells(yellow, LocatorConfig(cell_diameter_frac=0.3))) == 0
 
 
 def test_boxes_are_in_frame_pixels_at_any_resolution():
