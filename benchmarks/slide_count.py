@@ -59,7 +59,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from synthetic_labs import shift_image  # benchmarks/ is on sys.path when run as a script
 
 from hv.annotations import iou_matrix, read_field_labels, read_voc_boxes
 from hv.bundled import DEFAULT_MODEL
@@ -123,6 +122,9 @@ def scan_scope(bccd: str | Path, fields: list[str], speed: float, seed: int, *, 
     scope = VirtualMicroscope(bccd, fields=fields, tile_size=tile, path=path, seed=seed, border_px=border,
                               defects=defect_frames(len(path), defects, seed))
     if stain != "none":  # the mosaic is BGR, the shifts take RGB
+        # Imported here: synthetic_labs loads TensorFlow, which a plain count (and frame_checks.py) need not.
+        from synthetic_labs import shift_image  # benchmarks/ is on sys.path when run as a script
+
         rgb = cv2.cvtColor(scope.mosaic, cv2.COLOR_BGR2RGB)
         scope.mosaic = cv2.cvtColor(shift_image(rgb, stain), cv2.COLOR_RGB2BGR)
     return scope
