@@ -84,6 +84,11 @@ def purple_score(image_rgb: np.ndarray) -> np.ndarray:
     return score
 
 
+def optical_density(rgb: np.ndarray) -> np.ndarray:
+    """Per channel, how much light the stain takes: -ln of the transmitted share (8-bit values, +1 so 0 is finite)."""
+    return -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
+
+
 def dense_score(image_rgb: np.ndarray) -> np.ndarray:
     """Optical density summed over the three channels, above the plasma's.
 
@@ -99,7 +104,7 @@ def dense_score(image_rgb: np.ndarray) -> np.ndarray:
     Returns:
         (H, W) float32 density above the plasma's; near-black pixels (rotated corners) are 0.
     """
-    density = -np.log((image_rgb.astype(np.float32) + 1.0) / 256.0).sum(axis=2)
+    density = optical_density(image_rgb).sum(axis=2)
     valid = image_rgb.max(axis=2) > 25
     sample = density[::4, ::4][valid[::4, ::4]]
     if not sample.size:
@@ -117,7 +122,7 @@ def green_over_blue(image_rgb: np.ndarray) -> float:
     """
     sample = image_rgb[::4, ::4].reshape(-1, 3)  # every 4th pixel each way: the field's colours at 1/16 of the cost
     sample = sample[sample.max(axis=1) > 25]  # rotated training images' black corners carry no stain
-    pixels = -np.log((sample.astype(np.float32) + 1.0) / 256.0)
+    pixels = optical_density(sample)
     if len(pixels) < 16:
         return float("inf")  # nothing to measure: taken as pink, the stricter search
     total = pixels.sum(axis=1)
