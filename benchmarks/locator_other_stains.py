@@ -23,7 +23,7 @@ over the brown-red pbc/TRAIN cells. The default (2.0) lies between the even half
 view (1.29) and the cells' 1st percentile (2.61), nearer the cells for a margin against red
 cells, 2026-12-05.
 
-Where a field's red cells are not eosin-pink (``hv.locator.red_cells_pink``: another stain),
+Where a field's red cells are not eosin-pink (``hv.stain.red_cells_pink``: another stain),
 the search needs less: ``locator.other_stain_nucleus_od``. ``--other-stain-thresholds`` varies
 it (``dense_nucleus_od`` as configured) and adds a third check, **BCCD drawn brown-red**: every
 annotated BCCD field under the brown-red stain, located as ``locator_accuracy.py`` scores the
@@ -52,8 +52,9 @@ from synthetic_labs import SHIFTS, shift_image  # benchmarks/ is on sys.path whe
 
 from hv.annotations import match_boxes, read_voc_boxes
 from hv.config import LocatorConfig, load_config
-from hv.locator import cell_diameter_px, dense_score, green_over_blue, locate_cells
+from hv.locator import cell_diameter_px, dense_score, locate_cells
 from hv.preprocess import read_image_rgb
+from hv.stain import green_over_blue
 from training.data import discover
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -92,7 +92,7 @@ class LocatorConfig:
     # was chosen on) and under PBC nuclei drawn brown-red (1st percentile 2.61),
     # benchmarks/locator_other_stains.py. 0 = off: Romanowsky-type stains only.
     dense_nucleus_od: float = 2.0
-    # The same search where the field's red cells are not eosin-pink (hv.locator.red_cells_pink:
+    # The same search where the field's red cells are not eosin-pink (hv.stain.red_cells_pink:
     # another stain, whose nuclei need only stand above its red cells). 1.2: on the even-positioned
     # BCCD fields drawn with brown-red nuclei and a yellow eosin, the most cells found (recall 0.47 at
     # IoU 0.5, against 0 at 2.0) while inventing a cell in no more of their views without a white
@@ -103,6 +103,10 @@ class LocatorConfig:
     # What fills the part of a crop window that lies outside the frame: a mirror image of the
     # frame, or black (as the rotated corners of the training images).
     edge_fill: Literal["reflect", "black"] = "reflect"
+    # "auto": a crop whose red cells are not eosin-pink (a stain unlike the training labs') has its
+    # colours turned to theirs before classifying (hv/stain.py); pink crops, every training crop
+    # among them, are left as they are. "off": every crop as the camera gave it.
+    stain_correction: Literal["auto", "off"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import numpy as np
 
 from hv.config import LocatorConfig
 from hv.scale import CELL_OVER_NUCLEUS, nucleus_diameter_px, red_cell_diameter_px
+from hv.stain import corrected_stain, optical_density, red_cells_pink
 
 # Blueness is measured against a per-frame background estimate, so a warmer or cooler
 # white balance shifts both alike; this floor keeps a field with no nucleus from having
@@ -53,13 +54,6 @@ _BOX_GROW = 1.1
 # lymphocyte beside a larger cell. On the even-positioned half of the BCCD fields, annotated second
 # cells are 0.41-0.96 of the largest blob and the other blobs under the filter at most 0.17.
 _SECOND_NUCLEUS_SHARE = 0.3
-# Red cells are eosin-pink in Romanowsky-type stains: they absorb more green than blue. Green / blue
-# absorption of the stained pixels (benchmarks/locator_other_stains.py --other-stain-thresholds):
-# PBC images 2.0-3.3, and at least 1.84 under a warm lamp, a faded stain, a soft camera or a zoom;
-# drawn with a yellow eosin and brown-red nuclei (synthetic_labs.py) at most 0.73. Half-size BCCD
-# views without a white cell read 0.85-2.3 (a view of plasma and a few red cells can fall under
-# 0.9 and get the lower search; views with a cell invented stay as many), drawn brown-red at most 0.90.
-_PINK_GREEN_OVER_BLUE = 0.9
 
 
 def purple_score(image_rgb: np.ndarray) -> np.ndarray:
@@ -82,11 +76,6 @@ def purple_score(image_rgb: np.ndarray) -> np.ndarray:
     score -= background
     score[~valid] = 0
     return score
-
-
-def optical_density(rgb: np.ndarray) -> np.ndarray:
-    """Per channel, how much light the stain takes: -ln of the transmitted share (8-bit values, +1 so 0 is finite)."""
-    return -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
 
 
 def dense_score(image_rgb: np.ndarray) -> np.ndarray:
@@ -112,28 +101,6 @@ def dense_score(image_rgb: np.ndarray) -> np.ndarray:
     density -= float(np.percentile(sample, 5))
     density[~valid] = 0
     return density
-
-
-def green_over_blue(image_rgb: np.ndarray) -> float:
-    """How much more green than blue light the field's stained pixels absorb (optical density above the plasma's).
-
-    The stained pixels are the densest 40 % of the field: mostly red cells. Measured from the
-    plasma (the brightest 5 %), a lamp's colour, which adds the same density everywhere, cancels.
-    """
-    sample = image_rgb[::4, ::4].reshape(-1, 3)  # every 4th pixel each way: the field's colours at 1/16 of the cost
-    sample = sample[sample.max(axis=1) > 25]  # rotated training images' black corners carry no stain
-    pixels = optical_density(sample)
-    if len(pixels) < 16:
-        return float("inf")  # nothing to measure: taken as pink, the stricter search
-    total = pixels.sum(axis=1)
-    stained = pixels - pixels[total <= np.percentile(total, 5)].mean(axis=0)
-    stained = stained[total >= np.percentile(total, 60)].mean(axis=0)
-    return float(stained[1] / max(float(stained[2]), 1e-3))
-
-
-def red_cells_pink(image_rgb: np.ndarray) -> bool:
-    """Whether the field's red cells are eosin-pink (a Romanowsky-type stain), from ``green_over_blue``."""
-    return green_over_blue(image_rgb) >= _PINK_GREEN_OVER_BLUE
 
 
 def cell_diameter_px(image_rgb: np.ndarray, config: LocatorConfig) -> float:
@@ -335,7 +302,8 @@ def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig
     The window is a square of ``crop_context`` expected cell diameters (larger if the box
     is), centred on the box, so every crop shows cells at the same scale: size is one of
     the cues that tell a lymphocyte from a monocyte. Parts outside the frame are reflected
-    or black (``config.edge_fill``).
+    or black (``config.edge_fill``). A crop whose red cells are not eosin-pink (another stain)
+    has its colours turned to the training labs' (``hv.stain``, ``config.stain_correction``).
 
     Args:
         image_rgb: (H, W, 3) uint8 RGB frame.
@@ -373,4 +341,5 @@ def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig
         padded = image_rgb
     window = padded[top : top + side_px, left : left + side_px]
     interpolation = cv2.INTER_AREA if side_px > size else cv2.INTER_LINEAR
-    return cv2.resize(window, (size, size), interpolation=interpolation)
+    crop = cv2.resize(window, (size, size), interpolation=interpolation)
+    return corrected_stain(crop) if config.stain_correction == "auto" else crop

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     package = Path(args.package)
     spec = check_package(package)
-    crop_keys = ("cell_diameter_frac", "red_cell_ratio", "fallback_diameter_frac", "crop_context", "edge_fill")
+    crop_keys = ("cell_diameter_frac", "red_cell_ratio", "fallback_diameter_frac", "crop_context", "edge_fill",
+                 "stain_correction")
     locator = LocatorConfig(**{k: v for k, v in spec["crop"].items() if k in crop_keys})
     size = spec["input"]["shape"][1]
     ours = LiteRTClassifier(package / "model.tflite")

@@ -88,6 +88,10 @@ def render_model_card(description: dict, report: dict) -> str:
                 "cell." if runs else "")
     counts = "; ".join(f"{source}: " + ", ".join(f"{name} {n}" for name, n in per_class.items() if n)
                        for source, per_class in _counts_by_source(description["training"]["counts"]).items())
+    stain_text = ("\n- A crop whose red cells are not eosin-pink (a stain unlike the training labs' Romanowsky-type"
+                  " ones) has its colours turned to the training labs' before it goes in (stain_correction ="
+                  " 'auto', `model.json` → `crop` → `stain_correction_how`); pink crops go in as they are."
+                  if description["crop"].get("stain_correction") == "auto" else "")
     rows = "\n".join(
         f"| {v} | {r['size_mb']} | {percent(r['accuracy'])} | {r['top1_agreement']:.2%} | {r['latency_ms_1_thread']} |"
         for v, r in report["variants"].items()
@@ -107,7 +111,7 @@ diagnosis**: a differential count from it must be checked by a qualified person.
   {description['crop']['crop_context']} expected white-cell diameters (cell_diameter_frac =
   {description['crop']['cell_diameter_frac']!r}: "auto" measures it in each frame from the red cells),
   filled by {description['crop']['edge_fill']} outside the frame, resized to the input size
-  (see `model.json` → `crop`).
+  (see `model.json` → `crop`).{stain_text}
 
 ## Data
 Trained on {training['data']}{f" (images per class: {counts})" if counts else ""}, input mode

@@ -20,6 +20,13 @@ from hv.classifier import file_sha256
 from hv.config import Config
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
 from hv.scale import CELL_OVER_NUCLEUS, MIN_NUCLEUS_SHARE
+from hv.stain import (
+    PINK_GREEN_OVER_BLUE,
+    PLASMA_PERCENTILE,
+    RED_PERCENTILES,
+    REFERENCE_PLASMA_OD,
+    REFERENCE_RED_OD,
+)
 
 PACKAGE_FILES = ("model.tflite", "labels.txt", "model.json", "MODEL_CARD.md")
 
@@ -67,6 +74,20 @@ def crop_description(config: Config) -> dict:
             f"than the field, if over {100 * MIN_NUCLEUS_SHARE:g} % of the frame), kept within "
             f"{CELL_OVER_NUCLEUS[0]}-{CELL_OVER_NUCLEUS[1]} times its equivalent diameter"
         ),
+        "stain_correction": config.locator.stain_correction,
+        "stain_correction_how": (
+            "with \"auto\", after resizing: on every 4th pixel of the crop each way that is not near-black "
+            "(max channel > 25), optical density OD = -ln((value + 1) / 256) per channel; plasma = the mean OD of "
+            f"the least dense {PLASMA_PERCENTILE} % (by summed OD); stained = OD - plasma. The crop is left as it "
+            f"is if the mean stained OD of its densest 40 % has green / blue >= {PINK_GREEN_OVER_BLUE} (red cells "
+            "eosin-pink). Otherwise red = the unit mean stained OD of the pixels between the "
+            f"{RED_PERCENTILES[0]}th and {RED_PERCENTILES[1]}th percentile of summed stained OD; R = the rotation "
+            "turning red onto reference_red_od about their cross product (Rodrigues); every pixel becomes "
+            "256 * exp(-((OD - plasma) R^T + reference_plasma_od)) - 1, clipped to 0-255; near-black pixels "
+            "are kept (hv/stain.py)"
+        ),
+        "reference_red_od": [float(v) for v in REFERENCE_RED_OD],
+        "reference_plasma_od": [float(v) for v in REFERENCE_PLASMA_OD],
         "scale_every": config.stream.scale_every,
         "scale_window": config.stream.scale_window,
         "stream_scale": (

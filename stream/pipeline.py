@@ -110,6 +110,8 @@ class StreamPipeline:
         intervals = counter.intervals()
         return {
             "model": self.model,
+            # Crops whose red cells were not eosin-pink were turned to the training labs' colours (hv.stain).
+            "stain_correction": self.config.locator.stain_correction,
             "cells": counter.total, "identified": counter.identified, "corrected": counter.corrected,
             "counts": counter.counts(),
             "percent": {k: round(v, 2) for k, v in counter.percentages().items()},

@@ -6,8 +6,9 @@ import pytest
 
 from hv.annotations import iou_matrix, match_boxes, read_voc_boxes
 from hv.config import LocatorConfig
-from hv.locator import crop_cell, green_over_blue, locate_cells, red_cells_pink
+from hv.locator import crop_cell, locate_cells
 from hv.preprocess import read_image_rgb
+from hv.stain import green_over_blue, red_cells_pink
 from tests.conftest import SAMPLES, draw_field
 
 

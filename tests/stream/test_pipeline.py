@@ -62,6 +62,7 @@ def test_a_complete_differential_says_how_many_cells_to_check(tmp_path, probs, t
     pipeline = StreamPipeline(FixedClassifier(probs, image_size=32), config)
     summary = run_stream(VirtualMicroscope(num_frames=20), pipeline, tmp_path, progress=False)
     assert summary["differential_complete"] and summary["cells"] >= 1
+    assert summary["stain_correction"] == "auto"  # how the crops were made travels with the counts
     # Unsure calls (60 %) are all under the review page's "check" mark; sure ones (90 %) none.
     assert summary["to_check"] == (summary["cells"] if to_check else 0)
     assert pipeline.status == (f"differential complete: 1 cell, {summary['cells']} to check" if to_check

@@ -1,0 +1,138 @@
+"""Stain: optical density, whether red cells are eosin-pink, and a crop turned to the training labs' colours.
+
+The locator uses the first two (it searches nuclei of another colour where red cells are not
+pink); ``hv.locator.crop_cell`` uses the correction (``locator.stain_correction``).
+
+Both training labs stain with a Romanowsky-type stain: red cells pink, nuclei blue-purple. A
+lab with another stain (brown-red nuclei and a yellow eosin, say) gives the classifier
+colours it never learnt; augmentation can turn hues only so far before the training labs'
+own cells suffer (BENCHMARKS.md, "The nucleus stain's hue alone"). So such crops are
+corrected before classifying, and only they: where ``red_cells_pink`` holds, the
+crop is returned unchanged, so every training crop and every Romanowsky-stained frame is
+classified exactly as before.
+
+The correction works in optical density (Beer-Lambert: stains add there). The plasma's density
+(the least dense 5 % of the crop: the lamp and the background tint) is taken off; the rest is
+turned, as one rotation of the density space, so that the red cells' colour (the mean of the
+pixels between the 50th and 85th percentile of density: mostly red cells, in any crop)
+points where the training labs' red cells point; the training labs' plasma is put back.
+A rotation keeps every pixel's total density, so a nucleus stays as dark as it was; a nucleus
+whose stain lay near the red cells' keeps that nearness. Red cells are the anchor because
+every crop holds many of them and their colour is the eosin's; a nucleus-based anchor read
+worse on validation (BENCHMARKS.md, "Turning another stain's colours back").
+
+The reference directions are measured on training crops by ``benchmarks/stain_reference.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# The training labs' red-cell colour (a unit vector of optical density over R, G, B, plasma taken
+# off) and plasma density: the mean of the two labs' medians over their training crops
+# (benchmarks/stain_reference.py, 2026-12-07: blood-cells/TRAIN and pbc/TRAIN, 400 crops each).
+REFERENCE_RED_OD = np.array([0.488, 0.813, 0.318])
+REFERENCE_PLASMA_OD = np.array([0.075, 0.130, 0.195])
+# Red cells are eosin-pink in Romanowsky-type stains: they absorb more green than blue. Green / blue
+# absorption of the stained pixels (benchmarks/locator_other_stains.py --other-stain-thresholds):
+# PBC images 2.0-3.3, and at least 1.84 under a warm lamp, a faded stain, a soft camera or a zoom;
+# drawn with a yellow eosin and brown-red nuclei (synthetic_labs.py) at most 0.73. Half-size BCCD
+# views without a white cell read 0.85-2.3 (a view of plasma and a few red cells can fall under
+# 0.9 and get the lower search; views with a cell invented stay as many), drawn brown-red at most 0.90.
+PINK_GREEN_OVER_BLUE = 0.9
+# Red cells are the pixels between these percentiles of density above the plasma: above the
+# plasma and pale cytoplasm, below the nuclei and granules.
+RED_PERCENTILES = (50, 85)
+# Plasma: the least dense share of the crop's pixels.
+PLASMA_PERCENTILE = 5
+
+
+def optical_density(rgb: np.ndarray) -> np.ndarray:
+    """Per channel, how much light the stain takes: -ln of the transmitted share (8-bit values, +1 so 0 is finite)."""
+    return -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
+
+
+def green_over_blue(image_rgb: np.ndarray) -> float:
+    """How much more green than blue light the field's stained pixels absorb (optical density above the plasma's).
+
+    The stained pixels are the densest 40 % of the field: mostly red cells. Measured from the
+    plasma (the brightest 5 %), a lamp's colour, which adds the same density everywhere, cancels.
+    """
+    sample = image_rgb[::4, ::4].reshape(-1, 3)  # every 4th pixel each way: the field's colours at 1/16 of the cost
+    sample = sample[sample.max(axis=1) > 25]  # rotated training images' black corners carry no stain
+    pixels = optical_density(sample)
+    if len(pixels) < 16:
+        return float("inf")  # nothing to measure: taken as pink, the stricter search
+    total = pixels.sum(axis=1)
+    stained = pixels - pixels[total <= np.percentile(total, 5)].mean(axis=0)
+    stained = stained[total >= np.percentile(total, 60)].mean(axis=0)
+    return float(stained[1] / max(float(stained[2]), 1e-3))
+
+
+def red_cells_pink(image_rgb: np.ndarray) -> bool:
+    """Whether the field's red cells are eosin-pink (a Romanowsky-type stain), from ``green_over_blue``."""
+    return green_over_blue(image_rgb) >= PINK_GREEN_OVER_BLUE
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def rotation_between(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The 3x3 rotation that turns direction ``source`` onto ``target`` about their common normal (Rodrigues)."""
+    a, b = _unit(np.asarray(source, np.float64)), _unit(np.asarray(target, np.float64))
+    axis = np.cross(a, b)
+    sine, cosine = float(np.linalg.norm(axis)), float(a @ b)
+    if sine < 1e-9:
+        return np.eye(3)  # already aligned (the opposite, impossible for densities, is left alone too)
+    skew = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + skew + skew @ skew * ((1 - cosine) / sine**2)
+
+
+def stain_anchors(image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(red cells' density direction, plasma density) of an image, or None with too few pixels to tell.
+
+    Every 4th pixel each way is measured; near-black pixels (a data set's rotated corners, a
+    black edge fill) carry no stain and are left out.
+    """
+    sample = image_rgb[::4, ::4].reshape(-1, 3)
+    sample = sample[sample.max(axis=1) > 25]
+    if len(sample) < 64:
+        return None
+    density = optical_density(sample).astype(np.float64)
+    total = density.sum(axis=1)
+    plasma = density[total <= np.percentile(total, PLASMA_PERCENTILE)].mean(axis=0)
+    stained = density - plasma
+    above = stained.sum(axis=1)
+    low, high = np.percentile(above, RED_PERCENTILES)
+    red = stained[(above >= low) & (above <= high)].mean(axis=0)
+    if float(np.linalg.norm(red)) < 1e-3:
+        return None  # a blank view: nothing to turn
+    return _unit(red), plasma
+
+
+def to_training_stain(image_rgb: np.ndarray) -> np.ndarray:
+    """The image with its red cells' colour turned to the training labs' (see the module's docstring).
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB.
+
+    Returns:
+        (H, W, 3) uint8 RGB; near-black pixels are kept as they are.
+    """
+    anchors = stain_anchors(image_rgb)
+    if anchors is None:
+        return image_rgb
+    red, plasma = anchors
+    turn = rotation_between(red, REFERENCE_RED_OD)
+    density = optical_density(image_rgb).astype(np.float64)
+    turned = (density - plasma) @ turn.T + REFERENCE_PLASMA_OD
+    rgb = np.clip(256.0 * np.exp(-turned) - 1.0, 0, 255).astype(np.uint8)
+    dark = image_rgb.max(axis=2) <= 25
+    rgb[dark] = image_rgb[dark]
+    return rgb
+
+
+def corrected_stain(crop_rgb: np.ndarray) -> np.ndarray:
+    """The crop as the classifier should see it: unchanged where its red cells are pink, else ``to_training_stain``."""
+    return crop_rgb if red_cells_pink(crop_rgb) else to_training_stain(crop_rgb)

@@ -1,0 +1,96 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hv.config import LocatorConfig
+from hv.locator import crop_cell, locate_cells
+from hv.preprocess import read_image_rgb
+from hv.stain import (
+    REFERENCE_RED_OD,
+    corrected_stain,
+    optical_density,
+    red_cells_pink,
+    rotation_between,
+    stain_anchors,
+    to_training_stain,
+)
+from tests.conftest import SAMPLES
+from training.augment import RGB_FROM_HED
+
+# Another lab's stain: haematoxylin drawn brown-red, eosin yellow (rows: the optical density a unit
+# of each stain adds to R, G, B; the third, DAB, kept).
+BROWN_RED = np.stack([[0.30, 0.62, 0.72], [0.08, 0.30, 0.95], RGB_FROM_HED[2]])
+BROWN_RED[:2] /= np.linalg.norm(BROWN_RED[:2], axis=1, keepdims=True)
+
+
+def _restained(image_rgb, stains):
+    amounts = optical_density(image_rgb).astype(np.float64) @ np.linalg.inv(RGB_FROM_HED.astype(np.float64))
+    return np.clip(256 * np.exp(-(amounts @ stains)) - 1, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def field_crop():
+    """A BCCD field's white cell, cropped as training crops it (stain correction off)."""
+    image = read_image_rgb(str(SAMPLES / "BloodImage_00009.jpg"))
+    config = LocatorConfig(stain_correction="off")
+    return crop_cell(image, locate_cells(image, config)[0], config, 96)
+
+
+def test_rotation_turns_one_direction_onto_another_and_keeps_lengths():
+    turn = rotation_between([0.2, 0.5, 0.85], REFERENCE_RED_OD)
+    target = REFERENCE_RED_OD / np.linalg.norm(REFERENCE_RED_OD)
+    assert np.allclose(turn @ (np.array([0.2, 0.5, 0.85]) / np.linalg.norm([0.2, 0.5, 0.85])), target)
+    assert np.allclose(turn @ turn.T, np.eye(3))
+    assert np.allclose(rotation_between(target, target), np.eye(3))
+
+
+def test_a_pink_crop_is_left_exactly_as_it_is(field_crop):
+    assert red_cells_pink(field_crop)
+    assert corrected_stain(field_crop) is field_crop
+
+
+def test_another_stain_is_turned_back_towards_the_training_colours(field_crop):
+    brown = _restained(field_crop, BROWN_RED)
+    assert not red_cells_pink(brown)
+    corrected = corrected_stain(brown)
+    assert red_cells_pink(corrected)
+    # The red cells' colour now points where the training labs' does, and the crop's stains (density
+    # above each one's plasma) lie much nearer the unshifted crop's than the brown-red ones did.
+    red, _ = stain_anchors(corrected)
+    assert float(red @ REFERENCE_RED_OD / np.linalg.norm(REFERENCE_RED_OD)) > 0.995
+
+    def stains(image):
+        return optical_density(image) - stain_anchors(image)[1]
+
+    distance = lambda image: np.abs(stains(image) - stains(field_crop)).mean()  # noqa: E731
+    assert distance(corrected) < 0.65 * distance(brown)
+
+
+def test_the_turn_keeps_each_pixels_density_above_the_plasma(field_crop):
+    brown = _restained(field_crop, BROWN_RED)
+    _, plasma_before = stain_anchors(brown)
+    _, plasma_after = stain_anchors(to_training_stain(brown))
+    before = np.linalg.norm(optical_density(brown) - plasma_before, axis=-1)
+    after = np.linalg.norm(optical_density(to_training_stain(brown)) - plasma_after, axis=-1)
+    unclipped = (brown > 3).all(axis=-1) & (brown < 252).all(axis=-1)
+    assert np.median(np.abs(after - before)[unclipped]) < 0.03
+
+
+def test_blank_and_black_crops_pass_through():
+    black = np.zeros((32, 32, 3), np.uint8)
+    grey = np.full((32, 32, 3), 200, np.uint8)
+    assert corrected_stain(black) is black
+    assert np.array_equal(to_training_stain(grey), grey)
+
+
+def test_crop_cell_corrects_only_with_the_setting_on():
+    field = read_image_rgb(str(SAMPLES / "BloodImage_00009.jpg"))
+    image = _restained(field, BROWN_RED)
+    auto = LocatorConfig()
+    off = dataclasses.replace(auto, stain_correction="off")
+    box = locate_cells(field, auto)[0]  # where the cell is: the geometry is the stain's to keep
+    as_is = crop_cell(image, box, off, 96)
+    corrected = crop_cell(image, box, auto, 96)
+    assert not red_cells_pink(as_is) and red_cells_pink(corrected)
+    assert np.array_equal(corrected, to_training_stain(as_is))
