@@ -7,9 +7,9 @@ crops of ``--images`` random images (the crop training uses, ``field_to_model_in
 crop's anchors (``hv.stain.stain_anchors``), their per-lab medians, and the mean of the labs'
 medians (the direction normalised): the constants to write into ``hv/stain.py``.
 
-With ``--gate-all`` it also reads the gate (``hv.stain.red_cells_pink``) on *every* image of
-each folder: a crop that fails it would be corrected, so its count is how many training (or
-scoring) crops the correction changes. Folders are read only; TEST folders can be named for
+With ``--gate-all`` it also reads the gate (``hv.stain.corrected_stain``) on *every* image of
+each folder, cut with the correction off: its count of crops the correction would change is how
+many training (or scoring) crops it changes. Folders are read only; TEST folders can be named for
 that count, whose labels are not read.
 
 Writes ``stain_reference.json`` to ``--out``.
@@ -18,6 +18,7 @@ Writes ``stain_reference.json`` to ``--out``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -26,9 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from hv.config import load_config
-from hv.locator import green_over_blue, red_cells_pink
 from hv.preprocess import IMAGE_SUFFIXES, field_to_model_input, read_image_rgb
-from hv.stain import stain_anchors
+from hv.stain import corrected_stain, green_over_blue, stain_anchors
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -36,6 +36,13 @@ DATA = ROOT.parent / "shared" / "data"
 
 def image_paths(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def gate(crop_rgb: np.ndarray) -> tuple[float, float, bool]:
+    """A crop's green / blue absorption, its plasma's blue-minus-red density, and whether the correction leaves it."""
+    anchors = stain_anchors(crop_rgb)
+    blue_minus_red = float(anchors[1][2] - anchors[1][0]) if anchors is not None else float("nan")
+    return green_over_blue(crop_rgb), blue_minus_red, corrected_stain(crop_rgb) is crop_rgb
 
 
 def main() -> None:
@@ -50,14 +57,21 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(ROOT / "config.toml")
 
+    uncorrected = dataclasses.replace(config, locator=dataclasses.replace(config.locator, stain_correction="off"))
+
     def crop(path: Path) -> np.ndarray:
-        return field_to_model_input(read_image_rgb(str(path)), config)[0]
+        """The crop training cuts, before any stain correction."""
+        return field_to_model_input(read_image_rgb(str(path)), uncorrected)[0]
 
     report = {"folders": {}, "images": args.images}
     reds, plasmas = [], []
     with ThreadPoolExecutor(4) as pool:
         for folder in map(Path, args.folders):
-            paths = random.Random(0).sample(image_paths(folder), args.images)
+            paths = image_paths(folder)
+            if len(paths) < args.images:
+                raise SystemExit(f"--folders {folder}: {len(paths)} images in its class folders, --images asks "
+                                 f"{args.images}")
+            paths = random.Random(0).sample(paths, args.images)
             anchors = [a for a in pool.map(lambda p: stain_anchors(crop(p)), paths) if a is not None]
             red = np.median([a[0] for a in anchors], axis=0)
             plasma = np.median([a[1] for a in anchors], axis=0)
@@ -76,18 +90,20 @@ def main() -> None:
         report["gate"] = {}
         for folder in map(Path, gate_folders):
             paths = image_paths(folder)
-            def gate(path: Path) -> tuple[float, bool]:
-                image = crop(path)
-                return green_over_blue(image), red_cells_pink(image)
-            read = list(pool.map(gate, paths))
-            ratios = np.array([r for r, _ in read])
-            corrected = [str(p.relative_to(folder)) for p, (_, pink) in zip(paths, read) if not pink]
+            if not paths:
+                raise SystemExit(f"--gate-all {folder}: no image in its class folders")
+            read = list(pool.map(lambda p: gate(crop(p)), paths))
+            ratios, lamps = np.array([r[0] for r in read]), np.array([r[1] for r in read])
+            corrected = [str(p.relative_to(folder)) for p, r in zip(paths, read) if not r[2]]
             report["gate"][str(folder)] = {"images": len(paths), "corrected": len(corrected),
                                            "green_over_blue_min": round(float(ratios.min()), 3),
                                            "green_over_blue_p1": round(float(np.percentile(ratios, 1)), 3),
+                                           "plasma_blue_minus_red_range": [round(float(lamps.min()), 3),
+                                                                           round(float(lamps.max()), 3)],
                                            "corrected_files": corrected[:50]}
-            print(f"{folder}: {len(corrected)} of {len(paths)} crops would be corrected "
-                  f"(green/blue min {ratios.min():.2f}, 1st percentile {np.percentile(ratios, 1):.2f})", flush=True)
+            print(f"{folder}: {len(corrected)} of {len(paths)} crops would be corrected (green/blue min "
+                  f"{ratios.min():.2f}, 1st percentile {np.percentile(ratios, 1):.2f}; plasma blue - red density "
+                  f"{lamps.min():.3f} to {lamps.max():.3f})", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "stain_reference.json").write_text(json.dumps(report, indent=1))
