@@ -16,8 +16,8 @@ The correction works in optical density (Beer-Lambert: stains add there). The pl
 turned, as one rotation of the density space, so that the red cells' colour (the mean of the
 pixels between the 50th and 85th percentile of density: mostly red cells, in any crop)
 points where the training labs' red cells point; the training labs' plasma is put back.
-A rotation keeps every pixel's total density, so a nucleus stays as dark as it was; a nucleus
-whose stain lay near the red cells' keeps that nearness. Red cells are the anchor because
+A rotation keeps the length of every pixel's density (above the plasma), so a nucleus stays
+about as dark as it was; a nucleus whose stain lay near the red cells' keeps that nearness. Red cells are the anchor because
 every crop holds many of them and their colour is the eosin's; a nucleus-based anchor read
 worse on validation (BENCHMARKS.md, "Turning another stain's colours back").
 
