@@ -17,9 +17,10 @@ turned, as one rotation of the density space, so that the red cells' colour (the
 pixels between the 50th and 85th percentile of density: mostly red cells, in any crop)
 points where the training labs' red cells point; the training labs' plasma is put back.
 A rotation keeps the length of every pixel's density (above the plasma), so a nucleus stays
-about as dark as it was; a nucleus whose stain lay near the red cells' keeps that nearness. Red cells are the anchor because
-every crop holds many of them and their colour is the eosin's; a nucleus-based anchor read
-worse on validation (BENCHMARKS.md, "Turning another stain's colours back").
+about as dark as it was; a nucleus whose stain lay near the red cells' keeps that nearness.
+Red cells are the anchor because every crop holds many of them and their colour is the
+eosin's; a nucleus-based anchor read worse on validation (BENCHMARKS.md, "Turning another
+stain's colours back").
 
 The reference directions are measured on training crops by ``benchmarks/stain_reference.py``.
 """
