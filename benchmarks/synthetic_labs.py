@@ -85,11 +85,17 @@ def _unit(vector) -> np.ndarray:
 
 
 def restain(image_rgb: np.ndarray, stains: np.ndarray, density: float = 1.0) -> np.ndarray:
-    """The image with its haematoxylin and eosin drawn with other colours (rows of ``stains``) and density."""
+    """The image with its haematoxylin and eosin drawn with other colours (rows of ``stains``) and density.
+
+    Near-black pixels (blood-cells/'s rotated corners) hold no stain and stay as they are: redrawn,
+    their extreme density came out as dark coloured areas the locator took for the densest nuclei.
+    """
     optical = -np.log((image_rgb.astype(np.float64) + 1) / 256)
     amounts = optical @ np.linalg.inv(RGB_FROM_HED.astype(np.float64)) * density
-    rgb = 256 * np.exp(-(amounts @ stains)) - 1
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    rgb = np.clip(256 * np.exp(-(amounts @ stains)) - 1, 0, 255).astype(np.uint8)
+    dark = image_rgb.max(axis=2) <= 25
+    rgb[dark] = image_rgb[dark]
+    return rgb
 
 
 def shift_image(image_rgb: np.ndarray, shift: str) -> np.ndarray:
