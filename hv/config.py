@@ -104,8 +104,9 @@ class LocatorConfig:
     # frame, or black (as the rotated corners of the training images).
     edge_fill: Literal["reflect", "black"] = "reflect"
     # "auto": a crop whose red cells are not eosin-pink (a stain unlike the training labs') has its
-    # colours turned to theirs before classifying (hv/stain.py); pink crops, every training crop
-    # among them, are left as they are. "off": every crop as the camera gave it.
+    # colours turned to theirs before classifying, and one lit by a lamp of another colour gets their
+    # plasma (hv/stain.py); the others, every training crop among them, are left as they are.
+    # "off": every crop as the camera gave it.
     stain_correction: Literal["auto", "off"] = "auto"
 
 

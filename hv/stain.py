@@ -7,9 +7,9 @@ Both training labs stain with a Romanowsky-type stain: red cells pink, nuclei bl
 lab with another stain (brown-red nuclei and a yellow eosin, say) gives the classifier
 colours it never learnt; augmentation can turn hues only so far before the training labs'
 own cells suffer (BENCHMARKS.md, "The nucleus stain's hue alone"). So such crops are
-corrected before classifying, and only they: where ``red_cells_pink`` holds, the
-crop is returned unchanged, so every training crop and every Romanowsky-stained frame is
-classified exactly as before.
+corrected before classifying, and only they: where ``red_cells_pink`` holds (and the lamp is
+like the training labs', below), the crop is returned unchanged, so every training crop and
+every Romanowsky-stained frame under such a lamp is classified exactly as before.
 
 The correction works in optical density (Beer-Lambert: stains add there). The plasma's density
 (the least dense 5 % of the crop: the lamp and the background tint) is taken off; the rest is
@@ -21,6 +21,10 @@ about as dark as it was; a nucleus whose stain lay near the red cells' keeps tha
 Red cells are the anchor because every crop holds many of them and their colour is the
 eosin's; a nucleus-based anchor read worse on validation (BENCHMARKS.md, "Turning another
 stain's colours back").
+
+A lamp of another colour leaves red cells pink but tints the plasma. A crop whose plasma lies
+outside the training labs' colours (``LAMP_BLUE_MINUS_RED``) gets the training labs' plasma,
+without a turn (BENCHMARKS.md, "A lamp of another colour").
 
 The reference directions are measured on training crops by ``benchmarks/stain_reference.py``.
 """
@@ -42,6 +46,12 @@ REFERENCE_PLASMA_OD = np.array([0.075, 0.130, 0.195])
 # views without a white cell read 0.85-2.3 (a view of plasma and a few red cells can fall under
 # 0.9 and get the lower search; views with a cell invented stay as many), drawn brown-red at most 0.90.
 PINK_GREEN_OVER_BLUE = 0.9
+# A lamp of another colour adds the same density to every pixel, and the plasma shows it. Every
+# training crop's plasma has a blue-minus-red density within -0.06 to 0.25 (blood-cells/TRAIN -0.06
+# to 0.06, pbc/TRAIN and pbc/OTHER -0.01 to 0.25: benchmarks/stain_reference.py --gate-all); a crop
+# whose plasma lies beyond these bounds, set about 0.1 further (a warmer or a cooler lamp), gets the
+# training labs' plasma. Under synthetic_labs.py's warm lamp: 0.43 and more.
+LAMP_BLUE_MINUS_RED = (-0.15, 0.33)
 # Red cells are the pixels between these percentiles of density above the plasma: above the
 # plasma and pale cytoplasm, below the nuclei and granules.
 RED_PERCENTILES = (50, 85)
@@ -117,11 +127,12 @@ def stain_anchors(image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
     return _unit(red), plasma
 
 
-def to_training_stain(image_rgb: np.ndarray) -> np.ndarray:
+def to_training_stain(image_rgb: np.ndarray, turn_stain: bool = True) -> np.ndarray:
     """The image with its red cells' colour turned to the training labs' (see the module's docstring).
 
     Args:
         image_rgb: (H, W, 3) uint8 RGB.
+        turn_stain: False: only the plasma (the lamp's colour) is replaced.
 
     Returns:
         (H, W, 3) uint8 RGB; near-black pixels are kept as they are.
@@ -130,7 +141,7 @@ def to_training_stain(image_rgb: np.ndarray) -> np.ndarray:
     if anchors is None:
         return image_rgb
     red, plasma = anchors
-    turn = rotation_between(red, REFERENCE_RED_OD)
+    turn = rotation_between(red, REFERENCE_RED_OD) if turn_stain else np.eye(3)
     # float32, a lookup table and OpenCV: a 224-pixel crop in about 3 ms where float64 NumPy took 7.
     density = _DENSITY_OF_VALUE[image_rgb]
     turned = cv2.transform(density - plasma.astype(np.float32), turn.astype(np.float32))
@@ -141,6 +152,18 @@ def to_training_stain(image_rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def lamp_like_training(image_rgb: np.ndarray) -> bool:
+    """Whether the image's plasma has the colour of the training labs' (``LAMP_BLUE_MINUS_RED``)."""
+    anchors = stain_anchors(image_rgb)
+    if anchors is None:
+        return True
+    blue_minus_red = float(anchors[1][2] - anchors[1][0])
+    return LAMP_BLUE_MINUS_RED[0] <= blue_minus_red <= LAMP_BLUE_MINUS_RED[1]
+
+
 def corrected_stain(crop_rgb: np.ndarray) -> np.ndarray:
-    """The crop as the classifier should see it: unchanged where its red cells are pink, else ``to_training_stain``."""
-    return crop_rgb if red_cells_pink(crop_rgb) else to_training_stain(crop_rgb)
+    """The crop as the classifier should see it: unchanged where its red cells are pink and its plasma of the
+    training labs' colour; with the training labs' plasma where only the lamp differs; else ``to_training_stain``."""
+    if not red_cells_pink(crop_rgb):
+        return to_training_stain(crop_rgb)
+    return crop_rgb if lamp_like_training(crop_rgb) else to_training_stain(crop_rgb, turn_stain=False)

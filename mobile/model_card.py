@@ -89,8 +89,9 @@ def render_model_card(description: dict, report: dict) -> str:
     counts = "; ".join(f"{source}: " + ", ".join(f"{name} {n}" for name, n in per_class.items() if n)
                        for source, per_class in _counts_by_source(description["training"]["counts"]).items())
     stain_text = ("\n- A crop whose red cells are not eosin-pink (a stain unlike the training labs' Romanowsky-type"
-                  " ones) has its colours turned to the training labs' before it goes in (stain_correction ="
-                  " 'auto', `model.json` → `crop` → `stain_correction_how`); pink crops go in as they are."
+                  " ones) has its colours turned to the training labs' before it goes in, and a crop lit by a lamp"
+                  " of another colour gets the training labs' plasma (stain_correction = 'auto', `model.json` →"
+                  " `crop` → `stain_correction_how`); other crops go in as they are."
                   if description["crop"].get("stain_correction") == "auto" else "")
     rows = "\n".join(
         f"| {v} | {r['size_mb']} | {percent(r['accuracy'])} | {r['top1_agreement']:.2%} | {r['latency_ms_1_thread']} |"

@@ -21,6 +21,7 @@ from hv.config import Config
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
 from hv.scale import CELL_OVER_NUCLEUS, MIN_NUCLEUS_SHARE
 from hv.stain import (
+    LAMP_BLUE_MINUS_RED,
     PINK_GREEN_OVER_BLUE,
     PLASMA_PERCENTILE,
     RED_PERCENTILES,
@@ -78,13 +79,15 @@ def crop_description(config: Config) -> dict:
         "stain_correction_how": (
             "with \"auto\", after resizing: on every 4th pixel of the crop each way that is not near-black "
             "(max channel > 25), optical density OD = -ln((value + 1) / 256) per channel; plasma = the mean OD of "
-            f"the least dense {PLASMA_PERCENTILE} % (by summed OD); stained = OD - plasma. The crop is left as it "
-            f"is if the mean stained OD of its densest 40 % has green / blue >= {PINK_GREEN_OVER_BLUE} (red cells "
-            "eosin-pink). Otherwise red = the unit mean stained OD of the pixels between the "
+            f"the least dense {PLASMA_PERCENTILE} % (by summed OD); stained = OD - plasma. Where the mean stained "
+            f"OD of the densest 40 % has green / blue >= {PINK_GREEN_OVER_BLUE} (red cells eosin-pink): the crop is "
+            f"left as it is if plasma's blue - red OD lies within {LAMP_BLUE_MINUS_RED[0]} to "
+            f"{LAMP_BLUE_MINUS_RED[1]} (the training labs' lamp), else R = identity (only the lamp is replaced). "
+            "Otherwise red = the unit mean stained OD of the pixels between the "
             f"{RED_PERCENTILES[0]}th and {RED_PERCENTILES[1]}th percentile of summed stained OD; R = the rotation "
-            "turning red onto reference_red_od about their cross product (Rodrigues); every pixel becomes "
-            "256 * exp(-((OD - plasma) R^T + reference_plasma_od)) - 1, clipped to 0-255; near-black pixels "
-            "are kept (hv/stain.py)"
+            "turning red onto reference_red_od about their cross product (Rodrigues). Every pixel of a crop not "
+            "left as it is becomes 256 * exp(-((OD - plasma) R^T + reference_plasma_od)) - 1, clipped to 0-255; "
+            "near-black pixels are kept (hv/stain.py)"
         ),
         "reference_red_od": [float(v) for v in REFERENCE_RED_OD],
         "reference_plasma_od": [float(v) for v in REFERENCE_PLASMA_OD],

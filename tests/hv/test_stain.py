@@ -7,8 +7,10 @@ from hv.config import LocatorConfig
 from hv.locator import crop_cell, locate_cells
 from hv.preprocess import read_image_rgb
 from hv.stain import (
+    REFERENCE_PLASMA_OD,
     REFERENCE_RED_OD,
     corrected_stain,
+    lamp_like_training,
     optical_density,
     red_cells_pink,
     rotation_between,
@@ -94,3 +96,21 @@ def test_crop_cell_corrects_only_with_the_setting_on():
     corrected = crop_cell(image, box, auto, 96)
     assert not red_cells_pink(as_is) and red_cells_pink(corrected)
     assert np.array_equal(corrected, to_training_stain(as_is))
+
+
+@pytest.mark.parametrize("gains", [(1.0, 0.85, 0.62), (0.62, 0.85, 1.0)], ids=["warm lamp", "cool lamp"])
+def test_a_lamp_of_another_colour_gets_the_training_plasma_and_no_turn(field_crop, gains):
+    lit = np.clip(field_crop * np.array(gains), 0, 255).astype(np.uint8)
+    assert red_cells_pink(lit) and not lamp_like_training(lit)
+    corrected = corrected_stain(lit)
+    assert lamp_like_training(corrected)
+    red_before, _ = stain_anchors(lit)
+    red_after, plasma_after = stain_anchors(corrected)
+    assert float(red_before @ red_after) > 0.999  # the stain's colours are not turned
+    assert np.abs(plasma_after - REFERENCE_PLASMA_OD).max() < 0.03
+    # Only the lamp changes: above the plasma the stains are the crop's own, up to 8-bit rounding.
+    def stains(image):
+        return optical_density(image) - stain_anchors(image)[1]
+
+    assert np.abs(stains(corrected) - stains(field_crop)).mean() < 0.03
+    assert lamp_like_training(field_crop) and corrected_stain(field_crop) is field_crop
