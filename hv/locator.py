@@ -303,7 +303,8 @@ def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig
     is), centred on the box, so every crop shows cells at the same scale: size is one of
     the cues that tell a lymphocyte from a monocyte. Parts outside the frame are reflected
     or black (``config.edge_fill``). A crop whose red cells are not eosin-pink (another stain)
-    has its colours turned to the training labs' (``hv.stain``, ``config.stain_correction``).
+    has its colours turned to the training labs', one lit by a lamp of another colour gets their
+    plasma (``hv.stain``, ``config.stain_correction``).
 
     Args:
         image_rgb: (H, W, 3) uint8 RGB frame.
