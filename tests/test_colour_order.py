@@ -4,10 +4,12 @@ The field is a purple white cell (the locator finds it by its blue nucleus) on a
 red background; the probe classifier answers "eosinophil" when the crop it gets is redder
 than it is blue and "lymphocyte" otherwise. A BGR image handed on as RGB (or the reverse)
 makes the background blue, and the answer "lymphocyte", or hides the nucleus from the
-locator and gives no answer at all.
+locator and gives no answer at all. The stain correction is off: it would give this strongly
+tinted field the training labs' plasma, and the probe must see the pixels as read.
 """
 
 import csv
+import dataclasses
 
 import cv2
 import numpy as np
@@ -21,6 +23,12 @@ from stream.sources import ImageFolderSource, VideoFileSource
 from training.pipeline import FieldLoader
 
 SIZE = 32
+
+
+def probe_config() -> Config:
+    """The default config with the crops left as the camera gave them (``locator.stain_correction = "off"``)."""
+    config = Config()
+    return dataclasses.replace(config, locator=dataclasses.replace(config.locator, stain_correction="off"))
 
 
 class ColourProbe:
@@ -54,7 +62,7 @@ def test_file_to_crop_keeps_rgb(tmp_path):
     path = _write_rgb(tmp_path / "field.png", red_field_rgb())
     image = read_image_rgb(str(path))
     assert image[5, 5].tolist() == [236, 170, 160]  # red first
-    config = Config()
+    config = probe_config()
     crop, located = field_to_model_input(image, config)
     assert located and crop[..., 0].mean() > crop[..., 2].mean()
     loader_crop = FieldLoader(config)(str(path).encode())  # what training feeds the model
@@ -63,7 +71,7 @@ def test_file_to_crop_keeps_rgb(tmp_path):
 
 def test_hv_classify_gives_the_red_answer(tmp_path):
     path = _write_rgb(tmp_path / "field.png", red_field_rgb())
-    classify_fields(ColourProbe(), [path], Config(), tmp_path / "out")
+    classify_fields(ColourProbe(), [path], probe_config(), tmp_path / "out")
     with (tmp_path / "out" / "cells.csv").open() as f:
         assert [row["label"] for row in csv.DictReader(f)] == ["eosinophil"]
 
@@ -80,6 +88,6 @@ def test_stream_sources_and_pipeline_give_the_red_answer(tmp_path):
     _write_rgb(folder / "f0.png", red_field_rgb())
     camera_frame = Frame(field_bgr, 0, 0.0, 0.0)  # what a camera source yields: BGR, as OpenCV reads
     for frames in (list(VideoFileSource(video)), list(ImageFolderSource(folder)), [camera_frame]):
-        pipeline = StreamPipeline(ColourProbe(), Config())
+        pipeline = StreamPipeline(ColourProbe(), probe_config())
         labels = [int(label) for frame in frames for label in pipeline.process(frame)[1].label_id]
         assert labels and set(labels) == {0}, labels
