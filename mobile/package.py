@@ -87,7 +87,8 @@ def crop_description(config: Config) -> dict:
             f"{RED_PERCENTILES[0]}th and {RED_PERCENTILES[1]}th percentile of summed stained OD; R = the rotation "
             "turning red onto reference_red_od about their cross product (Rodrigues). Every pixel of a crop not "
             "left as it is becomes 256 * exp(-((OD - plasma) R^T + reference_plasma_od)) - 1, clipped to 0-255; "
-            "near-black pixels are kept (hv/stain.py)"
+            "near-black pixels are kept; a crop with fewer than 64 measured pixels, or whose red cells' mean "
+            "stained OD is under 0.001 long, is left as it is (hv/stain.py)"
         ),
         "reference_red_od": [float(v) for v in REFERENCE_RED_OD],
         "reference_plasma_od": [float(v) for v in REFERENCE_PLASMA_OD],
