@@ -1,9 +1,9 @@
 """What the stain correction (``locator.stain_correction``) changes: each model's calls with it off and on.
 
 ``hv.stain`` turns a crop whose red cells are not eosin-pink to the training labs' colours
-before classifying. This scores models both ways on the same images, under the synthetic
-labs of ``benchmarks/synthetic_labs.py`` (a brown-red stain, a warm lamp, a faded stain, a
-soft camera), as trained (no adapting):
+before classifying, and gives a crop lit by a lamp of another colour their plasma. This scores
+models both ways on the same images, under the synthetic labs of ``benchmarks/synthetic_labs.py``
+(a brown-red stain, a warm lamp, a faded stain, a soft camera), as trained (no adapting):
 
 - by default the images each model's training held out of ``--source`` (rebuilt from the
   config saved beside it, as ``synthetic_labs.py`` does), with the held-out pbc/OTHER cells
