@@ -66,15 +66,26 @@ def optical_density(rgb: np.ndarray) -> np.ndarray:
     return -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
 
 
+def _density_sample(image_rgb: np.ndarray) -> np.ndarray:
+    """Optical density (float32) of every 4th pixel each way (the colours at 1/16 of the cost), near-black left out.
+
+    Rotated training images' black corners and a black edge fill carry no stain. Measured once per
+    image and shared by the gates and the correction below.
+    """
+    sample = image_rgb[::4, ::4].reshape(-1, 3)
+    return optical_density(sample[sample.max(axis=1) > 25])
+
+
 def green_over_blue(image_rgb: np.ndarray) -> float:
     """How much more green than blue light the field's stained pixels absorb (optical density above the plasma's).
 
     The stained pixels are the densest 40 % of the field: mostly red cells. Measured from the
     plasma (the brightest 5 %), a lamp's colour, which adds the same density everywhere, cancels.
     """
-    sample = image_rgb[::4, ::4].reshape(-1, 3)  # every 4th pixel each way: the field's colours at 1/16 of the cost
-    sample = sample[sample.max(axis=1) > 25]  # rotated training images' black corners carry no stain
-    pixels = optical_density(sample)
+    return _green_over_blue(_density_sample(image_rgb))
+
+
+def _green_over_blue(pixels: np.ndarray) -> float:
     if len(pixels) < 16:
         return float("inf")  # nothing to measure: taken as pink, the stricter search
     total = pixels.sum(axis=1)
@@ -113,11 +124,13 @@ def stain_anchors(image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
     Every 4th pixel each way is measured; near-black pixels (a data set's rotated corners, a
     black edge fill) carry no stain and are left out.
     """
-    sample = image_rgb[::4, ::4].reshape(-1, 3)
-    sample = sample[sample.max(axis=1) > 25]
-    if len(sample) < 64:
+    return _stain_anchors(_density_sample(image_rgb))
+
+
+def _stain_anchors(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    if len(pixels) < 64:
         return None
-    density = optical_density(sample).astype(np.float64)
+    density = pixels.astype(np.float64)
     total = density.sum(axis=1)
     plasma = density[total <= np.percentile(total, PLASMA_PERCENTILE)].mean(axis=0)
     stained = density - plasma
@@ -139,7 +152,10 @@ def to_training_stain(image_rgb: np.ndarray, turn_stain: bool = True) -> np.ndar
     Returns:
         (H, W, 3) uint8 RGB; near-black pixels are kept as they are.
     """
-    anchors = stain_anchors(image_rgb)
+    return _restained(image_rgb, stain_anchors(image_rgb), turn_stain)
+
+
+def _restained(image_rgb: np.ndarray, anchors: tuple[np.ndarray, np.ndarray] | None, turn_stain: bool) -> np.ndarray:
     if anchors is None:
         return image_rgb
     red, plasma = anchors
@@ -156,7 +172,10 @@ def to_training_stain(image_rgb: np.ndarray, turn_stain: bool = True) -> np.ndar
 
 def lamp_like_training(image_rgb: np.ndarray) -> bool:
     """Whether the image's plasma has the colour of the training labs' (``LAMP_BLUE_MINUS_RED``)."""
-    anchors = stain_anchors(image_rgb)
+    return _lamp_like_training(stain_anchors(image_rgb))
+
+
+def _lamp_like_training(anchors: tuple[np.ndarray, np.ndarray] | None) -> bool:
     if anchors is None:
         return True
     blue_minus_red = float(anchors[1][2] - anchors[1][0])
@@ -165,7 +184,14 @@ def lamp_like_training(image_rgb: np.ndarray) -> bool:
 
 def corrected_stain(crop_rgb: np.ndarray) -> np.ndarray:
     """The crop as the classifier should see it: unchanged where its red cells are pink and its plasma of the
-    training labs' colour; with the training labs' plasma where only the lamp differs; else ``to_training_stain``."""
-    if not red_cells_pink(crop_rgb):
-        return to_training_stain(crop_rgb)
-    return crop_rgb if lamp_like_training(crop_rgb) else to_training_stain(crop_rgb, turn_stain=False)
+    training labs' colour; with the training labs' plasma where only the lamp differs; else ``to_training_stain``.
+
+    The crop's densities are sampled once for both gates and the correction: this runs on every crop
+    the stream classifies.
+    """
+    pixels = _density_sample(crop_rgb)
+    pink = _green_over_blue(pixels) >= PINK_GREEN_OVER_BLUE
+    anchors = _stain_anchors(pixels)
+    if pink and _lamp_like_training(anchors):
+        return crop_rgb
+    return _restained(crop_rgb, anchors, turn_stain=not pink)
