@@ -22,7 +22,6 @@ Writes ``stain_correction.json`` to ``--out``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 from synthetic_labs import PBC_SOURCE, scored, shift_image  # benchmarks/ is on sys.path when run as a script
 
 from hv.classifier import KerasClassifier
-from hv.config import Config, load_config
+from hv.config import Config, load_config, override
 from hv.labels import CLASS_NAMES
 from hv.preprocess import IMAGE_SUFFIXES, field_to_model_input, read_image_rgb
 from training.data import field_group, load_originals
@@ -43,7 +42,7 @@ SETTINGS = ("off", "auto")
 
 
 def with_correction(config: Config, setting: str) -> Config:
-    return dataclasses.replace(config, locator=dataclasses.replace(config.locator, stain_correction=setting))
+    return override(config, **{"locator.stain_correction": setting})
 
 
 def held_out_images(model: str, config: Config, source: str) -> tuple[list[tuple[str, int]], list[str]]:

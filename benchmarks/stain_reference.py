@@ -18,7 +18,6 @@ Writes ``stain_reference.json`` to ``--out``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hv.config import load_config
+from hv.config import load_config, override
 from hv.preprocess import IMAGE_SUFFIXES, field_to_model_input, read_image_rgb
 from hv.stain import corrected_stain, green_over_blue, stain_anchors
 
@@ -57,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(ROOT / "config.toml")
 
-    uncorrected = dataclasses.replace(config, locator=dataclasses.replace(config.locator, stain_correction="off"))
+    uncorrected = override(config, **{"locator.stain_correction": "off"})
 
     def crop(path: Path) -> np.ndarray:
         """The crop training cuts, before any stain correction."""

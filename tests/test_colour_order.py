@@ -9,12 +9,11 @@ tinted field the training labs' plasma, and the probe must see the pixels as rea
 """
 
 import csv
-import dataclasses
 
 import cv2
 import numpy as np
 
-from hv.config import Config
+from hv.config import Config, override
 from hv.field_images import classify_fields
 from hv.preprocess import field_to_model_input, read_image_rgb
 from stream.detections import Frame
@@ -27,8 +26,7 @@ SIZE = 32
 
 def probe_config() -> Config:
     """The default config with the crops left as the camera gave them (``locator.stain_correction = "off"``)."""
-    config = Config()
-    return dataclasses.replace(config, locator=dataclasses.replace(config.locator, stain_correction="off"))
+    return override(Config(), **{"locator.stain_correction": "off"})
 
 
 class ColourProbe:
