@@ -281,6 +281,8 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
         # Clear views outvote those near the edge: cells whose final label still rests on a cut view.
         "label_from_cut_view": sum(1 for t in counted if rests_on_cut_view.get(t, False)),
         "partial_counted_apart": summary["counts"]["partial"],
+        # Counted cells whose crops were given the training labs' plasma or colours (hv.stain).
+        "recoloured": summary["recoloured"],
         "differential_tv_points": tv_points(truth_share, counted_share),
         "truth_percent": dict(zip(CLASS_NAMES, truth_share.round(2).tolist())), "percent": summary["percent"],
         "label_agreement": round(float(np.mean(agree)), 4) if agree else None,

@@ -30,7 +30,7 @@ import numpy as np
 
 from hv.config import LocatorConfig
 from hv.scale import CELL_OVER_NUCLEUS, nucleus_diameter_px, red_cell_diameter_px
-from hv.stain import corrected_stain, optical_density, red_cells_pink
+from hv.stain import AS_IS, optical_density, recoloured, red_cells_pink
 
 # Blueness is measured against a per-frame background estimate, so a warmer or cooler
 # white balance shifts both alike; this floor keeps a field with no nucleus from having
@@ -297,7 +297,13 @@ def clear_of_edge(boxes_xyxy: np.ndarray, frame_size: tuple[int, int], margin_px
 
 def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig, size: int,
               diameter_px: float | None = None) -> np.ndarray:
-    """Cut the classifier's input around one cell.
+    """Cut the classifier's input around one cell (``crop_cell_recoloured`` without saying how it was recoloured)."""
+    return crop_cell_recoloured(image_rgb, box_xyxy, config, size, diameter_px)[0]
+
+
+def crop_cell_recoloured(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig, size: int,
+                         diameter_px: float | None = None) -> tuple[np.ndarray, str]:
+    """Cut the classifier's input around one cell, and say which colour correction it got.
 
     The window is a square of ``crop_context`` expected cell diameters (larger if the box
     is), centred on the box, so every crop shows cells at the same scale: size is one of
@@ -314,7 +320,8 @@ def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig
         diameter_px: the frame's expected cell diameter (``cell_diameter_px``; measured here if None).
 
     Returns:
-        (size, size, 3) uint8 RGB crop.
+        (size, size, 3) uint8 RGB crop, and ``hv.stain.AS_IS``, ``LAMP`` or ``STAIN``: what the
+        correction did (always ``AS_IS`` with ``stain_correction = "off"``).
     """
     height, width = image_rgb.shape[:2]
     if diameter_px is None:
@@ -343,4 +350,6 @@ def crop_cell(image_rgb: np.ndarray, box_xyxy: np.ndarray, config: LocatorConfig
     window = padded[top : top + side_px, left : left + side_px]
     interpolation = cv2.INTER_AREA if side_px > size else cv2.INTER_LINEAR
     crop = cv2.resize(window, (size, size), interpolation=interpolation)
-    return corrected_stain(crop) if config.stain_correction == "auto" else crop
+    if config.stain_correction == "off":
+        return crop, AS_IS
+    return recoloured(crop, always=config.stain_correction == "always")

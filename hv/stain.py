@@ -182,16 +182,36 @@ def _lamp_like_training(anchors: tuple[np.ndarray, np.ndarray] | None) -> bool:
     return LAMP_BLUE_MINUS_RED[0] <= blue_minus_red <= LAMP_BLUE_MINUS_RED[1]
 
 
-def corrected_stain(crop_rgb: np.ndarray) -> np.ndarray:
-    """The crop as the classifier should see it: unchanged where its red cells are pink and its plasma of the
-    training labs' colour; with the training labs' plasma where only the lamp differs; else ``to_training_stain``.
+# What the correction did to a crop: nothing, the plasma replaced (a lamp of another colour), or the
+# colours turned (another stain). The stream reports it per cell: a count resting on recoloured crops
+# comes from a microscope unlike the training labs'.
+AS_IS, LAMP, STAIN = "", "lamp", "stain"
 
-    The crop's densities are sampled once for both gates and the correction: this runs on every crop
-    the stream classifies.
+
+def recoloured(crop_rgb: np.ndarray, always: bool = False) -> tuple[np.ndarray, str]:
+    """The crop as the classifier should see it, and which correction its colours call for (``AS_IS``, ``LAMP``,
+    ``STAIN``).
+
+    Unchanged where its red cells are pink and its plasma of the training labs' colour; with the
+    training labs' plasma where only the lamp differs; else ``to_training_stain``. With ``always``
+    every crop is turned and given the training labs' plasma (``locator.stain_correction =
+    "always"``), and the answer still says what its colours called for. The crop's densities are
+    sampled once for both gates and the correction: this runs on every crop the stream
+    classifies. An image with nothing to measure (blank, black) is left as it is.
     """
     pixels = _density_sample(crop_rgb)
     pink = _green_over_blue(pixels) >= PINK_GREEN_OVER_BLUE
     anchors = _stain_anchors(pixels)
-    if pink and _lamp_like_training(anchors):
-        return crop_rgb
-    return _restained(crop_rgb, anchors, turn_stain=not pink)
+    if anchors is None:
+        return crop_rgb, AS_IS
+    how = STAIN if not pink else AS_IS if _lamp_like_training(anchors) else LAMP
+    if always:
+        return _restained(crop_rgb, anchors, turn_stain=True), how
+    if how == AS_IS:
+        return crop_rgb, AS_IS
+    return _restained(crop_rgb, anchors, turn_stain=how == STAIN), how
+
+
+def corrected_stain(crop_rgb: np.ndarray) -> np.ndarray:
+    """The crop as the classifier should see it (``recoloured`` without saying which correction)."""
+    return recoloured(crop_rgb)[0]

@@ -6,6 +6,7 @@ import math
 from collections import Counter
 
 from hv.labels import CLASS_NAMES, OTHER_ID, OTHER_NAME, PARTIAL_ID, UNIDENTIFIED_ID
+from hv.stain import AS_IS, LAMP, STAIN
 from stream.detections import Detections
 
 UNIDENTIFIED = "unidentified"
@@ -43,12 +44,14 @@ class DifferentialCount:
         self.check_below = check_below  # a cell under this confidence is "to check" (stream.check_below)
         self._label_of_track: dict[int, int] = {}
         self._confidence_of_track: dict[int, float] = {}  # the label's mean vote
+        self._recoloured_tracks: dict[int, str] = {}  # counted cells whose crops got a colour correction (hv.stain)
         self._partial_tracks: set[int] = set()
         self._corrected: set[int] = set()  # labels a user set; later votes do not change them
         self.complete = False
 
     def update(self, detections: Detections) -> None:
-        for track, label, confidence in zip(detections.track_id, detections.label_id, detections.confidence):
+        for track, label, confidence, recoloured in zip(detections.track_id, detections.label_id,
+                                                        detections.confidence, detections.recoloured):
             track, label = int(track), int(label)
             if label == PARTIAL_ID:
                 self._partial_tracks.add(track)
@@ -58,6 +61,10 @@ class DifferentialCount:
                 self._label_of_track[track] = label
                 self._confidence_of_track[track] = float(confidence)
                 self._partial_tracks.discard(track)
+                if recoloured != AS_IS:
+                    self._recoloured_tracks[track] = str(recoloured)
+                else:
+                    self._recoloured_tracks.pop(track, None)
         if self.target and self.identified >= self.target:
             self.complete = True
 
@@ -103,6 +110,12 @@ class DifferentialCount:
     def confidence_of(self, track_id: int) -> float | None:
         """The mean vote of a counted cell's label (as last classified; a correction does not change it)."""
         return self._confidence_of_track.get(track_id)
+
+    def recoloured(self) -> dict[str, int]:
+        """Counted cells whose label rests on crops given the training labs' plasma (``lamp``) or colours
+        (``stain``): many of them say the microscope is unlike the training labs' (``hv.stain``)."""
+        tally = Counter(self._recoloured_tracks.values())
+        return {LAMP: tally.get(LAMP, 0), STAIN: tally.get(STAIN, 0)}
 
     @property
     def to_check(self) -> int:

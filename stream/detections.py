@@ -9,8 +9,10 @@ import numpy as np
 
 from hv.labels import UNIDENTIFIED_ID
 from hv.locator import clear_of_edge
+from hv.stain import AS_IS
 
 UNTRACKED_ID = -1
+RECOLOURED_DTYPE = "<U5"  # hv.stain's AS_IS, LAMP, STAIN
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Detections:
         label_id: (n,) int index into ``hv.labels.OUTPUT_NAMES`` (4 = "other"); -1 = unidentified / not yet classified.
         track_id: (n,) int; -1 = not tracked yet.
         whole: (n,) bool; False for a cell cut by the frame edge (``mark_cut_cells``), which is never classified.
+        recoloured: (n,) str; which colour correction the crops of the cell's label got (``hv.stain``: "" none,
+            "lamp" the plasma replaced, "stain" the colours turned; the strongest among its votes).
 
     Stages return new objects (``dataclasses.replace``) and never change their input.
     """
@@ -42,6 +46,7 @@ class Detections:
     label_id: np.ndarray = field(default=None)
     track_id: np.ndarray = field(default=None)
     whole: np.ndarray = field(default=None)
+    recoloured: np.ndarray = field(default=None)
 
     def __post_init__(self):
         boxes = np.asarray(self.boxes_xyxy, np.float32).reshape(-1, 4)
@@ -49,7 +54,8 @@ class Detections:
         defaults = {"confidence": (np.zeros(n, np.float32), np.float32),
                     "label_id": (np.full(n, UNIDENTIFIED_ID, np.int64), np.int64),
                     "track_id": (np.full(n, UNTRACKED_ID, np.int64), np.int64),
-                    "whole": (np.ones(n, bool), bool)}
+                    "whole": (np.ones(n, bool), bool),
+                    "recoloured": (np.full(n, AS_IS, RECOLOURED_DTYPE), RECOLOURED_DTYPE)}
         object.__setattr__(self, "boxes_xyxy", boxes)
         for name, (default, dtype) in defaults.items():
             value = getattr(self, name)
@@ -67,7 +73,7 @@ class Detections:
 
     def __getitem__(self, mask) -> Detections:
         return Detections(self.boxes_xyxy[mask], self.confidence[mask], self.label_id[mask], self.track_id[mask],
-                          self.whole[mask])
+                          self.whole[mask], self.recoloured[mask])
 
     def replace(self, **changes) -> Detections:
         return dataclasses.replace(self, **changes)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from hv.classifier import Classifier, model_identity
 from hv.config import Config
 from hv.locator import RunningCellScale, locate_cells
+from hv.stain import LAMP, STAIN
 from stream.annotators import BoxAnnotator, CountPanelAnnotator, LabelAnnotator, StatusAnnotator
 from stream.counter import DifferentialCount
 from stream.detections import Detections, Frame, mark_cut_cells
@@ -29,6 +30,9 @@ from stream.tracker import SlideTracker
 log = logging.getLogger(__name__)
 
 LATENCY_WINDOW = 10_000  # frames whose latency summary.json's p50 / p95 describe
+# The status line says the colours were adjusted once at least half of this many counted cells or more were:
+# a few cells near a bright edge do not make a microscope unlike the training labs'.
+RECOLOURED_NOTE_MIN_CELLS = 5
 
 
 class StreamPipeline:
@@ -112,6 +116,8 @@ class StreamPipeline:
             "model": self.model,
             # Crops whose red cells were not eosin-pink were turned to the training labs' colours (hv.stain).
             "stain_correction": self.config.locator.stain_correction,
+            # Counted cells whose crops it changed: the training labs' plasma ("lamp") or colours ("stain").
+            "recoloured": self.counter.recoloured(),
             "cells": counter.total, "identified": counter.identified, "corrected": counter.corrected,
             "counts": counter.counts(),
             "percent": {k: round(v, 2) for k, v in counter.percentages().items()},
@@ -136,11 +142,19 @@ class StreamPipeline:
         to_check = f", {self.counter.to_check} to check" if self.counter.to_check else ""
         identified = self.counter.identified
         cells = f"{identified} {'cell' if identified == 1 else 'cells'}"
+        notes = f"{to_check}{self._recoloured_note()}"
         if self.counter.complete:
-            return f"differential complete: {cells}{to_check}"
+            return f"differential complete: {cells}{notes}"
         if self.counter.target:
-            return f"{identified} / {self.counter.target} cells{to_check}"
-        return f"{cells}{to_check}"
+            return f"{identified} / {self.counter.target} cells{notes}"
+        return f"{cells}{notes}"
+
+    def _recoloured_note(self) -> str:
+        """Said once most counted cells' crops were recoloured: the microscope is unlike the training labs'."""
+        recoloured, counted = self.counter.recoloured(), self.counter.total
+        if counted < RECOLOURED_NOTE_MIN_CELLS or 2 * sum(recoloured.values()) < counted:
+            return ""
+        return f"; {'another stain' if recoloured[STAIN] >= recoloured[LAMP] else 'another lamp'}: colours adjusted"
 
 
 def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool = False, display: bool = False,

@@ -18,7 +18,7 @@ from stream.motion import StagePosition
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "whole", "label", "confidence",
-               "region", "slide_x", "slide_y", "model_sha256")
+               "region", "slide_x", "slide_y", "model_sha256", "recoloured")
 
 
 class CsvSink:
@@ -26,7 +26,8 @@ class CsvSink:
 
     ``x, y, w, h`` are frame pixels; ``slide_x, slide_y`` the box's top-left in its region's slide
     coordinates (``stream.motion``); ``whole`` is 0 for a cell cut by the frame edge (never
-    classified); ``model_sha256`` names the model that made the label.
+    classified); ``model_sha256`` names the model that made the label; ``recoloured`` says which colour
+    correction the crops of that label got (``hv.stain``: empty none, ``lamp``, ``stain``).
     """
 
     def __init__(self, path: str | Path, model_sha256: str | None = None):
@@ -40,12 +41,13 @@ class CsvSink:
 
     def write(self, frame: Frame, detections: Detections, position: StagePosition | None = None) -> None:
         region, dx, dy = (position.region, position.x, position.y) if position else (0, 0.0, 0.0)
-        for box, track, whole, label, conf in zip(detections.boxes_xyxy, detections.track_id, detections.whole,
-                                                  detections.label_id, detections.confidence):
+        for box, track, whole, label, conf, recoloured in zip(
+                detections.boxes_xyxy, detections.track_id, detections.whole, detections.label_id,
+                detections.confidence, detections.recoloured):
             x1, y1, x2, y2 = (int(round(float(v))) for v in box)
             self._writer.writerow([frame.index, f"{frame.timestamp_s:.3f}", int(track), x1, y1, x2 - x1, y2 - y1,
                                    int(whole), name_of(int(label)), f"{conf:.4f}", region,
-                                   f"{box[0] + dx:.1f}", f"{box[1] + dy:.1f}", self.model_sha256])
+                                   f"{box[0] + dx:.1f}", f"{box[1] + dy:.1f}", self.model_sha256, recoloured])
             self.rows += 1
         self._file.flush()
 

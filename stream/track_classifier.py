@@ -7,8 +7,13 @@ import numpy as np
 from hv.classifier import Classifier
 from hv.config import LocatorConfig
 from hv.labels import PARTIAL_ID, UNIDENTIFIED_ID
-from hv.locator import cell_diameter_px, crop_cell
+from hv.locator import cell_diameter_px, crop_cell_recoloured
+from hv.stain import AS_IS, LAMP, STAIN
 from stream.detections import Detections
+
+# A cell's votes may rest on crops corrected differently (the lamp part near a bright edge, say): the
+# strongest correction among them is the one reported.
+_STRENGTH = {AS_IS: 0, LAMP: 1, STAIN: 2}
 
 
 class TrackClassifier:
@@ -30,6 +35,9 @@ class TrackClassifier:
     keeps the votes of its views near the edge, as before. So a cell first classified as it
     entered the view is relabelled once the stage brings it clear, and views near the edge as
     it leaves do not vote.
+
+    Each vote remembers which colour correction its crop got (``hv.stain``); the detections
+    carry the strongest among a track's kept votes (``Detections.recoloured``).
     """
 
     def __init__(self, classifier: Classifier, locator: LocatorConfig, *, min_confidence: float = 0.5,
@@ -40,8 +48,9 @@ class TrackClassifier:
         self.recheck_every = recheck_every
         self.max_votes = max_votes
         self.clear_by = clear_by
-        # track -> its kept votes, clearest view first: (clearance in px, clear, frame index, probabilities)
-        self._views: dict[int, list[tuple[float, bool, int, np.ndarray]]] = {}
+        # track -> its kept votes, clearest view first: (clearance in px, clear, frame index, probabilities,
+        # the crop's colour correction)
+        self._views: dict[int, list[tuple[float, bool, int, np.ndarray, str]]] = {}
         self.last_votes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # this frame's votes: track -> (crop, probs)
         self._last_vote: dict[int, int] = {}
 
@@ -56,17 +65,22 @@ class TrackClassifier:
             return True  # the first clear view: at once
         return len(views) < self.max_votes and frame_index - self._last_vote[track_id] >= self.recheck_every
 
-    def _vote(self, track_id: int, clearance_px: float, clear: bool, frame_index: int, probs: np.ndarray) -> None:
+    def _vote(self, track_id: int, clearance_px: float, clear: bool, frame_index: int, probs: np.ndarray,
+              recoloured: str) -> None:
         views = self._views.setdefault(track_id, [])
         if clear and not (views and views[0][1]):
             views.clear()  # the views near the edge give way to the first clear one
-        views.append((clearance_px, clear, frame_index, probs))
+        views.append((clearance_px, clear, frame_index, probs, recoloured))
         views.sort(key=lambda view: -view[0])
         self._last_vote[track_id] = frame_index
 
     def voted_frames(self, track_id: int) -> list[int]:
         """The frames of the views a track's label now rests on (for benchmarks and review)."""
-        return [frame for _, _, frame, _ in self._views.get(track_id, [])]
+        return [frame for _, _, frame, *_ in self._views.get(track_id, [])]
+
+    def recoloured(self, track_id: int) -> str:
+        """The strongest colour correction among the crops a track's label rests on (``hv.stain``)."""
+        return max((view[4] for view in self._views.get(track_id, [])), key=_STRENGTH.__getitem__, default=AS_IS)
 
     def update(self, detections: Detections, image_rgb: np.ndarray, frame_index: int,
                diameter_px: float | None = None) -> Detections:
@@ -87,24 +101,27 @@ class TrackClassifier:
         self.last_votes = {}
         if pending:
             size = self.classifier.image_size
-            crops = np.stack([crop_cell(image_rgb, detections.boxes_xyxy[i], self.locator, size, diameter_px)
-                              for i in pending])
-            for i, crop, probs in zip(pending, crops, self.classifier.predict(crops)):
+            cut = [crop_cell_recoloured(image_rgb, detections.boxes_xyxy[i], self.locator, size, diameter_px)
+                   for i in pending]
+            crops = np.stack([crop for crop, _ in cut])
+            for i, (crop, recoloured), probs in zip(pending, cut, self.classifier.predict(crops)):
                 track = int(detections.track_id[i])
                 self.last_votes[track] = (crop, probs)
-                self._vote(track, float(clearance[i]), bool(clear[i]), frame_index, probs)
+                self._vote(track, float(clearance[i]), bool(clear[i]), frame_index, probs, recoloured)
         labels = np.full(len(detections), UNIDENTIFIED_ID, np.int64)
         confidence = np.zeros(len(detections), np.float32)
+        recoloured = detections.recoloured.copy()
         for i, track in enumerate(detections.track_id):
             views = self._views.get(int(track))
             if not views:
                 labels[i] = PARTIAL_ID
                 continue
-            mean = np.mean([probs for *_, probs in views], axis=0)
+            recoloured[i] = self.recoloured(int(track))
+            mean = np.mean([view[3] for view in views], axis=0)
             confidence[i] = mean.max()
             if confidence[i] >= self.min_confidence:
                 labels[i] = int(mean.argmax())
-        return detections.replace(label_id=labels, confidence=confidence)
+        return detections.replace(label_id=labels, confidence=confidence, recoloured=recoloured)
 
     def forget(self, known_track_ids: set[int]) -> None:
         """Drop the votes of tracks the tracker forgot, so memory stays bounded on long runs."""

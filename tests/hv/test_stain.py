@@ -4,31 +4,25 @@ import numpy as np
 import pytest
 
 from hv.config import LocatorConfig
-from hv.locator import crop_cell, locate_cells
+from hv.locator import crop_cell, crop_cell_recoloured, locate_cells
 from hv.preprocess import read_image_rgb
 from hv.stain import (
+    AS_IS,
+    LAMP,
     REFERENCE_PLASMA_OD,
     REFERENCE_RED_OD,
+    STAIN,
     corrected_stain,
     lamp_like_training,
     optical_density,
+    recoloured,
     red_cells_pink,
     rotation_between,
     stain_anchors,
     to_training_stain,
 )
 from tests.conftest import SAMPLES
-from training.augment import RGB_FROM_HED
-
-# Another lab's stain: haematoxylin drawn brown-red, eosin yellow (rows: the optical density a unit
-# of each stain adds to R, G, B; the third, DAB, kept).
-BROWN_RED = np.stack([[0.30, 0.62, 0.72], [0.08, 0.30, 0.95], RGB_FROM_HED[2]])
-BROWN_RED[:2] /= np.linalg.norm(BROWN_RED[:2], axis=1, keepdims=True)
-
-
-def _restained(image_rgb, stains):
-    amounts = optical_density(image_rgb).astype(np.float64) @ np.linalg.inv(RGB_FROM_HED.astype(np.float64))
-    return np.clip(256 * np.exp(-(amounts @ stains)) - 1, 0, 255).astype(np.uint8)
+from tests.stain_shifts import restained
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +47,7 @@ def test_a_pink_crop_is_left_exactly_as_it_is(field_crop):
 
 
 def test_another_stain_is_turned_back_towards_the_training_colours(field_crop):
-    brown = _restained(field_crop, BROWN_RED)
+    brown = restained(field_crop)
     assert not red_cells_pink(brown)
     corrected = corrected_stain(brown)
     assert red_cells_pink(corrected)
@@ -70,7 +64,7 @@ def test_another_stain_is_turned_back_towards_the_training_colours(field_crop):
 
 
 def test_the_turn_keeps_each_pixels_density_above_the_plasma(field_crop):
-    brown = _restained(field_crop, BROWN_RED)
+    brown = restained(field_crop)
     _, plasma_before = stain_anchors(brown)
     _, plasma_after = stain_anchors(to_training_stain(brown))
     before = np.linalg.norm(optical_density(brown) - plasma_before, axis=-1)
@@ -88,7 +82,7 @@ def test_blank_and_black_crops_pass_through():
 
 def test_crop_cell_corrects_only_with_the_setting_on():
     field = read_image_rgb(str(SAMPLES / "BloodImage_00009.jpg"))
-    image = _restained(field, BROWN_RED)
+    image = restained(field)
     auto = LocatorConfig()
     off = dataclasses.replace(auto, stain_correction="off")
     box = locate_cells(field, auto)[0]  # where the cell is: the geometry is the stain's to keep
@@ -114,3 +108,38 @@ def test_a_lamp_of_another_colour_gets_the_training_plasma_and_no_turn(field_cro
 
     assert np.abs(stains(corrected) - stains(field_crop)).mean() < 0.03
     assert lamp_like_training(field_crop) and corrected_stain(field_crop) is field_crop
+
+
+def test_recoloured_says_which_correction_a_crop_got(field_crop):
+    same, how = recoloured(field_crop)
+    assert how == AS_IS and same is field_crop
+    brown = restained(field_crop)
+    turned, how = recoloured(brown)
+    assert how == STAIN and np.array_equal(turned, corrected_stain(brown))
+    lit = np.clip(field_crop * np.array([1.0, 0.85, 0.62]), 0, 255).astype(np.uint8)
+    replaced, how = recoloured(lit)
+    assert how == LAMP and np.array_equal(replaced, corrected_stain(lit))
+    black = np.zeros((32, 32, 3), np.uint8)
+    same, how = recoloured(black)
+    assert how == AS_IS and same is black
+
+
+def test_crop_cell_recoloured_names_the_correction_only_with_the_setting_on():
+    field = read_image_rgb(str(SAMPLES / "BloodImage_00009.jpg"))
+    auto = LocatorConfig()
+    off = dataclasses.replace(auto, stain_correction="off")
+    box = locate_cells(field, auto)[0]
+    assert crop_cell_recoloured(field, box, auto, 96)[1] == AS_IS
+    crop, how = crop_cell_recoloured(restained(field), box, auto, 96)
+    assert how == STAIN and np.array_equal(crop, crop_cell(restained(field), box, auto, 96))
+    assert crop_cell_recoloured(restained(field), box, off, 96)[1] == AS_IS
+
+
+def test_always_turns_every_crop_and_still_says_what_its_colours_called_for(field_crop):
+    turned, how = recoloured(field_crop, always=True)
+    assert how == AS_IS and not np.array_equal(turned, field_crop)  # a training-lab crop is turned too
+    red, plasma = stain_anchors(turned)
+    assert float(red @ (REFERENCE_RED_OD / np.linalg.norm(REFERENCE_RED_OD))) > 0.99
+    assert np.abs(plasma - REFERENCE_PLASMA_OD).max() < 0.03
+    brown_turned, how = recoloured(restained(field_crop), always=True)
+    assert how == STAIN and np.array_equal(brown_turned, corrected_stain(restained(field_crop)))

@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 
 from hv.config import Config
-from stream.detections import Frame
+from hv.preprocess import read_image_rgb
+from hv.stain import AS_IS, LAMP, STAIN
+from stream.detections import Detections, Frame
 from stream.pipeline import StreamPipeline, run_stream
 from stream.sinks import CSV_COLUMNS
-from stream.sources import VideoFileSource
+from stream.sources import ImageFolderSource, VideoFileSource
 from stream.virtual_microscope import VirtualMicroscope
-from tests.conftest import draw_field, replace
+from tests.conftest import SAMPLES, draw_field, replace
+from tests.stain_shifts import restained
 from tests.stream.fakes import FixedClassifier
 
 
@@ -82,3 +85,39 @@ def test_another_objective_restarts_the_cell_scale():
     pipeline.process(Frame(cv2.cvtColor(high, cv2.COLOR_RGB2BGR), 8, 8 / 30, 0.0))
     assert pipeline.report.ok and pipeline.position.new_region
     assert pipeline.diameter_px == pytest.approx(0.42 * 320, rel=0.1)  # 8 old measurements would outvote it
+
+
+@pytest.mark.parametrize("brown", [False, True], ids=["training stain", "brown-red stain"])
+def test_cells_counted_from_recoloured_crops_are_reported(tmp_path, brown):
+    field = read_image_rgb(str(SAMPLES / "BloodImage_00043.jpg"))  # one whole cell, one at the frame edge
+    image = restained(field) if brown else field
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"frame_{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    pipeline = StreamPipeline(FixedClassifier(image_size=32), Config())
+    with ImageFolderSource(tmp_path / "frame_*.png") as source:
+        summary = run_stream(source, pipeline, tmp_path / "out", progress=False)
+    with (tmp_path / "out" / "cells.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    counted = [r for r in rows if r["label"] == "lymphocyte"]
+    assert summary["cells"] == 1 and len(counted) == 3
+    assert {r["recoloured"] for r in counted} == {STAIN if brown else AS_IS}
+    assert summary["recoloured"] == {LAMP: 0, STAIN: 1 if brown else 0}
+
+
+def test_the_status_line_says_so_when_most_counted_cells_were_recoloured():
+    pipeline = StreamPipeline(FixedClassifier(), Config())
+
+    def count(tracks, recoloured):
+        n = len(tracks)
+        pipeline.counter.update(Detections(np.zeros((n, 4)), np.full(n, 0.9), np.ones(n, int), tracks,
+                                           recoloured=recoloured))
+
+    count([1, 2, 3], [STAIN] * 3)
+    assert "colours adjusted" not in pipeline.status  # too few cells to say anything about the microscope
+    count([4, 5, 6], [AS_IS] * 3)
+    assert pipeline.status.endswith("; another stain: colours adjusted")  # 3 of 6
+    count([7], [AS_IS])
+    assert "colours adjusted" not in pipeline.status  # 3 of 7
+    count([1, 2, 3, 8], [LAMP] * 4)  # a later vote recolours a counted cell differently: its latest counts
+    assert pipeline.counter.recoloured() == {LAMP: 4, STAIN: 0}
+    assert pipeline.status.endswith("; another lamp: colours adjusted")
