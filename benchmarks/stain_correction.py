@@ -11,6 +11,9 @@ models both ways on the same images, under the synthetic labs of ``benchmarks/sy
 - with ``--folder F`` instead, ``--images`` random images of class folder F, for models that
   never trained on it (a blood-cells-only model on pbc/TRAIN).
 
+``--settings auto always`` compares other settings of ``locator.stain_correction`` instead ("always":
+every crop turned to the training labs' colours, the trial of BENCHMARKS.md "Every crop in one colour").
+
 For each model and shift: top-1 off and on with their 95 % intervals (by original where
 images are copies of one), the paired difference, the share of crops the correction changed
 (the rest are the same pixels, so the same calls). No TEST set is read. ``--picture`` writes
@@ -38,7 +41,7 @@ from training.data import field_group, load_originals
 from training.heldout import model_split
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = ("off", "auto")
+SETTINGS = ("off", "auto", "always")  # locator.stain_correction
 
 
 def with_correction(config: Config, setting: str) -> Config:
@@ -57,8 +60,9 @@ def held_out_images(model: str, config: Config, source: str) -> tuple[list[tuple
 
 def folder_images(folder: Path, count: int) -> list[tuple[str, int]]:
     """``count`` random (path, label) of a folder of the four class folders."""
-    rows = [(str(p), CLASS_NAMES.index(p.parent.name)) for p in sorted(folder.glob("*/*"))
-            if p.parent.name in CLASS_NAMES and p.suffix.lower() in IMAGE_SUFFIXES]
+    # Class folders in any case, as training reads them (blood-cells/ has EOSINOPHIL, ...).
+    rows = [(str(p), CLASS_NAMES.index(p.parent.name.lower())) for p in sorted(folder.glob("*/*"))
+            if p.parent.name.lower() in CLASS_NAMES and p.suffix.lower() in IMAGE_SUFFIXES]
     if not rows:
         raise SystemExit(f"--folder {folder}: no image in a folder named {', '.join(CLASS_NAMES)}")
     return random.Random(0).sample(rows, min(count, len(rows)))
@@ -92,6 +96,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500, help="with --folder: how many")
     parser.add_argument("--shifts", nargs="+", default=["none", "brown_stain", "warm_lamp", "faded_stain",
                                                         "soft_camera"])
+    parser.add_argument("--settings", nargs=2, default=["off", "auto"], choices=SETTINGS, metavar="SETTING",
+                        help="the two locator.stain_correction settings compared (off auto; auto always: a "
+                             "model's calls with every crop turned to the training labs' colours)")
     parser.add_argument("--picture", type=int, default=0, help="write this many crops' rows to stain_correction.jpg")
     parser.add_argument("--out", default=str(ROOT / "out" / "stain_correction"))
     args = parser.parse_args()
@@ -112,19 +119,22 @@ def main() -> None:
         groups = [field_group(p, y, args.source, originals) for p, y in score]
         classifier = KerasClassifier(model)
         rows = {}
+        first, second = args.settings
         for shift in args.shifts:
-            crops = {s: crops_of([p for p, _ in score], shift, with_correction(config, s)) for s in SETTINGS}
-            other_crops = {s: crops_of(others, shift, with_correction(config, s)) if others else None for s in SETTINGS}
-            row = {s: scored(classifier, crops[s], labels, other_crops[s], groups) for s in SETTINGS}
-            changed = float(np.mean([not np.array_equal(a, b) for a, b in zip(crops["off"], crops["auto"])]))
+            crops = {s: crops_of([p for p, _ in score], shift, with_correction(config, s)) for s in args.settings}
+            other_crops = {s: crops_of(others, shift, with_correction(config, s)) if others else None
+                           for s in args.settings}
+            row = {s: scored(classifier, crops[s], labels, other_crops[s], groups) for s in args.settings}
+            changed = float(np.mean([not np.array_equal(a, b) for a, b in zip(crops[first], crops[second])]))
             row["crops_corrected"] = round(changed, 4)
-            row["difference"] = round(row["auto"]["top1"] - row["off"]["top1"], 4)
+            row["difference"] = round(row[second]["top1"] - row[first]["top1"], 4)
             rows[shift] = row
-            print(f"{Path(model).parent.name} {shift}: {len(score)} images, {100 * changed:.1f} % corrected; "
-                  f"top-1 off {100 * row['off']['top1']:.2f} % -> on {100 * row['auto']['top1']:.2f} % "
-                  f"({100 * row['difference']:+.2f}); other flagged {row['off']['other_flagged']} -> "
-                  f"{row['auto']['other_flagged']}", flush=True)
-        report["models"][model] = {"scored": len(score), "other_scored": len(others), "shifts": rows}
+            print(f"{Path(model).parent.name} {shift}: {len(score)} images, {100 * changed:.1f} % changed; "
+                  f"top-1 {first} {100 * row[first]['top1']:.2f} % -> {second} {100 * row[second]['top1']:.2f} % "
+                  f"({100 * row['difference']:+.2f}); other flagged {row[first]['other_flagged']} -> "
+                  f"{row[second]['other_flagged']}", flush=True)
+        report["models"][model] = {"scored": len(score), "other_scored": len(others), "settings": args.settings,
+                                   "shifts": rows}
         (out / "stain_correction.json").write_text(json.dumps(report, indent=1))
 
 

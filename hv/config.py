@@ -106,8 +106,10 @@ class LocatorConfig:
     # "auto": a crop whose red cells are not eosin-pink (a stain unlike the training labs') has its
     # colours turned to theirs before classifying, and one lit by a lamp of another colour gets their
     # plasma (hv/stain.py); the others, every training crop among them, are left as they are.
-    # "off": every crop as the camera gave it.
-    stain_correction: Literal["auto", "off"] = "auto"
+    # "off": every crop as the camera gave it. "always" (a trial, BENCHMARKS.md "Every crop in one
+    # colour"): every crop's colours turned and its plasma replaced, training crops too, so a model
+    # trained with it must be scored with it.
+    stain_correction: Literal["auto", "off", "always"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,11 @@ def render_model_card(description: dict, report: dict) -> str:
                   " ones) has its colours turned to the training labs' before it goes in, and a crop lit by a lamp"
                   " of another colour gets the training labs' plasma (stain_correction = 'auto', `model.json` →"
                   " `crop` → `stain_correction_how`); other crops go in as they are."
-                  if description["crop"].get("stain_correction") == "auto" else "")
+                  if description["crop"].get("stain_correction") == "auto" else
+                  "\n- Every crop has its colours turned to the training labs' and their plasma put in before it"
+                  " goes in, as in training (stain_correction = 'always', `model.json` → `crop` →"
+                  " `stain_correction_how`)."
+                  if description["crop"].get("stain_correction") == "always" else "")
     rows = "\n".join(
         f"| {v} | {r['size_mb']} | {percent(r['accuracy'])} | {r['top1_agreement']:.2%} | {r['latency_ms_1_thread']} |"
         for v, r in report["variants"].items()

@@ -89,6 +89,9 @@ def crop_description(config: Config) -> dict:
             "left as it is becomes 256 * exp(-((OD - plasma) R^T + reference_plasma_od)) - 1, clipped to 0-255; "
             "near-black pixels are kept; a crop with fewer than 64 measured pixels, or whose red cells' mean "
             "stained OD is under 0.001 long, is left as it is (hv/stain.py)"
+            + ("; with \"always\", every other crop is turned by R and given reference_plasma_od, whatever its "
+               "colours (the model was trained on crops made so)" if config.locator.stain_correction == "always"
+               else "")
         ),
         "reference_red_od": [float(v) for v in REFERENCE_RED_OD],
         "reference_plasma_od": [float(v) for v in REFERENCE_PLASMA_OD],

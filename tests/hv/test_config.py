@@ -34,7 +34,7 @@ def test_partial_table_keeps_other_defaults():
     ("table", "message"),
     [
         ({"model": {"backbone": "resnet"}}, "model.backbone = 'resnet': expected one of"),
-        ({"locator": {"stain_correction": "always"}}, "locator.stain_correction = 'always': expected one of"),
+        ({"locator": {"stain_correction": "on"}}, "locator.stain_correction = 'on': expected one of"),
         ({"train": {"batch_size": "32"}}, "train.batch_size = '32': expected an integer"),
         ({"train": {"batch_size": 0}}, "train.batch_size = 0: expected a value > 0"),
         ({"model": {"dropout": 1.5}}, "model.dropout = 1.5: expected a value between 0 and 1"),
