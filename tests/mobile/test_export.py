@@ -7,12 +7,13 @@ import pytest
 
 import mobile.export
 from hv.classifier import KerasClassifier, LiteRTClassifier, ModelLoadError, load_classifier
+from hv.config import Config, override
 from hv.labels import OUTPUT_NAMES
 from mobile.app_check import app_predict
 from mobile.convert import ConversionError, convert_keras, float_layer_nodes
 from mobile.export import choose_variant, export, int8_preparation, new_lab_data, summarise_test_sets
 from mobile.model_card import frequent_confusions, per_class_recall
-from mobile.package import PackageError, check_package
+from mobile.package import PackageError, check_package, crop_description
 from mobile.verify import VerificationError, verify_litert
 from tests.conftest import draw_field, replace
 from training.data import DataError
@@ -162,6 +163,14 @@ def test_model_card_names_the_most_frequent_mistakes():
     assert frequent_confusions(matrix, names) == ("monocyte taken for neutrophil (4 of 10); "
                                                   "eosinophil taken for neutrophil (2 of 10)")
     assert per_class_recall(matrix, names).startswith("eosinophil 0.80 (of 10), lymphocyte 1.00 (of 10)")
+
+
+def test_the_package_says_when_every_crop_is_recoloured():
+    auto = crop_description(Config())
+    always = crop_description(override(Config(), **{"locator.stain_correction": "always"}))
+    assert always["stain_correction"] == "always" and "always" not in auto["stain_correction_how"]
+    assert always["stain_correction_how"].startswith(auto["stain_correction_how"])
+    assert "every other crop is turned by R" in always["stain_correction_how"]
 
 
 def test_the_variant_is_chosen_on_validation_and_test_is_scored_after(tmp_path, tiny_model_path, config):
