@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from hv.classifier import Classifier
@@ -14,6 +16,16 @@ from stream.detections import Detections
 # A cell's votes may rest on crops corrected differently (the lamp part near a bright edge, say): the
 # strongest correction among them is the one reported.
 _STRENGTH = {AS_IS: 0, LAMP: 1, STAIN: 2}
+
+
+class _View(NamedTuple):
+    """One vote of a track: a view of the cell and what the classifier said of it."""
+
+    clearance_px: float  # how far the box kept from the nearest frame edge
+    clear: bool  # at least clear_by cell diameters from every edge
+    frame_index: int
+    probs: np.ndarray
+    recoloured: str  # the crop's colour correction (hv.stain)
 
 
 class TrackClassifier:
@@ -48,9 +60,7 @@ class TrackClassifier:
         self.recheck_every = recheck_every
         self.max_votes = max_votes
         self.clear_by = clear_by
-        # track -> its kept votes, clearest view first: (clearance in px, clear, frame index, probabilities,
-        # the crop's colour correction)
-        self._views: dict[int, list[tuple[float, bool, int, np.ndarray, str]]] = {}
+        self._views: dict[int, list[_View]] = {}  # track -> its kept votes, clearest view first
         self.last_votes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # this frame's votes: track -> (crop, probs)
         self._last_vote: dict[int, int] = {}
 
@@ -58,7 +68,7 @@ class TrackClassifier:
         views = self._views.get(track_id)
         if not views:
             return True
-        if views[0][1]:  # the clearest view is clear: the track has been seen clear
+        if views[0].clear:  # the clearest view is clear: the track has been seen clear
             if not clear:
                 return False
         elif clear:
@@ -68,19 +78,20 @@ class TrackClassifier:
     def _vote(self, track_id: int, clearance_px: float, clear: bool, frame_index: int, probs: np.ndarray,
               recoloured: str) -> None:
         views = self._views.setdefault(track_id, [])
-        if clear and not (views and views[0][1]):
+        if clear and not (views and views[0].clear):
             views.clear()  # the views near the edge give way to the first clear one
-        views.append((clearance_px, clear, frame_index, probs, recoloured))
-        views.sort(key=lambda view: -view[0])
+        views.append(_View(clearance_px, clear, frame_index, probs, recoloured))
+        views.sort(key=lambda view: -view.clearance_px)
         self._last_vote[track_id] = frame_index
 
     def voted_frames(self, track_id: int) -> list[int]:
         """The frames of the views a track's label now rests on (for benchmarks and review)."""
-        return [frame for _, _, frame, *_ in self._views.get(track_id, [])]
+        return [view.frame_index for view in self._views.get(track_id, [])]
 
     def recoloured(self, track_id: int) -> str:
         """The strongest colour correction among the crops a track's label rests on (``hv.stain``)."""
-        return max((view[4] for view in self._views.get(track_id, [])), key=_STRENGTH.__getitem__, default=AS_IS)
+        return max((view.recoloured for view in self._views.get(track_id, [])), key=_STRENGTH.__getitem__,
+                   default=AS_IS)
 
     def update(self, detections: Detections, image_rgb: np.ndarray, frame_index: int,
                diameter_px: float | None = None) -> Detections:
@@ -117,7 +128,7 @@ class TrackClassifier:
                 labels[i] = PARTIAL_ID
                 continue
             recoloured[i] = self.recoloured(int(track))
-            mean = np.mean([view[3] for view in views], axis=0)
+            mean = np.mean([view.probs for view in views], axis=0)
             confidence[i] = mean.max()
             if confidence[i] >= self.min_confidence:
                 labels[i] = int(mean.argmax())
