@@ -164,10 +164,13 @@ def main() -> None:
     parser.add_argument("--by-original", action="store_true",
                         help="split the halves by original field (data.original_groups), not image by image")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", default=str(ROOT / "config.toml"),
+                        help="config whose locator cuts the crops: the one the models trained with (e.g. "
+                             "benchmarks/configs/pbc_only_always.toml for stain_correction = \"always\")")
     parser.add_argument("--out", default=str(ROOT / "out/lab_adaptation"))
     args = parser.parse_args()
 
-    config = load_config(ROOT / "config.toml")
+    config = load_config(args.config)
     started = time.perf_counter()
     split, _ = discover(args.folder)
     paths, labels = np.array([str(p) for p in split.paths]), np.array(split.labels)
