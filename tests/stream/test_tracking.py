@@ -2,11 +2,16 @@ import numpy as np
 import pytest
 
 from hv.config import LocatorConfig
+from hv.locator import locate_cells
+from hv.preprocess import read_image_rgb
+from hv.stain import AS_IS, LAMP, STAIN
 from stream.counter import DifferentialCount, wilson_interval
 from stream.detections import Detections, mark_cut_cells
 from stream.motion import StagePosition
 from stream.track_classifier import TrackClassifier
 from stream.tracker import SlideTracker
+from tests.conftest import SAMPLES
+from tests.stain_shifts import restained
 from tests.stream.fakes import FixedClassifier
 
 
@@ -135,6 +140,20 @@ def test_a_cell_never_seen_clear_keeps_its_votes_near_the_edge():
         dets = Detections(np.array([[8, 80, 48, 120]], np.float32), track_id=[5])
         label = int(tc.update(dets, image, frame, diameter_px=40.0).label_id[0])
     assert label == 0 and tc.voted_frames(5) == [0, 2, 4]
+
+
+@pytest.mark.parametrize("order", ["lamp first", "stain first"])
+def test_a_track_reports_the_strongest_colour_correction_among_its_votes(order):
+    field = read_image_rgb(str(SAMPLES / "BloodImage_00009.jpg"))
+    box = locate_cells(field, LocatorConfig())[0]
+    lit = np.clip(field * np.array([1.0, 0.85, 0.62]), 0, 255).astype(np.uint8)  # a warm lamp
+    frames = [lit, restained(field)] if order == "lamp first" else [restained(field), lit]
+    tc = TrackClassifier(FixedClassifier(image_size=32), LocatorConfig(), recheck_every=1, max_votes=3)
+    seen = [tc.update(Detections(box[None], track_id=[2]), image, frame).recoloured[0]
+            for frame, image in enumerate([field, *frames])]
+    # A vote's correction never gives way to a weaker one: the strongest of the kept votes is reported.
+    assert seen == ([AS_IS, LAMP, STAIN] if order == "lamp first" else [AS_IS, STAIN, STAIN])
+    assert tc.recoloured(2) == STAIN
 
 
 def test_differential_counts_each_track_once_under_its_latest_label():
