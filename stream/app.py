@@ -481,7 +481,9 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         with gr.Tab("Review"):
             gr.Markdown(f"The live session's counted cells by class, least confident first ('check': under "
                         f"{config.stream.check_below:.0%}). Click a cell to see what the classifier looked at and to "
-                        "correct its class: the count follows, and the crop is kept for training.")
+                        "correct its class: the count follows, and the crop is kept for training. Crops are shown "
+                        "as the classifier saw them: under another stain or lamp, in the training labs' colours "
+                        "(the status line then says \"colours adjusted\").")
             review_ids, review_shown, selected = gr.State(None), gr.State(None), gr.State(None)
             with gr.Row():
                 with gr.Column(scale=3):
