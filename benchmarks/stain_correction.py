@@ -14,10 +14,11 @@ models both ways on the same images, under the synthetic labs of ``benchmarks/sy
 ``--settings auto always`` compares other settings of ``locator.stain_correction`` instead ("always":
 every crop turned to the training labs' colours, the trial of BENCHMARKS.md "Every crop in one colour").
 
-For each model and shift: top-1 off and on with their 95 % intervals (by original where
-images are copies of one), the paired difference, the share of crops the correction changed
-(the rest are the same pixels, so the same calls). No TEST set is read. ``--picture`` writes
-a few crops under the brown-red stain, as they are and corrected, beside the unshifted one.
+For each model and shift: top-1 under the two settings (off and auto unless ``--settings``) with their
+95 % intervals (by original where images are copies of one), the paired difference, the share of
+crops the second setting changed (the rest are the same pixels, so the same calls). No TEST set is
+read. ``--picture`` writes a few crops under the brown-red stain, as they are and corrected, beside the
+unshifted one.
 
 Writes ``stain_correction.json`` to ``--out``.
 """
