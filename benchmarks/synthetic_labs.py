@@ -179,10 +179,14 @@ def main() -> None:
     parser.add_argument("--check-only", action="store_true",
                         help="measure the check before adapting (the feature shifts) and the model as trained; "
                              "neither adapt nor tune")
+    parser.add_argument("--config", default=str(ROOT / "config.toml"),
+                        help="the config the model was trained with, so its crops are cut the same way (e.g. "
+                             "benchmarks/configs/two_labs_always.toml for a model trained with "
+                             "locator.stain_correction = \"always\")")
     parser.add_argument("--out", default=str(ROOT / "out" / "synthetic_labs"))
     args = parser.parse_args()
 
-    config = load_config(ROOT / "config.toml")
+    config = load_config(args.config)
     # The images the model's training held out, from the seed and grouping saved beside it.
     if saved_config(args.model) is None:
         raise SystemExit(f"{args.model}: no saved config beside it to read its training seed from")
