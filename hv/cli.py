@@ -39,6 +39,22 @@ def _load(args: argparse.Namespace) -> Config:
     return override(config, **getattr(args, "overrides", {}))
 
 
+def _classifier(model: str, config: Config):
+    """Open the model; warn when the config cuts crops unlike those it was trained on (``training.trained_crop``)."""
+    from hv.classifier import load_classifier
+
+    _warn_on_crop_mismatch(model, config)
+    return load_classifier(model)
+
+
+def _warn_on_crop_mismatch(model: str, config: Config) -> None:
+    from training.trained_crop import crop_mismatches, mismatch_text
+
+    mismatches = crop_mismatches(model, config.locator)
+    if mismatches:
+        log.warning(mismatch_text(model, mismatches))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from training.train import train
 
@@ -68,7 +84,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from hv.classifier import load_classifier
     from training.evaluate import evaluate
 
     args.overrides = {"data.input": args.input}
@@ -79,7 +94,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data = args.data or list(config.data.test_dirs)
         if not data:
             raise ConfigError("no test data: pass --data FOLDER [FOLDER ...] or set data.test_dirs")
-        metrics = evaluate(load_classifier(args.model), data, config, Path(args.out), tta=args.tta)
+        metrics = evaluate(_classifier(args.model, config), data, config, Path(args.out), tta=args.tta)
     summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "n_images", "flagged_share")}
     summary["per_class_recall"] = {k: round(v["recall"], 4) for k, v in metrics["per_class"].items() if v["support"]}
     for key in ("other", "sources"):
@@ -92,7 +107,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_held_out(args: argparse.Namespace, config: Config) -> dict:
     """Score the training sources' images the model's training held out: validation, never a test set."""
-    from hv.classifier import load_classifier
     from training.evaluate import evaluate_sources
     from training.heldout import held_out_sources, model_split, saved_config
 
@@ -106,19 +120,18 @@ def _evaluate_held_out(args: argparse.Namespace, config: Config) -> dict:
     if not len(split.held_out):
         raise ConfigError(f"{args.model}: its training held out no image it did not train on ({split.described})")
     log.info("scoring %d held-out images: %s", len(split.held_out), split.described)
-    return evaluate_sources(load_classifier(args.model), held_out_sources(split), config, Path(args.out),
+    return evaluate_sources(_classifier(args.model, config), held_out_sources(split), config, Path(args.out),
                             tta=args.tta, data=split.described)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from hv.classifier import load_classifier
     from hv.field_images import classify_fields
 
     config = _load(args)
     images = [Path(p) for p in args.images] or sorted(SAMPLE_FIELDS.glob("*.jpg"))
     if not images:
         raise ConfigError("no images given and no bundled samples found; pass image files")
-    classify_fields(load_classifier(args.model), images, config, Path(args.out))
+    classify_fields(_classifier(args.model, config), images, config, Path(args.out))
     return 0
 
 
@@ -199,7 +212,6 @@ def cmd_average(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from hv.classifier import load_classifier
     from stream.batch_replay import expand_videos, replay_videos
     from stream.pipeline import StreamPipeline, run_stream
     from stream.sources import SourceError, VideoFileSource
@@ -210,13 +222,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise SourceError(f"no video files in {', '.join(args.video)}")
     if len(args.video) == 1 and len(videos) == 1 and Path(args.video[0]).is_file() and args.workers == 1 \
             and args.address is None:  # one video: its outputs directly in --out, as always
-        pipeline = StreamPipeline(load_classifier(args.model), config)
+        pipeline = StreamPipeline(_classifier(args.model, config), config)
         with VideoFileSource(videos[0], stride=args.stride) as source:
             summary = run_stream(source, pipeline, Path(args.out), video=args.annotated_video)
         print(json.dumps(summary, indent=2))
         return 0
     if args.annotated_video:
         raise SourceError("--annotated-video is for one video; a batch writes cells.csv and summary.json per video")
+    _warn_on_crop_mismatch(args.model, config)  # once here, not once per worker
     summary = replay_videos(videos, Path(args.out), args.model, config, workers=args.workers, address=args.address,
                             stride=args.stride)
     print(json.dumps({k: summary[k] for k in ("cells", "counts", "failed", "complete")}, indent=2))
@@ -237,11 +250,10 @@ def _source_spec(args: argparse.Namespace) -> str:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from hv.classifier import load_classifier
     from stream.pipeline import StreamPipeline, run_stream
 
     config = _load(args)
-    pipeline = StreamPipeline(load_classifier(args.model), config)
+    pipeline = StreamPipeline(_classifier(args.model, config), config)
     from stream.source_spec import open_source
 
     with open_source(_source_spec(args), max_frames=args.max_frames) as source:
@@ -253,7 +265,6 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from hv.classifier import load_classifier
     from stream.app import launch_app
 
     args.overrides = {"serve.host": args.host, "serve.port": args.port, "serve.username": args.username}
@@ -265,7 +276,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # The Keras model behind the served one is what a visitor's microscope adapts.
     adapter = MicroscopeAdapter(explainer.path, config) if explainer is not None else None
     print(f"HematoVision on http://{config.serve.host}:{config.serve.port} (Ctrl-C to stop)")
-    launch_app(load_classifier(args.model), config, autostart=args.command == "demo", explainer=explainer,
+    launch_app(_classifier(args.model, config), config, autostart=args.command == "demo", explainer=explainer,
                explainer_note=note, adapter=adapter)
     return 0
 

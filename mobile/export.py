@@ -25,6 +25,7 @@ from training.data import DataError, Split, discover, source_name
 from training.evaluate import crop_fields
 from training.heldout import model_split
 from training.lab_adaptation import collect_crops, image_files
+from training.trained_crop import crop_mismatches, mismatch_text
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,9 @@ def export(model_path: Path, config: Config, out_dir: Path, *, variants: tuple[s
     Writes ``out_dir/variants/*.tflite``, ``out_dir/verification.{json,md}`` and the package
     in ``out_dir/package``. Returns the verification report.
     """
+    mismatches = crop_mismatches(model_path, config.locator)
+    if mismatches:  # the package would calibrate on, and describe to apps, crops the model never learnt from
+        raise DataError(mismatch_text(model_path, mismatches))
     reference = KerasClassifier(model_path)
     size = dataclasses.replace(config.model, image_size=reference.image_size)
     config = dataclasses.replace(config, model=size)
