@@ -162,6 +162,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from training.self_training import own_calls_text
 
     config = _load(args)
+    _warn_on_crop_mismatch(args.model, config)  # adapting on crops cut otherwise re-estimates the wrong statistics
     if args.check:
         if args.training_data or args.layers or args.labelled or args.self_train:
             raise DataError("hv adapt --check measures a model that holds its training labs' statistics (hv train "
