@@ -53,15 +53,16 @@ def answers_at(probs: np.ndarray, threshold: float) -> list[str]:
 
 
 def answer_rates(true: list[str], groups: list[str], answers: list[str]) -> dict[str, dict[str, float]]:
-    """P(answer | true class), each original weighted alike within its class."""
-    per_group: dict[str, list[str]] = defaultdict(list)
-    group_class: dict[str, str] = {}
+    """P(answer | true class), each original weighted alike within its class.
+
+    An original filed under two classes (blood-cells/ holds a few) counts once in each, with its copies there.
+    """
+    per_group: dict[tuple[str, str], list[str]] = defaultdict(list)
     for t, g, a in zip(true, groups, answers):
-        per_group[g].append(a)
-        group_class[g] = t
+        per_group[g, t].append(a)
     rates = {}
     for name in CLASS_NAMES:
-        members = [g for g, c in group_class.items() if c == name]
+        members = [key for key in per_group if key[1] == name]
         if not members:
             continue
         rates[name] = {a: float(np.mean([per_group[g].count(a) / len(per_group[g]) for g in members]))

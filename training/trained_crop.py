@@ -46,7 +46,9 @@ def trained_crop(model_path: str | Path) -> dict:
             log.warning("%s; its crop settings are not checked against the config", exc)
             return {}
         crop = found[1].get("locator", {}) if found else {}
-    return {key: crop[key] for key in CROP_KEYS if isinstance(crop, dict) and key in crop}
+    if not isinstance(crop, dict):
+        return {}
+    return {key: crop[key] for key in CROP_KEYS if key in crop}
 
 
 def crop_mismatches(model_path: str | Path, locator: LocatorConfig) -> list[str]:
