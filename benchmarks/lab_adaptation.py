@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from hv.classifier import KerasClassifier
-from hv.config import load_config
+from hv.config import Config, load_config
 from hv.labels import CLASS_NAMES, OTHER_ID
 from hv.model import member_models
 from hv.preprocess import field_to_model_input, read_image_rgb
@@ -57,6 +57,7 @@ from training.lab_adaptation import (
 from training.lab_tuning import HEAD_LAYERS, STRENGTH, TRAIN_DENSE, learnt_other, tune_on_labelled
 from training.metrics import classification_metrics
 from training.self_training import tune_on_own_calls
+from training.trained_crop import CROP_KEYS, trained_crop, with_trained_crop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,6 +144,18 @@ def score_calls(called: np.ndarray, labels: np.ndarray) -> dict:
             "recall": {name: metrics["per_class"][name]["recall"] for name in CLASS_NAMES}}
 
 
+def models_crop(config: Config, models: list[str]) -> Config:
+    """``config`` cutting crops as the models were trained; one set of crops serves them all, so they must agree."""
+    # A setting a model does not state (saved before it existed) keeps the config's value, as with_trained_crop does.
+    settings = {model: {key: getattr(config.locator, key) for key in CROP_KEYS} | trained_crop(model)
+                for model in models}
+    if len({json.dumps(crop, sort_keys=True) for crop in settings.values()}) > 1:
+        raise SystemExit("the models were trained on crops cut differently, and one set of crops is scored on all: "
+                         + "; ".join(f"{model}: {crop}" for model, crop in settings.items())
+                         + ". Run them apart")
+    return with_trained_crop(config, models[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", required=True, help=".keras models trained on the other lab")
@@ -165,12 +178,12 @@ def main() -> None:
                         help="split the halves by original field (data.original_groups), not image by image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", default=str(ROOT / "config.toml"),
-                        help="config whose locator cuts the crops: the one the models trained with (e.g. "
-                             "benchmarks/configs/pbc_only_always.toml for stain_correction = \"always\")")
+                        help="the data and locator settings; the crop settings the models were trained with "
+                             "(training.trained_crop: stain correction, context, edge fill) replace its own")
     parser.add_argument("--out", default=str(ROOT / "out/lab_adaptation"))
     args = parser.parse_args()
 
-    config = load_config(args.config)
+    config = models_crop(load_config(args.config), args.models)
     started = time.perf_counter()
     split, _ = discover(args.folder)
     paths, labels = np.array([str(p) for p in split.paths]), np.array(split.labels)

@@ -73,6 +73,7 @@ from training.lab_adaptation import (
 from training.lab_tuning import tune_on_labelled
 from training.metrics import accuracy_interval
 from training.self_training import tune_on_own_calls
+from training.trained_crop import with_trained_crop
 
 ROOT = Path(__file__).resolve().parent.parent
 PBC_SOURCE = "pbc/TRAIN"  # training.data.source_name of the config's pbc/TRAIN folder
@@ -180,13 +181,12 @@ def main() -> None:
                         help="measure the check before adapting (the feature shifts) and the model as trained; "
                              "neither adapt nor tune")
     parser.add_argument("--config", default=str(ROOT / "config.toml"),
-                        help="the config the model was trained with, so its crops are cut the same way (e.g. "
-                             "benchmarks/configs/two_labs_always.toml for a model trained with "
-                             "locator.stain_correction = \"always\")")
+                        help="the data and locator settings; the crop settings the model was trained with "
+                             "(training.trained_crop: stain correction, context, edge fill) replace its own")
     parser.add_argument("--out", default=str(ROOT / "out" / "synthetic_labs"))
     args = parser.parse_args()
 
-    config = load_config(args.config)
+    config = with_trained_crop(load_config(args.config), args.model)
     # The images the model's training held out, from the seed and grouping saved beside it.
     if saved_config(args.model) is None:
         raise SystemExit(f"{args.model}: no saved config beside it to read its training seed from")

@@ -66,21 +66,26 @@ def classify_fields(classifier: Classifier, images: list[Path], config: Config, 
     """Classify each image's cells; write ``<name>.annotated.png`` and one ``cells.csv`` row per cell.
 
     A folder among ``images`` stands for the image files in it (and its sub-folders).
-    Unreadable or missing files are skipped and listed at the end; the others are still
-    processed. Two inputs with the same file name get distinct annotated files (``-2``,
-    ``-3``...); ``cells.csv`` names each image by the path it was given as. ``cells.csv`` is
-    written under a temporary name and renamed when every image is done.
+    Unreadable or missing files, and folders without an image file, are skipped and listed at
+    the end; the others are still processed. Two inputs with the same file name get distinct
+    annotated files (``-2``, ``-3``...); ``cells.csv`` names each image by the path it was given
+    as. ``cells.csv`` is written under a temporary name and renamed when every image is done.
 
     Returns:
         Number of cells found.
+
+    Raises:
+        ImageReadError: not one image could be read (every reason named); no ``cells.csv`` is left,
+            since an empty one would read as "no cells found".
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    found, skipped, done, used_names = 0, [], 0, set()
+    paths, skipped = expand_images(images)
+    found, done, used_names = 0, 0, set()
     partial = out_dir / "cells.csv.partial"
     with partial.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["image", "x", "y", "w", "h", "label", "confidence", "view"])
-        for path in expand_images(images):
+        for path in paths:
             try:
                 image = read_image_rgb(str(path))
             except ImageReadError as exc:
@@ -100,22 +105,32 @@ def classify_fields(classifier: Classifier, images: list[Path], config: Config, 
             name = _unique_name(path.stem, used_names)
             cv2.imwrite(str(out_dir / f"{name}.annotated.png"), draw_cells(image, boxes, probs, whole))
             found, done = found + len(boxes), done + 1
+    if not done:
+        partial.unlink()
+        raise ImageReadError(f"no image classified, nothing written: {'; '.join(skipped) or 'no input given'}")
     partial.replace(out_dir / "cells.csv")
     print(f"{found} cells in {done} images; annotated images and cells.csv in {out_dir}")
     if skipped:
-        print(f"{len(skipped)} files skipped:\n" + "\n".join(f"  {reason}" for reason in skipped))
+        print(f"{len(skipped)} inputs skipped:\n" + "\n".join(f"  {reason}" for reason in skipped))
     return found
 
 
-def expand_images(inputs: list[Path]) -> list[Path]:
-    """The inputs with each folder replaced by the image files under it, sorted; other paths as given."""
+def expand_images(inputs: list[Path]) -> tuple[list[Path], list[str]]:
+    """The inputs with each folder replaced by the image files under it, sorted; other paths as given.
+
+    Also one line for each folder that holds no image file (a wrong folder, or images of another type).
+    """
     paths: list[Path] = []
+    empty: list[str] = []
     for path in inputs:
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                empty.append(f"{path}: a folder with no image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            paths += found
         else:
             paths.append(path)
-    return paths
+    return paths, empty
 
 
 def _unique_name(stem: str, used: set[str]) -> str:

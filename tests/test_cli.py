@@ -113,15 +113,32 @@ def test_classify_skips_bad_inputs_and_keeps_same_named_images_apart(tmp_path, t
     shutil.copy(SAMPLES / "BloodImage_00009.jpg", second / "field.jpg")
     (tmp_path / "empty.jpg").write_bytes(b"")
     out = tmp_path / "out"
-    args = [str(first / "field.jpg"), str(second), str(tmp_path / "missing.jpg"), str(tmp_path / "empty.jpg")]
+    (tmp_path / "no_images").mkdir()
+    args = [str(first / "field.jpg"), str(second), str(tmp_path / "missing.jpg"), str(tmp_path / "empty.jpg"),
+            str(tmp_path / "no_images")]
     assert cli.main(["classify", "--model", str(tiny_model_path), "--out", str(out), *args]) == 0
     printed = capsys.readouterr().out
-    assert "2 files skipped" in printed and "missing.jpg: cannot be read" in printed
+    assert "3 inputs skipped" in printed and "missing.jpg: cannot be read" in printed
+    assert "no_images: a folder with no image file" in printed
     assert "empty.jpg: empty file" in printed
     assert sorted(p.name for p in out.glob("*.annotated.png")) == ["field-2.annotated.png", "field.annotated.png"]
     rows = (out / "cells.csv").read_text().strip().splitlines()[1:]
     assert {row.split(",")[0] for row in rows} == {str(first / "field.jpg"), str(second / "field.jpg")}
     assert not (out / "cells.csv.partial").exists()
+
+
+def test_classify_with_nothing_readable_is_an_error_that_leaves_no_csv(tmp_path, tiny_model_path, capsys):
+    (tmp_path / "smears").mkdir()
+    (tmp_path / "smears" / "notes.txt").write_text("the images are on the other drive")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    for inputs, named in (([tmp_path / "smears"], "smears: a folder with no image file"),
+                          ([tmp_path / "broken.png"], "broken.png: not a decodable image")):
+        assert cli.main(["classify", "--model", str(tiny_model_path), "--out", str(out), *map(str, inputs)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("hv classify: error: no image classified, nothing written:") and named in err
+        assert "\n" not in err
+        assert list(out.iterdir()) == []  # no cells.csv that would read as "no cells found", no partial one
 
 
 def test_verbose_adds_the_traceback_and_bugs_are_not_disguised(capsys, monkeypatch):

@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from hv.config import LocatorConfig
+from hv.config import Config, LocatorConfig, override
 from training.data import DataError
 from training.heldout import saved_config
 
@@ -62,3 +62,17 @@ def mismatch_text(model_path: str | Path, mismatches: list[str]) -> str:
     return (f"{model_path} was trained on crops cut with {'; '.join(mismatches)}: set these in the config you "
             "pass (hv --config FILE ...) as the model was trained, or its crops will not look like the ones it "
             "learnt from")
+
+
+def with_trained_crop(config: Config, model_path: str | Path) -> Config:
+    """``config`` with the crop settings ``model_path`` was trained with (those it names), each change logged.
+
+    For tools that score a model the way it was trained (benchmarks), where a warning would only
+    be read after a wasted run.
+    """
+    crop = trained_crop(model_path)
+    changed = {key: value for key, value in crop.items() if value != getattr(config.locator, key)}
+    for key, value in changed.items():
+        log.info("%s: crops cut with locator.%s = %r, as it was trained (the config has %r)",
+                 model_path, key, value, getattr(config.locator, key))
+    return override(config, **{f"locator.{key}": value for key, value in changed.items()}) if changed else config

@@ -10,7 +10,7 @@ from hv.config import Config, LocatorConfig
 from mobile.export import export
 from tests.conftest import SAMPLES
 from training.data import DataError
-from training.trained_crop import crop_mismatches, trained_crop
+from training.trained_crop import crop_mismatches, trained_crop, with_trained_crop
 
 
 def _run_folder(tmp_path, **locator):
@@ -64,3 +64,13 @@ def test_export_refuses_a_package_that_would_describe_other_crops(tmp_path):
     with pytest.raises(DataError, match="locator.stain_correction = 'always' \\(the config has 'auto'\\)"):
         export(model, Config(), tmp_path / "export")
     assert not (tmp_path / "export").exists()  # refused before any work
+
+
+def test_a_config_takes_the_crop_settings_the_model_was_trained_with(tmp_path):
+    model = _run_folder(tmp_path, stain_correction="always", crop_context=1.4, cell_diameter_frac=0.3)
+    config = Config()
+    cut = with_trained_crop(config, model)
+    assert (cut.locator.stain_correction, cut.locator.crop_context) == ("always", 1.4)
+    assert cut.locator.cell_diameter_frac == config.locator.cell_diameter_frac  # the user's scale stays theirs
+    assert config.locator.stain_correction == "auto"  # a copy: the config passed in is unchanged
+    assert with_trained_crop(config, tmp_path / "alone.keras") is config
