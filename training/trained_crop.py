@@ -51,10 +51,15 @@ def trained_crop(model_path: str | Path) -> dict:
     return {key: crop[key] for key in CROP_KEYS if key in crop}
 
 
+def crop_differences(model_path: str | Path, locator: LocatorConfig) -> dict:
+    """The crop settings the model was trained with that ``locator`` does not have, with the model's values."""
+    return {key: value for key, value in trained_crop(model_path).items() if value != getattr(locator, key)}
+
+
 def crop_mismatches(model_path: str | Path, locator: LocatorConfig) -> list[str]:
     """One line per crop setting the model was trained with that ``locator`` does not have."""
     return [f"locator.{key} = {value!r} (the config has {getattr(locator, key)!r})"
-            for key, value in trained_crop(model_path).items() if value != getattr(locator, key)]
+            for key, value in crop_differences(model_path, locator).items()]
 
 
 def mismatch_text(model_path: str | Path, mismatches: list[str]) -> str:
@@ -70,8 +75,7 @@ def with_trained_crop(config: Config, model_path: str | Path) -> Config:
     For tools that score a model the way it was trained (benchmarks), where a warning would only
     be read after a wasted run.
     """
-    crop = trained_crop(model_path)
-    changed = {key: value for key, value in crop.items() if value != getattr(config.locator, key)}
+    changed = crop_differences(model_path, config.locator)
     for key, value in changed.items():
         log.info("%s: crops cut with locator.%s = %r, as it was trained (the config has %r)",
                  model_path, key, value, getattr(config.locator, key))
