@@ -193,6 +193,10 @@ class StreamConfig:
     # Tracking: overlap with the last box to continue a track; frames a track may go unseen.
     track_min_iou: float = 0.3
     track_max_missing: int = 10
+    # A box no track takes by overlap continues the cell whose centre lies within this share of the
+    # expected cell diameter of its own: the locator found another part of that cell (a neutrophil's lobes,
+    # apart in a pale stain). Cells lie a diameter or more apart; 0 = overlap only.
+    track_max_centre_frac: float = 0.5
     # Tracks unseen for longer are remembered at their slide position (up to this many), so a cell
     # that comes back into view after a pan back keeps its identity and is not counted again.
     max_remembered_cells: int = 20_000
@@ -303,7 +307,7 @@ _UNIT_INTERVAL = {
     "augment.stain_scale", "augment.stain_shift", "augment.white_balance", "augment.nucleus_hue",
     "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac",
     "locator.fallback_diameter_frac", "stream.min_confidence", "stream.check_below",
-    "stream.track_min_iou", "stream.motion_min_response", "stream.keyframe_shift_frac", "stream.focus_min_ratio",
+    "stream.track_min_iou", "stream.track_max_centre_frac", "stream.motion_min_response", "stream.keyframe_shift_frac", "stream.focus_min_ratio",
     "stream.focus_reference_quantile", "stream.clipped_max_share",
 }
 _NON_NEGATIVE = {

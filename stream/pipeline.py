@@ -48,7 +48,8 @@ class StreamPipeline:
         self.model = model_identity(classifier)
         self.quality = FrameQuality(stream)
         self.motion = StageMotion(stream)
-        self.tracker = SlideTracker(stream.track_min_iou, stream.track_max_missing, stream.max_remembered_cells)
+        self.tracker = SlideTracker(stream.track_min_iou, stream.track_max_missing, stream.max_remembered_cells,
+                                    stream.track_max_centre_frac)
         self.track_classifier = TrackClassifier(
             classifier, config.locator, min_confidence=stream.min_confidence,
             recheck_every=stream.recheck_every, max_votes=stream.max_votes, clear_by=stream.clear_view_frac)
@@ -102,7 +103,7 @@ class StreamPipeline:
         detections = Detections(locate_cells(image_rgb, self.config.locator, self.diameter_px))
         margin = self.config.stream.edge_margin_frac * self.diameter_px
         detections = mark_cut_cells(detections, frame_size, margin)
-        detections = self.tracker.update(detections, frame.index, self.position, frame_size)
+        detections = self.tracker.update(detections, frame.index, self.position, frame_size, self.diameter_px)
         detections = self.track_classifier.update(detections, image_rgb, frame.index, self.diameter_px)
         self.track_classifier.forget(self.tracker.known_track_ids)
         self.counter.update(detections)

@@ -11,6 +11,10 @@ from stream.detections import Detections
 from stream.motion import StagePosition
 
 
+def _centres(boxes_xyxy: np.ndarray) -> np.ndarray:
+    return (boxes_xyxy[:, :2] + boxes_xyxy[:, 2:]) / 2
+
+
 @dataclass
 class _Track:
     track_id: int
@@ -28,6 +32,11 @@ class SlideTracker:
     ``max_remembered`` per region): when the view comes back over it, after a pan back, a jerk or
     frames the locator missed, the box there takes its id again and the cell is not counted twice.
 
+    A box that overlaps no cell enough may still be another part of one: in a pale stain the
+    locator can find a neutrophil's lobes apart, one here and another a few frames on. So a box
+    left over takes the nearest cell left over whose centre lies within ``max_centre_frac`` of
+    the expected cell diameter of its own (cells lie about a diameter apart or more).
+
     A remembered box is clipped to the present view before comparing, so a cell entering or
     leaving at the edge still matches its own whole box. A track keeps its last whole box once
     it has one (``Detections.whole``). A new region (motion lost) forgets the old one's cells:
@@ -35,11 +44,14 @@ class SlideTracker:
 
     Example:
         tracker = SlideTracker()
-        detections = tracker.update(detections, frame_index=0, position=position, frame_size=(640, 480))
+        detections = tracker.update(detections, frame_index=0, position=position, frame_size=(640, 480),
+                                    diameter_px=150.0)
     """
 
-    def __init__(self, min_iou: float = 0.3, max_missing: int = 10, max_remembered: int = 20_000):
+    def __init__(self, min_iou: float = 0.3, max_missing: int = 10, max_remembered: int = 20_000,
+                 max_centre_frac: float = 0.5):
         self.min_iou = min_iou
+        self.max_centre_frac = max_centre_frac
         self.max_missing = max_missing
         self.max_remembered = max_remembered
         self._tracks: list[_Track] = []
@@ -48,10 +60,11 @@ class SlideTracker:
         self._frame_index = 0
 
     def update(self, detections: Detections, frame_index: int, position: StagePosition | None = None,
-               frame_size: tuple[int, int] | None = None) -> Detections:
+               frame_size: tuple[int, int] | None = None, diameter_px: float | None = None) -> Detections:
         """Return ``detections`` with ``track_id`` set; cells never seen in this region get new ids.
 
-        Without ``position`` the frame is taken to be where the last one was (a fixed stage).
+        Without ``position`` the frame is taken to be where the last one was (a fixed stage); without
+        ``diameter_px`` (the frame's expected cell diameter) boxes are matched by overlap only.
         """
         self._frame_index = frame_index
         offset = np.zeros(4, np.float32)
@@ -62,13 +75,24 @@ class SlideTracker:
         boxes = detections.boxes_xyxy + offset
         ids = np.full(len(detections), -1, np.int64)
         if self._tracks and len(detections):
-            ious = iou_matrix(boxes, self._track_boxes_in_view(offset, frame_size))
+            in_view = self._track_boxes_in_view(offset, frame_size)
+            ious = iou_matrix(boxes, in_view)
+            taken = np.zeros(len(self._tracks), bool)
             while ious.size and ious.max() >= self.min_iou:
                 i, j = np.unravel_index(ious.argmax(), ious.shape)
-                self._see(self._tracks[j], boxes[i], bool(detections.whole[i]), frame_index)
-                ids[i] = self._tracks[j].track_id
+                self._take(i, j, ids, taken, boxes, detections, frame_index)
                 ious[i, :] = -1
                 ious[:, j] = -1
+            if diameter_px and self.max_centre_frac > 0 and (ids < 0).any():
+                distance = np.linalg.norm(_centres(boxes)[:, None] - _centres(in_view)[None], axis=-1)
+                distance[ids >= 0, :] = np.inf
+                # Out of view, a remembered box is clipped to a line along the edge: not a cell seen here.
+                distance[:, taken | (in_view[:, 2] <= in_view[:, 0]) | (in_view[:, 3] <= in_view[:, 1])] = np.inf
+                while distance.size and distance.min() <= self.max_centre_frac * diameter_px:
+                    i, j = np.unravel_index(distance.argmin(), distance.shape)
+                    self._take(i, j, ids, taken, boxes, detections, frame_index)
+                    distance[i, :] = np.inf
+                    distance[:, j] = np.inf
         for i in np.flatnonzero(ids < 0):
             ids[i] = self._next_id
             self._tracks.append(_Track(self._next_id, boxes[i], frame_index, bool(detections.whole[i])))
@@ -77,6 +101,13 @@ class SlideTracker:
             self._tracks.sort(key=lambda t: t.last_seen)
             del self._tracks[: len(self._tracks) - self.max_remembered]
         return detections.replace(track_id=ids)
+
+    def _take(self, i: int, j: int, ids: np.ndarray, taken: np.ndarray, boxes: np.ndarray, detections: Detections,
+              frame_index: int) -> None:
+        """Box ``i`` of this frame continues track ``j``."""
+        self._see(self._tracks[j], boxes[i], bool(detections.whole[i]), frame_index)
+        ids[i] = self._tracks[j].track_id
+        taken[j] = True
 
     @staticmethod
     def _see(track: _Track, box: np.ndarray, whole: bool, frame_index: int) -> None:

@@ -69,6 +69,30 @@ def test_a_cell_cut_at_the_edge_matches_its_whole_box_and_never_replaces_it():
     assert tracker.update(whole, 9, at(0.0), (300, 200)).track_id.tolist() == [0]  # whole box still remembered
 
 
+def test_parts_of_one_cell_found_apart_keep_its_id_and_neighbours_keep_theirs():
+    # A 60-px cell whose upper lobes are found in one frame and its lower lobes in the next (IoU 0.2).
+    tracker = SlideTracker(min_iou=0.3, max_missing=5, max_centre_frac=0.5)
+    upper = Detections(np.array([[100, 100, 160, 130]], np.float32))
+    lower = Detections(np.array([[100, 120, 160, 160]], np.float32))
+    assert tracker.update(upper, 0, at(0.0), (300, 200), diameter_px=60.0).track_id.tolist() == [0]
+    assert tracker.update(lower, 1, at(0.0), (300, 200), diameter_px=60.0).track_id.tolist() == [0]
+    # Overlap alone (no diameter) cannot tell: the lower lobes would be a second cell.
+    plain = SlideTracker(min_iou=0.3, max_missing=5)
+    plain.update(upper, 0, at(0.0), (300, 200))
+    assert plain.update(lower, 1, at(0.0), (300, 200)).track_id.tolist() == [1]
+    # A neighbour a diameter away is another cell, and each box takes one cell at most.
+    both = Detections(np.array([[100, 125, 160, 165], [162, 100, 222, 160]], np.float32))
+    assert tracker.update(both, 2, at(0.0), (300, 200), diameter_px=60.0).track_id.tolist() == [0, 1]
+
+
+def test_a_cell_out_of_view_is_not_taken_by_a_box_at_the_edge_near_where_it_lies():
+    tracker = SlideTracker(min_iou=0.3, max_missing=1, max_centre_frac=0.5)
+    assert tracker.update(boxes(100, size=60), 0, at(0.0), (300, 200), diameter_px=60.0).track_id.tolist() == [0]
+    # The stage moved 170 px right: the cell lies 10 px beyond the left edge, a new cell enters there.
+    entering = Detections(np.array([[0, 50, 25, 110]], np.float32))
+    assert tracker.update(entering, 1, at(170.0), (300, 200), diameter_px=60.0).track_id.tolist() == [1]
+
+
 def test_each_track_is_classified_a_few_times_not_every_frame():
     classifier = FixedClassifier()
     tc = TrackClassifier(classifier, LocatorConfig(), recheck_every=5, max_votes=2)
