@@ -54,6 +54,10 @@ _BOX_GROW = 1.1
 # lymphocyte beside a larger cell. On the even-positioned half of the BCCD fields, annotated second
 # cells are 0.41-0.96 of the largest blob and the other blobs under the filter at most 0.17.
 _SECOND_NUCLEUS_SHARE = 0.3
+# A further cell box that overlaps an earlier box of the frame by at least this share of the smaller of
+# the two is another part of that cell: in a pale stain the closing may not join a nucleus's lobes,
+# and the stream then counted one cell twice (BENCHMARKS.md, "A pale stain's lobes").
+_SAME_CELL_OVERLAP = 0.5
 
 
 def purple_score(image_rgb: np.ndarray) -> np.ndarray:
@@ -236,8 +240,18 @@ def _cell_boxes(mask: np.ndarray, small: np.ndarray, diameter: float, config: Lo
         outline = _outline_box(small, cx, cy, diameter, field_yellowness)
         blended = fitted if outline is None else _OUTLINE_WEIGHT * outline + (1 - _OUTLINE_WEIGHT) * fitted
         centre, half = (blended[:2] + blended[2:]) / 2, (blended[2:] - blended[:2]) / 2 * _BOX_GROW
-        boxes.append([*(centre - half), *(centre + half)])
+        box = [*(centre - half), *(centre + half)]
+        if not any(_overlap_of_smaller(box, other) >= _SAME_CELL_OVERLAP for other in boxes):
+            boxes.append(box)
     return boxes
+
+
+def _overlap_of_smaller(a: list[float], b: list[float]) -> float:
+    """The share of the smaller of two ``[x1, y1, x2, y2]`` boxes that lies inside the other."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return max(0.0, width) * max(0.0, height) / smaller if smaller > 0 else 1.0
 
 
 def _yellowness(image_rgb: np.ndarray) -> np.ndarray:
