@@ -307,7 +307,8 @@ _UNIT_INTERVAL = {
     "augment.stain_scale", "augment.stain_shift", "augment.white_balance", "augment.nucleus_hue",
     "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac",
     "locator.fallback_diameter_frac", "stream.min_confidence", "stream.check_below",
-    "stream.track_min_iou", "stream.track_max_centre_frac", "stream.motion_min_response", "stream.keyframe_shift_frac", "stream.focus_min_ratio",
+    "stream.track_min_iou", "stream.track_max_centre_frac", "stream.motion_min_response", "stream.keyframe_shift_frac",
+    "stream.focus_min_ratio",
     "stream.focus_reference_quantile", "stream.clipped_max_share",
 }
 _NON_NEGATIVE = {
