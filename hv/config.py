@@ -194,7 +194,7 @@ class StreamConfig:
     track_min_iou: float = 0.3
     track_max_missing: int = 10
     # A box no track takes by overlap continues the cell whose centre lies within this share of the
-    # expected cell diameter of its own: the locator found another part of that cell (a neutrophil's lobes,
+    # expected cell diameter of its own: the locator found another part of that cell (a nucleus's lobes,
     # apart in a pale stain). Cells lie a diameter or more apart; 0 = overlap only.
     track_max_centre_frac: float = 0.5
     # Tracks unseen for longer are remembered at their slide position (up to this many), so a cell

@@ -33,7 +33,7 @@ class SlideTracker:
     frames the locator missed, the box there takes its id again and the cell is not counted twice.
 
     A box that overlaps no cell enough may still be another part of one: in a pale stain the
-    locator can find a neutrophil's lobes apart, one here and another a few frames on. So a box
+    locator can find a nucleus's lobes apart, one here and another a few frames on. So a box
     left over takes the nearest cell left over whose centre lies within ``max_centre_frac`` of
     the expected cell diameter of its own (cells lie about a diameter apart or more).
 
