@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 from collections import Counter
 from pathlib import Path
@@ -55,12 +56,16 @@ from training.metrics import accuracy_per_group, group_members, grouped_interval
 
 
 def read_rows(folder: str | Path, other: bool = False) -> list[dict]:
-    """The four-class rows of an evaluation's predictions.csv; with ``other``, the rows of cells outside the four."""
+    """The four-class rows of an evaluation's predictions.csv; with ``other``, the rows of cells outside the four.
+
+    A ``predictions.csv.gz`` stands in for it (the held-out predictions kept in ``benchmarks/results/``).
+    """
     path = Path(folder) / "predictions.csv"
-    if not path.is_file():
+    packed = path.with_suffix(".csv.gz")
+    if not path.is_file() and not packed.is_file():
         raise SystemExit(f"{path} does not exist: give the folder of one source that hv evaluate wrote "
                          "(e.g. out/EVAL/blood-cells_TEST)")
-    with open(path, newline="") as f:
+    with (open(path, newline="") if path.is_file() else gzip.open(packed, "rt", newline="")) as f:
         return [r for r in csv.DictReader(f) if (r["true"] == OUTPUT_NAMES[-1]) == other]
 
 
