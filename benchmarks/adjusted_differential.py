@@ -17,6 +17,11 @@ as adjusted.
 Writes ``--out`` (JSON): per lab and mix, the mean error as counted and adjusted (over folds and draws),
 and the score the rule reads (the mean over labs and mixes).
 
+``--slides slide_count.json ...`` also adjusts the counting benchmark's differentials (each speed's
+counted shares) with the first lab's M from all its folds, and reports their distance from the truth
+as counted and adjusted. The bundled model trained on most of those slides' fields (or, with
+``--not-in``, not at all), unlike the fold models on their held-out cells: a reading, not the rule.
+
 Usage: python benchmarks/adjusted_differential.py --lab blood-cells DIR DIR [DIR ...] --lab pbc DIR DIR [...]
        [--cells 100] [--draws 2000] [--min-confidence 0.5] [--out out/adjusted_differential.json]
 (DIR: one fold's folder of one source that hv evaluate wrote, e.g.
@@ -113,6 +118,8 @@ def main() -> None:
     parser.add_argument("--min-confidence", type=float, default=0.5, help="stream.min_confidence")
     parser.add_argument("--originals", default="bundled", help="data.original_groups (training.data.load_originals)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--slides", nargs="*", default=[], metavar="SLIDE_COUNT_JSON",
+                        help="counting-benchmark reports to adjust with the first lab's confusion")
     parser.add_argument("--out", default=str(ROOT / "out" / "adjusted_differential.json"))
     args = parser.parse_args()
     if any(len(lab) < 3 for lab in args.lab):
@@ -135,6 +142,29 @@ def main() -> None:
             print(f"  {mix:>14}: counted {f['counted']:5.2f}  adjusted {f['adjusted']:5.2f} points "
                   f"(90th percentile {f['counted_p90']:.2f} / {f['adjusted_p90']:.2f})")
     print("score (mean error over labs and mixes, points):", score)
+    if args.slides:
+        first = labs[args.lab[0][0]]["rates_all_folds"]
+        rates = np.array([[first[c][a] for a in ANSWERS] for c in CLASS_NAMES])
+        report["slides"] = {path: slide_figures(path, rates) for path in args.slides}
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        for path, speeds in report["slides"].items():
+            print(path)
+            for speed, f in speeds.items():
+                print(f"  {speed:>3} px/frame: counted {f['counted']:5.2f}  adjusted {f['adjusted']:5.2f} points")
+
+
+def slide_figures(path: str, rates: np.ndarray) -> dict:
+    """Each speed's differential on a counting slide (slide_count.json), as counted and adjusted, against its truth."""
+    report = json.loads(Path(path).read_text())
+    figures = {}
+    for speed, result in report["speeds_px_per_frame"].items():
+        truth = np.array([result["truth_percent"][c] for c in CLASS_NAMES]) / 100
+        counted = np.array([result["percent"][c] for c in CLASS_NAMES]) / 100
+        shares = adjusted(counted, rates)
+        figures[speed] = {"counted": round(tv_points(counted, truth), 2),
+                          "adjusted": round(tv_points(shares, truth), 2),
+                          "adjusted_percent": dict(zip(CLASS_NAMES, (100 * shares).round(2).tolist()))}
+    return figures
 
 
 if __name__ == "__main__":
