@@ -45,15 +45,26 @@ def read_voc_boxes(path: str | Path, name: str = "WBC") -> np.ndarray:
     return np.array(boxes, np.float32).reshape(-1, 4)
 
 
-def iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) intersection over union of two sets of boxes."""
+def _intersections(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(len(a), len(b)) intersection areas of two sets of boxes, and (len(a), 1), (1, len(b)) their areas."""
     a = np.asarray(a_xyxy, np.float32).reshape(-1, 4)[:, None]
     b = np.asarray(b_xyxy, np.float32).reshape(-1, 4)[None]
     wh = np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None)
-    inter = wh[..., 0] * wh[..., 1]
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return wh[..., 0] * wh[..., 1], area_a, area_b
+
+
+def iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) intersection over union of two sets of boxes."""
+    inter, area_a, area_b = _intersections(a_xyxy, b_xyxy)
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def inside_share(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) share of each box of ``a`` that lies inside each box of ``b`` (1 for an empty box of ``a``)."""
+    inter, area_a, _ = _intersections(a_xyxy, b_xyxy)
+    return np.where(area_a > 0, inter / np.maximum(area_a, 1e-9), 1.0)
 
 
 def match_boxes(pred_xyxy: np.ndarray, true_xyxy: np.ndarray, threshold: float) -> tuple[int, int, int]:

@@ -197,6 +197,10 @@ class StreamConfig:
     # expected cell diameter of its own: the locator found another part of that cell (a nucleus's lobes,
     # apart in a pale stain). Cells lie a diameter or more apart; 0 = overlap only.
     track_max_centre_frac: float = 0.5
+    # A box still left over that lies this much inside (share of its area) the largest whole box of a cell
+    # matched in the same frame is another part of that cell (an eosinophil's far-apart lobes): not a new
+    # cell. Distinct cells side by side overlap under half of the smaller box; 0 = off.
+    track_part_of_cell: float = 0.75
     # Tracks unseen for longer are remembered at their slide position (up to this many), so a cell
     # that comes back into view after a pan back keeps its identity and is not counted again.
     max_remembered_cells: int = 20_000
@@ -307,7 +311,8 @@ _UNIT_INTERVAL = {
     "augment.stain_scale", "augment.stain_shift", "augment.white_balance", "augment.nucleus_hue",
     "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac",
     "locator.fallback_diameter_frac", "stream.min_confidence", "stream.check_below",
-    "stream.track_min_iou", "stream.track_max_centre_frac", "stream.motion_min_response", "stream.keyframe_shift_frac",
+    "stream.track_min_iou", "stream.track_max_centre_frac", "stream.track_part_of_cell",
+    "stream.motion_min_response", "stream.keyframe_shift_frac",
     "stream.focus_min_ratio",
     "stream.focus_reference_quantile", "stream.clipped_max_share",
 }

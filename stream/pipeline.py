@@ -49,7 +49,7 @@ class StreamPipeline:
         self.quality = FrameQuality(stream)
         self.motion = StageMotion(stream)
         self.tracker = SlideTracker(stream.track_min_iou, stream.track_max_missing, stream.max_remembered_cells,
-                                    stream.track_max_centre_frac)
+                                    stream.track_max_centre_frac, stream.track_part_of_cell)
         self.track_classifier = TrackClassifier(
             classifier, config.locator, min_confidence=stream.min_confidence,
             recheck_every=stream.recheck_every, max_votes=stream.max_votes, clear_by=stream.clear_view_frac)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hv.annotations import iou_matrix
+from hv.annotations import inside_share, iou_matrix
 from stream.detections import Detections
 from stream.motion import StagePosition
 
@@ -15,12 +15,17 @@ def _centres(boxes_xyxy: np.ndarray) -> np.ndarray:
     return (boxes_xyxy[:, :2] + boxes_xyxy[:, 2:]) / 2
 
 
+def _area(box_xyxy: np.ndarray) -> float:
+    return float(max(0.0, box_xyxy[2] - box_xyxy[0]) * max(0.0, box_xyxy[3] - box_xyxy[1]))
+
+
 @dataclass
 class _Track:
     track_id: int
     box_xyxy: np.ndarray  # slide coordinates of the region it was seen in
     last_seen: int
     ever_whole: bool
+    extent_xyxy: np.ndarray | None = None  # slide coordinates of the largest whole box it was seen with
 
 
 class SlideTracker:
@@ -37,6 +42,15 @@ class SlideTracker:
     left over takes the nearest cell left over whose centre lies within ``max_centre_frac`` of
     the expected cell diameter of its own (cells lie about a diameter apart or more).
 
+    Both passes give a cell one box a frame. An eosinophil's two lobes can lie so far apart that the
+    locator finds them as two boxes (in some frames; in others as one box round the whole cell), and
+    the second box would start a new track and be counted. So a track remembers its *extent*, the
+    largest whole box it was seen with, and a box still left over that lies mostly inside
+    (``part_of_cell`` of its area) the extent of a cell matched in this frame is another part of that
+    cell: it is dropped from the frame's detections. Two distinct cells side by side do not lie inside
+    each other's box (BCCD's nearest pair overlaps 0.45 of the smaller: BENCHMARKS.md, "An eosinophil's
+    lobes").
+
     A remembered box is clipped to the present view before comparing, so a cell entering or
     leaving at the edge still matches its own whole box. A track keeps its last whole box once
     it has one (``Detections.whole``). A new region (motion lost) forgets the old one's cells:
@@ -49,9 +63,10 @@ class SlideTracker:
     """
 
     def __init__(self, min_iou: float = 0.3, max_missing: int = 10, max_remembered: int = 20_000,
-                 max_centre_frac: float = 0.5):
+                 max_centre_frac: float = 0.5, part_of_cell: float = 0.75):
         self.min_iou = min_iou
         self.max_centre_frac = max_centre_frac
+        self.part_of_cell = part_of_cell
         self.max_missing = max_missing
         self.max_remembered = max_remembered
         self._tracks: list[_Track] = []
@@ -62,6 +77,8 @@ class SlideTracker:
     def update(self, detections: Detections, frame_index: int, position: StagePosition | None = None,
                frame_size: tuple[int, int] | None = None, diameter_px: float | None = None) -> Detections:
         """Return ``detections`` with ``track_id`` set; cells never seen in this region get new ids.
+
+        Boxes that are another part of a cell matched in this frame are left out of what is returned.
 
         Without ``position`` the frame is taken to be where the last one was (a fixed stage); without
         ``diameter_px`` (the frame's expected cell diameter) boxes are matched by overlap only.
@@ -74,6 +91,7 @@ class SlideTracker:
             offset = np.array([position.x, position.y, position.x, position.y], np.float32)
         boxes = detections.boxes_xyxy + offset
         ids = np.full(len(detections), -1, np.int64)
+        parts = np.zeros(len(detections), bool)
         if self._tracks and len(detections):
             in_view = self._track_boxes_in_view(offset, frame_size)
             ious = iou_matrix(boxes, in_view)
@@ -93,14 +111,24 @@ class SlideTracker:
                     self._take(i, j, ids, taken, boxes, detections, frame_index)
                     distance[i, :] = np.inf
                     distance[:, j] = np.inf
-        for i in np.flatnonzero(ids < 0):
+            parts = self._parts_of_matched_cells(boxes, ids, taken)
+        for i in np.flatnonzero((ids < 0) & ~parts):
             ids[i] = self._next_id
-            self._tracks.append(_Track(self._next_id, boxes[i], frame_index, bool(detections.whole[i])))
+            whole = bool(detections.whole[i])
+            self._tracks.append(_Track(self._next_id, boxes[i], frame_index, whole, boxes[i] if whole else None))
             self._next_id += 1
         if len(self._tracks) > self.max_remembered:  # the longest unseen go first
             self._tracks.sort(key=lambda t: t.last_seen)
             del self._tracks[: len(self._tracks) - self.max_remembered]
-        return detections.replace(track_id=ids)
+        return detections.replace(track_id=ids)[~parts]
+
+    def _parts_of_matched_cells(self, boxes: np.ndarray, ids: np.ndarray, taken: np.ndarray) -> np.ndarray:
+        """(n,) bool: which boxes no track took lie mostly inside the extent of a cell matched in this frame."""
+        matched = [self._tracks[j] for j in np.flatnonzero(taken)]
+        extents = [track.extent_xyxy for track in matched if track.extent_xyxy is not None]
+        if not extents or self.part_of_cell <= 0:
+            return np.zeros(len(boxes), bool)
+        return (ids < 0) & (inside_share(boxes, np.stack(extents)).max(axis=1) >= self.part_of_cell)
 
     def _take(self, i: int, j: int, ids: np.ndarray, taken: np.ndarray, boxes: np.ndarray, detections: Detections,
               frame_index: int) -> None:
@@ -113,6 +141,8 @@ class SlideTracker:
     def _see(track: _Track, box: np.ndarray, whole: bool, frame_index: int) -> None:
         if whole or not track.ever_whole:  # a cut view never replaces a whole one
             track.box_xyxy = box
+        if whole and (track.extent_xyxy is None or _area(box) > _area(track.extent_xyxy)):
+            track.extent_xyxy = box
         track.ever_whole |= whole
         track.last_seen = frame_index
 

@@ -85,6 +85,25 @@ def test_parts_of_one_cell_found_apart_keep_its_id_and_neighbours_keep_theirs():
     assert tracker.update(both, 2, at(0.0), (300, 200), diameter_px=60.0).track_id.tolist() == [0, 1]
 
 
+def test_far_apart_lobes_found_as_two_boxes_are_one_cell_and_a_neighbour_is_another():
+    # An eosinophil 100 px wide, seen whole as one box, then as its two lobes' boxes (each ~0.5 of the other).
+    whole = Detections(np.array([[50, 50, 150, 150]], np.float32))
+    lobes = Detections(np.array([[90, 55, 148, 140], [52, 80, 115, 148]], np.float32))
+    tracker = SlideTracker(min_iou=0.3, max_missing=5, max_centre_frac=0.5, part_of_cell=0.75)
+    assert tracker.update(whole, 0, at(0.0), (300, 200), diameter_px=100.0).track_id.tolist() == [0]
+    split = tracker.update(lobes, 1, at(0.0), (300, 200), diameter_px=100.0)
+    assert split.track_id.tolist() == [0]  # the second lobe's box is left out: no second cell
+    assert tracker.known_track_ids == {0}
+    # Without the rule the second lobe starts a cell of its own.
+    plain = SlideTracker(min_iou=0.3, max_missing=5, max_centre_frac=0.5, part_of_cell=0.0)
+    plain.update(whole, 0, at(0.0), (300, 200), diameter_px=100.0)
+    assert plain.update(lobes, 1, at(0.0), (300, 200), diameter_px=100.0).track_id.tolist() == [0, 1]
+    # A neighbour pressed against the cell (0.45 of it inside the cell's box, as BCCD's nearest pair)
+    # is another cell.
+    neighbour = Detections(np.array([[50, 50, 150, 150], [105, 50, 205, 150]], np.float32))
+    assert tracker.update(neighbour, 2, at(0.0), (300, 200), diameter_px=100.0).track_id.tolist() == [0, 1]
+
+
 def test_a_cell_out_of_view_is_not_taken_by_a_box_at_the_edge_near_where_it_lies():
     tracker = SlideTracker(min_iou=0.3, max_missing=1, max_centre_frac=0.5)
     assert tracker.update(boxes(100, size=60), 0, at(0.0), (300, 200), diameter_px=60.0).track_id.tolist() == [0]
