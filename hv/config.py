@@ -197,9 +197,10 @@ class StreamConfig:
     # expected cell diameter of its own: the locator found another part of that cell (a nucleus's lobes,
     # apart in a pale stain). Cells lie a diameter or more apart; 0 = overlap only.
     track_max_centre_frac: float = 0.5
-    # A box still left over that lies this much inside (share of its area) the largest whole box of a cell
-    # matched in the same frame is another part of that cell (an eosinophil's far-apart lobes): not a new
-    # cell. Distinct cells side by side overlap under half of the smaller box; 0 = off.
+    # A box still left over that lies this much inside (share of its area) the largest whole box a cell was
+    # seen with belongs to that cell (an eosinophil's far-apart lobes, found as two boxes or one alone): it
+    # continues the cell, or is dropped as a part if the cell has a box in the frame. Not a new cell.
+    # Distinct cells side by side lie under half inside each other's box; 0 = off.
     track_part_of_cell: float = 0.75
     # Tracks unseen for longer are remembered at their slide position (up to this many), so a cell
     # that comes back into view after a pan back keeps its identity and is not counted again.

@@ -46,10 +46,11 @@ class SlideTracker:
     locator finds them as two boxes (in some frames; in others as one box round the whole cell), and
     the second box would start a new track and be counted. So a track remembers its *extent*, the
     largest whole box it was seen with, and a box still left over that lies mostly inside
-    (``part_of_cell`` of its area) the extent of a cell matched in this frame is another part of that
-    cell: it is dropped from the frame's detections. Two distinct cells side by side do not lie inside
-    each other's box (BCCD's nearest pair overlaps 0.45 of the smaller: BENCHMARKS.md, "An eosinophil's
-    lobes").
+    (``part_of_cell`` of its area) a cell's extent belongs to that cell: it continues the cell if no box
+    has yet this frame (a lobe alone, as the stage brings the cell back), and if one has, it is another
+    part of the cell and is dropped from the frame's detections. Two distinct cells side by side do not
+    lie inside each other's box (BCCD's nearest pair overlaps 0.45 of the smaller: BENCHMARKS.md, "An
+    eosinophil's lobes").
 
     A remembered box is clipped to the present view before comparing, so a cell entering or
     leaving at the edge still matches its own whole box. A track keeps its last whole box once
@@ -111,7 +112,7 @@ class SlideTracker:
                     self._take(i, j, ids, taken, boxes, detections, frame_index)
                     distance[i, :] = np.inf
                     distance[:, j] = np.inf
-            parts = self._parts_of_matched_cells(boxes, ids, taken)
+            parts = self._match_by_extent(boxes, ids, taken, detections, frame_index)
         for i in np.flatnonzero((ids < 0) & ~parts):
             ids[i] = self._next_id
             whole = bool(detections.whole[i])
@@ -122,13 +123,27 @@ class SlideTracker:
             del self._tracks[: len(self._tracks) - self.max_remembered]
         return detections.replace(track_id=ids)[~parts]
 
-    def _parts_of_matched_cells(self, boxes: np.ndarray, ids: np.ndarray, taken: np.ndarray) -> np.ndarray:
-        """(n,) bool: which boxes no track took lie mostly inside the extent of a cell matched in this frame."""
-        matched = [self._tracks[j] for j in np.flatnonzero(taken)]
-        extents = [track.extent_xyxy for track in matched if track.extent_xyxy is not None]
-        if not extents or self.part_of_cell <= 0:
-            return np.zeros(len(boxes), bool)
-        return (ids < 0) & (inside_share(boxes, np.stack(extents)).max(axis=1) >= self.part_of_cell)
+    def _match_by_extent(self, boxes: np.ndarray, ids: np.ndarray, taken: np.ndarray, detections: Detections,
+                         frame_index: int) -> np.ndarray:
+        """Boxes still left over that lie mostly inside a cell's extent belong to that cell: each continues the
+        free cell it lies most inside, or, with only cells already matched in this frame around it, is a part
+        of one. Returns (n,) bool: the parts, to leave out of the frame's detections."""
+        parts = np.zeros(len(boxes), bool)
+        rows = [j for j, track in enumerate(self._tracks) if track.extent_xyxy is not None]
+        if not rows or self.part_of_cell <= 0 or not (ids < 0).any():
+            return parts
+        inside = inside_share(boxes, np.stack([self._tracks[j].extent_xyxy for j in rows]))
+        inside[ids >= 0, :] = 0
+        inside[inside < self.part_of_cell] = 0
+        free = ~taken[rows]
+        shares = np.where(free[None], inside, 0)
+        while shares.size and shares.max() > 0:
+            i, k = np.unravel_index(shares.argmax(), shares.shape)
+            self._take(i, rows[k], ids, taken, boxes, detections, frame_index)
+            shares[i, :] = 0
+            shares[:, k] = 0
+            inside[i, :] = 0
+        return (ids < 0) & (inside.max(axis=1) > 0)
 
     def _take(self, i: int, j: int, ids: np.ndarray, taken: np.ndarray, boxes: np.ndarray, detections: Detections,
               frame_index: int) -> None:

@@ -104,6 +104,18 @@ def test_far_apart_lobes_found_as_two_boxes_are_one_cell_and_a_neighbour_is_anot
     assert tracker.update(neighbour, 2, at(0.0), (300, 200), diameter_px=100.0).track_id.tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("part_of_cell, expected", [(0.75, [0]), (0.0, [1])])
+def test_a_lobe_found_alone_inside_a_cells_box_continues_that_cell(part_of_cell, expected):
+    # A cell larger than the frame's expected diameter (BloodImage_00183's box was 1.7 of it).
+    tracker = SlideTracker(min_iou=0.3, max_missing=5, max_centre_frac=0.5, part_of_cell=part_of_cell)
+    whole = Detections(np.array([[50, 50, 150, 150]], np.float32))
+    assert tracker.update(whole, 0, at(0.0), (300, 200), diameter_px=70.0).track_id.tolist() == [0]
+    # Only its lower-left lobe is found: IoU 0.19 with the cell's box, its centre 0.55 of a diameter off,
+    # so neither overlap nor centre ties it to the cell; it lies inside the cell's box.
+    lobe = Detections(np.array([[52, 110, 100, 150]], np.float32))
+    assert tracker.update(lobe, 1, at(0.0), (300, 200), diameter_px=70.0).track_id.tolist() == expected
+
+
 def test_a_cell_out_of_view_is_not_taken_by_a_box_at_the_edge_near_where_it_lies():
     tracker = SlideTracker(min_iou=0.3, max_missing=1, max_centre_frac=0.5)
     assert tracker.update(boxes(100, size=60), 0, at(0.0), (300, 200), diameter_px=60.0).track_id.tolist() == [0]
