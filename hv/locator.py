@@ -28,6 +28,7 @@ import math
 import cv2
 import numpy as np
 
+from hv.annotations import inside_share
 from hv.config import LocatorConfig
 from hv.scale import CELL_OVER_NUCLEUS, nucleus_diameter_px, red_cell_diameter_px
 from hv.stain import AS_IS, optical_density, recoloured, red_cells_pink
@@ -241,17 +242,10 @@ def _cell_boxes(mask: np.ndarray, small: np.ndarray, diameter: float, config: Lo
         blended = fitted if outline is None else _OUTLINE_WEIGHT * outline + (1 - _OUTLINE_WEIGHT) * fitted
         centre, half = (blended[:2] + blended[2:]) / 2, (blended[2:] - blended[:2]) / 2 * _BOX_GROW
         box = [*(centre - half), *(centre + half)]
-        if not any(_overlap_of_smaller(box, other) >= _SAME_CELL_OVERLAP for other in boxes):
+        # The share of the smaller box inside the other: the larger of the two ways round.
+        if not boxes or max(inside_share([box], boxes).max(), inside_share(boxes, [box]).max()) < _SAME_CELL_OVERLAP:
             boxes.append(box)
     return boxes
-
-
-def _overlap_of_smaller(a: list[float], b: list[float]) -> float:
-    """The share of the smaller of two ``[x1, y1, x2, y2]`` boxes that lies inside the other."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return max(0.0, width) * max(0.0, height) / smaller if smaller > 0 else 1.0
 
 
 def _yellowness(image_rgb: np.ndarray) -> np.ndarray:
