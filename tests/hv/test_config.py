@@ -39,6 +39,7 @@ def test_partial_table_keeps_other_defaults():
         ({"train": {"batch_size": 0}}, "train.batch_size = 0: expected a value > 0"),
         ({"model": {"dropout": 1.5}}, "model.dropout = 1.5: expected a value between 0 and 1"),
         ({"stream": {"check_below": 1.5}}, "stream.check_below = 1.5: expected a value between 0 and 1"),
+        ({"stream": {"track_part_of_cell": 2.0}}, "stream.track_part_of_cell = 2.0: expected a value between 0 and 1"),
         ({"augment": {"horizontal_flip": 1}}, "augment.horizontal_flip = 1: expected true or false"),
         ({"train": {"phase1": {"epochs": -1}}}, "train.phase1.epochs = -1: expected a value >= 0"),
         ({"model": {"colour": "red"}}, "unknown key 'colour' in [model]"),
