@@ -66,6 +66,7 @@ from hv.classifier import load_classifier
 from hv.config import ConfigError, load_config, override
 from hv.labels import CLASS_NAMES, OTHER_ID, PARTIAL_ID
 from hv.locator import cell_diameter_px
+from stream.annotators import name_of
 from stream.pipeline import StreamPipeline, run_stream
 from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
 from training.data import load_originals
@@ -221,7 +222,9 @@ def reviewed(cells: list[list], checked: list[bool]) -> list[int]:
             for (label, _, truth), check in zip(cells, checked)]
 
 
-def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, tile: tuple[int, int]) -> dict:
+def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, tile: tuple[int, int],
+              fields: list[str]) -> dict:
+    """One scan through the stream, scored against the annotated cells (``fields``: the slide's, in tile order)."""
     truth = scope.all_cells
     path = np.array([scope._viewport(i) for i in range(scope.frame_count)])
     good = [i for i in range(len(path)) if i not in scope._defects]
@@ -280,6 +283,11 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
         "cut_view_overhang_px": sorted(round(first_seen[t][2], 1) for t in counted if first_seen[t][2] > 0),
         # Clear views outvote those near the edge: cells whose final label still rests on a cut view.
         "label_from_cut_view": sum(1 for t in counted if rests_on_cut_view.get(t, False)),
+        # Which cells those are: the BCCD field (one annotated cell per tile) and the label given.
+        "label_from_cut_view_cells": [
+            {"field": fields[first_seen[t][0] % len(fields)], "label": name_of(counter.label_of(t)),
+             "annotated": name_of(int(truth.label_id[first_seen[t][0]]))}
+            for t in counted if rests_on_cut_view.get(t, False)],
         "partial_counted_apart": summary["counts"]["partial"],
         # Counted cells whose crops were given the training labs' plasma or colours (hv.stain).
         "recoloured": summary["recoloured"],
@@ -370,7 +378,8 @@ def main() -> None:
             results[f"{speed:g}"] = margin_geometry(scope, tuple(args.tile), args.margin_geometry, config)
             print(json.dumps({f"{speed:g} px/frame": results[f"{speed:g}"]}), flush=True)
             continue
-        result = run_speed(scope, StreamPipeline(classifier, config), out / f"speed_{speed:g}", tuple(args.tile))
+        result = run_speed(scope, StreamPipeline(classifier, config), out / f"speed_{speed:g}", tuple(args.tile),
+                           fields)
         print(json.dumps({k: v for k, v in result.items() if k not in ("counted_boxes", "counted_cells")}), flush=True)
         results[f"{speed:g}"] = result
     if args.margin_geometry:
