@@ -37,6 +37,10 @@ count figures do not depend on it.
 the whole slide as another lab's stain or lamp would, before the scan: the stream as a new lab
 meets it (its locator, scale, frame checks and classifier), with the same fields, path and truth.
 
+``--scale-along-scan`` runs no stream: the cell scale the stream would measure on every 10th frame of the
+slowest scan, against the same fields measured whole and the annotated cells' size
+(``scale_along_scan.json``).
+
 ``--margin-geometry 0.2 0.3 0.4`` runs no stream: for each edge margin (in cell diameters) it
 counts the countable cells that no good frame shows that far clear of every edge, the cost a
 wider ``stream.edge_margin_frac`` has on this scan (``margin_geometry.json``).
@@ -188,6 +192,27 @@ def margin_geometry(scope: VirtualMicroscope, tile: tuple[int, int], fractions: 
     return {"diameter_px": round(diameter, 1), "countable": int(np.sum(countable)),
             "never_clear": {f"{fraction:g}": int(never_clear(boxes[countable], path, good, fraction * diameter).sum())
                             for fraction in fractions}}
+
+
+def scale_along_scan(scope: VirtualMicroscope, fields: list[str], bccd: Path, config, every: int = 10) -> dict:
+    """The stream's per-frame cell scale along the scan against the same fields' scale measured whole.
+
+    ``cell_diameter_px`` (what ``RunningCellScale`` takes its median of) on every ``every``-th good frame,
+    on each field's whole BCCD image, and the annotated cells' size (square root of the box area), as
+    5th / 25th / 50th / 75th / 95th percentiles in pixels. A tiled slide cuts red cells at its seams,
+    inside the frame, where the red-cell ruler may read them as small red cells.
+    """
+    good = [i for i in range(scope.frame_count) if i not in scope._defects][::every]
+    along = [cell_diameter_px(cv2.cvtColor(scope.render(i), cv2.COLOR_BGR2RGB), config.locator) for i in good]
+    whole = [cell_diameter_px(cv2.cvtColor(cv2.imread(str(bccd / "JPEGImages" / f"{name}.jpg")), cv2.COLOR_BGR2RGB),
+                              config.locator) for name in fields]
+    boxes = scope.all_cells.boxes_xyxy
+    sizes = np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+    quantiles = (5, 25, 50, 75, 95)
+    return {"percentiles": list(quantiles), "frames": len(along),
+            "along_scan_px": np.percentile(along, quantiles).round(1).tolist(),
+            "fields_whole_px": np.percentile(whole, quantiles).round(1).tolist(),
+            "annotated_cells_px": np.percentile(sizes, quantiles).round(1).tolist()}
 
 
 def save_cut_view(image_bgr: np.ndarray, located: np.ndarray, annotated: np.ndarray, path: Path) -> None:
@@ -347,6 +372,9 @@ def main() -> None:
     parser.add_argument("--margin-geometry", type=float, nargs="+", metavar="FRACTION",
                         help="only count, for these edge margins (cell diameters), the countable cells the scan "
                              "never shows that far clear of the frame edges (no stream run; seconds)")
+    parser.add_argument("--scale-along-scan", action="store_true",
+                        help="only measure the cell scale on every 10th frame of the scan and on the same fields "
+                             "whole (no stream run; a minute)")
     args = parser.parse_args()
     if args.margin_geometry and min(args.margin_geometry) < 0:
         parser.error("--margin-geometry fractions must be 0 or more")
@@ -369,6 +397,13 @@ def main() -> None:
         parser.error(f"--set: {error}")
     exclude = originals_in(args.not_in) if args.not_in else set()
     fields = choose_fields(Path(args.bccd), args.cells, tuple(args.tile), args.seed, exclude)
+    if args.scale_along_scan:  # the slide's layout does not depend on the speed: the slowest scan's frames
+        scope = scan_scope(args.bccd, fields, min(args.speeds), args.seed, tile=tuple(args.tile), border=args.border,
+                           row_step=args.row_step, defects=args.defects, stain=args.stain)
+        result = scale_along_scan(scope, fields, Path(args.bccd), config)
+        (out / "scale_along_scan.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result))
+        return
     classifier = None if args.margin_geometry else load_classifier(args.model)
     results, scope = {}, None
     for speed in args.speeds:
