@@ -86,7 +86,8 @@ def test_parts_of_one_cell_found_apart_keep_its_id_and_neighbours_keep_theirs():
 
 
 def test_far_apart_lobes_found_as_two_boxes_are_one_cell_and_a_neighbour_is_another():
-    # An eosinophil 100 px wide, seen whole as one box, then as its two lobes' boxes (each ~0.5 of the other).
+    # An eosinophil 100 px wide, seen whole as one box, then as its two lobes' boxes (a third of the smaller
+    # overlapping: the locator keeps both).
     whole = Detections(np.array([[50, 50, 150, 150]], np.float32))
     lobes = Detections(np.array([[90, 55, 148, 140], [52, 80, 115, 148]], np.float32))
     tracker = SlideTracker(min_iou=0.3, max_missing=5, max_centre_frac=0.5, part_of_cell=0.75)
