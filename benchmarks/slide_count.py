@@ -199,8 +199,8 @@ def scale_along_scan(scope: VirtualMicroscope, fields: list[str], bccd: Path, co
 
     ``cell_diameter_px`` (what ``RunningCellScale`` takes its median of) on every ``every``-th good frame,
     on each field's whole BCCD image, and the annotated cells' size (square root of the box area), as
-    5th / 25th / 50th / 75th / 95th percentiles in pixels. A tiled slide cuts red cells at its seams,
-    inside the frame, where the red-cell ruler may read them as small red cells.
+    5th / 25th / 50th / 75th / 95th percentiles in pixels. A slide tiled from small crops around white cells
+    shows few whole red cells a frame (most are cut by the crops' edges), and the red-cell ruler reads low on it.
     """
     good = [i for i in range(scope.frame_count) if i not in scope._defects][::every]
     along = [cell_diameter_px(cv2.cvtColor(scope.render(i), cv2.COLOR_BGR2RGB), config.locator) for i in good]
