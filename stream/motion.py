@@ -57,7 +57,7 @@ class StageMotion:
         self.region = -1
         self._key: np.ndarray | None = None  # keyframe (windowed correlation input)
         self._key_xy = np.zeros(2)  # keyframe's top-left in slide coordinates (frame pixels)
-        self._last: np.ndarray | None = None  # previous frame, the fallback when the keyframe is too far
+        self._last: np.ndarray | None = None  # last good frame, the fallback when the keyframe fails
         self._last_xy = np.zeros(2)
         self._window: np.ndarray | None = None
 
@@ -83,7 +83,10 @@ class StageMotion:
         ``keyframe_shift_frac`` of the width from the keyframe, it becomes the keyframe: the
         next frames overlap it. Nearer, the sharp keyframe is kept (a soft reference is less
         precise), and where the correlation is unsure the frame is ignored: a new region
-        starts only on a good frame (``update``).
+        starts only on a good frame (``update``). The last good frame stays the fallback a
+        good frame is also tried against: a sharp frame can fail to correlate with a badly
+        blurred one (phase correlation weighs every frequency alike, and such a frame's fine
+        detail is sensor noise), and the motion was lost so (BENCHMARKS.md, "An eosinophil's lobes").
         """
         if self._key is None or self._window is None or self._window.shape != grey_small.shape:
             return
@@ -93,16 +96,15 @@ class StageMotion:
         xy = self._key_xy - np.array(shift) * (frame_width / grey_small.shape[1])
         if np.hypot(*(xy - self._key_xy)) > self.keyframe_shift_frac * frame_width:
             self._key, self._key_xy = grey_small, xy
-            self._last, self._last_xy = grey_small, xy
 
     def _locate(self, grey_small: np.ndarray, frame_width: int) -> tuple[np.ndarray, float] | None:
         """This frame's slide position and the correlation's response, against the keyframe or else the
-        previous frame (which then becomes the keyframe); None when neither overlaps it surely."""
+        last good frame (which then becomes the keyframe); None when neither overlaps it surely."""
         scale = frame_width / grey_small.shape[1]
         shift, response = cv2.phaseCorrelate(self._key, grey_small, self._window)
         base = self._key_xy
         if response < self.min_response and self._last is not None:
-            # Far from the keyframe (a fast pan): the previous frame may still overlap enough.
+            # Far from the keyframe (a fast pan), or a soft keyframe: the last good frame may still overlap enough.
             shift, response = cv2.phaseCorrelate(self._last, grey_small, self._window)
             base = self._last_xy
             self._key, self._key_xy = self._last, self._last_xy  # and becomes the keyframe

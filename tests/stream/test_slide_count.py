@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,10 +14,12 @@ from stream.detections import Frame
 from stream.frame_quality import MOTION_BLUR, OUT_OF_FOCUS, TOO_DARK, FrameQuality
 from stream.motion import StageMotion, small_grey
 from stream.pipeline import StreamPipeline, run_stream
+from stream.virtual_microscope import VirtualMicroscope
 from tests.conftest import draw_field
 from tests.stream.fakes import FixedClassifier
 
 FRAME_W, FRAME_H = 320, 240
+FIELDS = Path(__file__).resolve().parent.parent / "hv" / "fields"  # BCCD BloodImage_00240 (MIT; README there)
 CELLS = 5
 
 
@@ -127,6 +130,30 @@ def test_stage_motion_follows_a_long_pan_and_says_when_it_is_lost():
     texture = np.random.default_rng(9).normal(128, 40, (FRAME_H, FRAME_W, 3)).clip(0, 255).astype(np.uint8)
     lost = motion.update(small_grey(cv2.GaussianBlur(texture, (0, 0), 2), FRAME_W), FRAME_W)
     assert lost.new_region and lost.region == 1 and (lost.x, lost.y) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("blurred", [6, 7, 8, 9])
+def test_a_sharp_frame_after_one_badly_blurred_frame_keeps_the_stage(blurred):
+    # A pan over a real BCCD field (shipped under tests/hv/fields) at 40 px a frame, one frame badly
+    # blurred (the virtual microscope's "blur" defect). The soft frame is followed and may become the
+    # keyframe; a sharp frame can fail to correlate with it (its fine detail is sensor noise), so the last
+    # good frame must be tried too, or the motion is lost and the cells seen before are counted again
+    # (with the keyframe alone, the blur at frame 9 lost it).
+    config = Config().stream
+    path = np.array([[10 + 40 * i, 0.0] for i in range(14)])
+    scope = VirtualMicroscope(FIELDS, path=path, defects={blurred: "blur"}, seed=0)
+    motion, quality = StageMotion(config), FrameQuality(config)
+    regions = set()
+    for index in range(len(path)):
+        image = scope.render(index)
+        grey = small_grey(image, config.motion_width_px)
+        report = quality.check(image, grey)
+        if report.ok:
+            regions.add(motion.update(grey, image.shape[1]).region)
+        else:
+            assert index == blurred and report.reason == OUT_OF_FOCUS
+            motion.follow(grey, image.shape[1])
+    assert regions == {0}
 
 
 def test_quality_names_the_reason():
