@@ -11,6 +11,10 @@ Also: for whole cells, how far the annotated box reaches beyond the located one,
 expected cell diameters, against the stream's ``edge_margin_frac`` (a cell reaching further
 than the margin could be classified while the frame edge cuts it).
 
+And how far two distinct cells of one field lie inside each other's box (the largest share of the
+smaller box inside the other, over annotated pairs and over located pairs): the stream's tracker takes a
+box lying ``stream.track_part_of_cell`` inside a cell's box for a part of that cell.
+
 Usage: python benchmarks/locator_accuracy.py [--bccd ../shared/data/bccd] [--out out/locator]
 """
 
@@ -24,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hv.annotations import iou_matrix, match_boxes, read_voc_boxes
+from hv.annotations import inside_share, iou_matrix, match_boxes, read_voc_boxes
 from hv.config import load_config
 from hv.field_images import draw_cells
 from hv.locator import cell_diameter_px, locate_cells
@@ -41,6 +45,15 @@ def overhang(located: np.ndarray, annotated: np.ndarray) -> float:
     """How far the annotated box reaches beyond the located one on its worst side, in pixels (< 0: inside)."""
     return float(max(located[0] - annotated[0], located[1] - annotated[1],
                      annotated[2] - located[2], annotated[3] - located[3]))
+
+
+def largest_overlap_of_smaller(boxes: np.ndarray) -> float:
+    """Over the pairs of boxes, the largest share of the smaller box that lies inside the other (0 for one box)."""
+    if len(boxes) < 2:
+        return 0.0
+    share = np.maximum(inside_share(boxes, boxes), inside_share(boxes, boxes).T)
+    np.fill_diagonal(share, 0.0)
+    return float(share.max())
 
 
 def score(rows: list[dict]) -> dict:
@@ -82,6 +95,7 @@ def main() -> None:
             "found": len(boxes),
             "iou50": match_boxes(boxes, truth, 0.5),
             "iou70": match_boxes(boxes, truth, 0.7),
+            "pair_overlap": (largest_overlap_of_smaller(truth), largest_overlap_of_smaller(boxes)),
         }
         rows.append(row)
         if len(truth) and len(boxes):  # how well each found box fits its annotated cell
@@ -119,6 +133,12 @@ def main() -> None:
             "overhang_in_diameters_p50_p95_max": [round(float(v), 3) for v in
                                                   np.percentile(whole_overhangs, [50, 95, 100])],
             f"share_beyond_edge_margin_{margin:g}": round(float(np.mean(whole_overhangs > margin)), 4),
+        },
+        # Two distinct cells side by side: the tracker's part_of_cell must stay above these.
+        "nearest_pairs": {
+            "annotated_pairs_fields": sum(r["truth"] >= 2 for r in rows),
+            "annotated_largest_overlap_of_smaller": max((r["pair_overlap"][0], r["field"]) for r in rows),
+            "located_largest_overlap_of_smaller": max((r["pair_overlap"][1], r["field"]) for r in rows),
         },
         "disagreements": [
             {k: r[k] for k in ("field", "truth", "found")} | {"matched@0.5": r["iou50"][0]}
