@@ -129,8 +129,10 @@ class SlideTracker:
         free cell it lies most inside, or, with only cells already matched in this frame around it, is a part
         of one. Returns (n,) bool: the parts, to leave out of the frame's detections."""
         parts = np.zeros(len(boxes), bool)
+        if self.part_of_cell <= 0 or not (ids < 0).any():  # most frames: every box has its cell
+            return parts
         rows = [j for j, track in enumerate(self._tracks) if track.extent_xyxy is not None]
-        if not rows or self.part_of_cell <= 0 or not (ids < 0).any():
+        if not rows:
             return parts
         inside = inside_share(boxes, np.stack([self._tracks[j].extent_xyxy for j in rows]))
         inside[ids >= 0, :] = 0
