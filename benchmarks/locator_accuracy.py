@@ -15,6 +15,14 @@ And how far two distinct cells of one field lie inside each other's box (the lar
 smaller box inside the other, over annotated pairs and over located pairs): the stream's tracker takes a
 box lying ``stream.track_part_of_cell`` inside a cell's box for a part of that cell.
 
+And views that cut a white cell, as a moving slide shows many: the fields with one annotated white
+cell, tiled whole as the counting benchmark's slide of whole fields (``slide_count.py --tile 640 480``),
+and 640 x 480 views placed so that one view edge leaves 25, 50 or 75 % of the cell's box inside, on
+each side. Each view is located at its own field's measured scale (the stream's running scale is
+steady), so only the locator's blob rules are read: boxes whose centre lies in an annotated platelet
+(BCCD annotates them), boxes on no annotated object, and the annotated white cells whole in the view
+that are found.
+
 Usage: python benchmarks/locator_accuracy.py [--bccd ../shared/data/bccd] [--out out/locator]
 """
 
@@ -54,6 +62,61 @@ def largest_overlap_of_smaller(boxes: np.ndarray) -> float:
     share = np.maximum(inside_share(boxes, boxes), inside_share(boxes, boxes).T)
     np.fill_diagonal(share, 0.0)
     return float(share.max())
+
+
+def cut_views(bccd: Path, config, size: tuple[int, int] = (640, 480)) -> dict:
+    """Boxes located in views that cut a white cell, by what they lie on (module docstring), per half of the fields."""
+    xmls = sorted(Path(bccd, "Annotations").glob("*.xml"))
+    fields = [(position, xml) for position, xml in enumerate(xmls) if len(read_voc_boxes(xml)) == 1]
+    columns = int(np.ceil(np.sqrt(len(fields))))
+    width, height = size
+    mosaic = np.zeros((int(np.ceil(len(fields) / columns)) * height, columns * width, 3), np.uint8)
+    white, platelets, diameters = [], [], []  # mosaic boxes; white: (box, field index)
+    for k, (_, xml) in enumerate(fields):
+        image = read_image_rgb(str(Path(bccd, "JPEGImages", xml.stem + ".jpg")))
+        top, left = (k // columns) * height, (k % columns) * width
+        mosaic[top:top + height, left:left + width] = cv2.resize(image, size)
+        diameters.append(cell_diameter_px(image, config))
+        shift = np.array([left, top, left, top], np.float32)
+        white.append((read_voc_boxes(xml)[0] + shift, k))
+        platelets += list(read_voc_boxes(xml, "Platelets") + shift)
+    white_boxes = np.array([box for box, _ in white])
+    platelets = np.array(platelets, np.float32).reshape(-1, 4)
+    result = {half: {"views": 0, "on_a_platelet": 0, "on_nothing_annotated": 0, "whole_cells": 0, "whole_found": 0}
+              for half in ("even", "odd")}
+    for box, k in white:
+        x1, y1, x2, y2 = box
+        half = result["even" if fields[k][0] % 2 == 0 else "odd"]
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        for inside in (0.25, 0.5, 0.75):
+            corners = ((x2 - inside * (x2 - x1), cy - height / 2), (x1 + inside * (x2 - x1) - width, cy - height / 2),
+                       (cx - width / 2, y2 - inside * (y2 - y1)), (cx - width / 2, y1 + inside * (y2 - y1) - height))
+            for vx, vy in corners:  # the view's left, right, top or bottom edge cuts the cell
+                vx, vy = int(round(vx)), int(round(vy))
+                if vx < 0 or vy < 0 or vx + width > mosaic.shape[1] or vy + height > mosaic.shape[0]:
+                    continue
+                shown = np.ascontiguousarray(mosaic[vy:vy + height, vx:vx + width])
+                if not shown.any(axis=2).all():  # the ragged last row's empty places
+                    continue
+                located = locate_cells(shown, config, diameters[k]) + np.array([vx, vy, vx, vy], np.float32)
+                half["views"] += 1
+                centres = (located[:, :2] + located[:, 2:]) / 2
+                on_white = contains(white_boxes, centres).any(axis=0)
+                on_platelet = contains(platelets, centres).any(axis=0) & ~on_white
+                half["on_a_platelet"] += int(on_platelet.sum())
+                half["on_nothing_annotated"] += int((~on_white & ~on_platelet).sum())
+                view = np.array([vx, vy, vx + width, vy + height])
+                in_view = (white_boxes[:, :2] >= view[:2]).all(axis=1) & (white_boxes[:, 2:] <= view[2:]).all(axis=1)
+                whole = white_boxes[in_view]
+                half["whole_cells"] += len(whole)
+                half["whole_found"] += match_boxes(located, whole, 0.5)[0] if len(whole) else 0
+    return result
+
+
+def contains(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(boxes, points) bool: point j lies in box i."""
+    return ((boxes[:, None, 0] <= points[None, :, 0]) & (points[None, :, 0] <= boxes[:, None, 2])
+            & (boxes[:, None, 1] <= points[None, :, 1]) & (points[None, :, 1] <= boxes[:, None, 3]))
 
 
 def score(rows: list[dict]) -> dict:
@@ -140,6 +203,7 @@ def main() -> None:
             "annotated_largest_overlap_of_smaller": max((r["pair_overlap"][0], r["field"]) for r in rows),
             "located_largest_overlap_of_smaller": max((r["pair_overlap"][1], r["field"]) for r in rows),
         },
+        "views_cutting_a_white_cell": cut_views(Path(args.bccd), config),
         "disagreements": [
             {k: r[k] for k in ("field", "truth", "found")} | {"matched@0.5": r["iou50"][0]}
             for r in rows
