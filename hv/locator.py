@@ -4,7 +4,7 @@ A white cell is found by its nucleus: in Romanowsky-type stains (Giemsa, Wright)
 nucleus is the only large blue-purple object in the field. Red cells are pink-red and the
 background is pale, so "how much bluer than red or green" separates them. Platelets are
 purple too but small, so blobs are filtered by area relative to the expected cell size;
-a second blob comparable to the field's largest is a cell whatever that size says.
+a second blob comparable to the field's largest whole one is a cell whatever that size says.
 A neutrophil's lobes are separate blobs; a closing with a kernel a fraction of a cell wide
 joins them into one cell. The cell's extent comes from two estimates averaged: a box
 grown from the nucleus by a fitted rule, and the outline of the faintly blue region around
@@ -49,8 +49,8 @@ _OUTLINE_RADIUS = 0.75
 # (benchmarks/locator_accuracy.py reports the held-out half).
 _OUTLINE_WEIGHT = 0.7
 _BOX_GROW = 1.1
-# A second nucleus blob at least this share of the field's largest (which passed the area
-# filter) is a cell even when it falls under the area filter: that filter rests on the frame's
+# A second nucleus blob at least this share of the field's largest whole one (which passed the
+# area filter) is a cell even when it falls under the area filter: that filter rests on the frame's
 # scale estimate, which fields of clumped red cells can put 1.5x too high, dropping a small
 # lymphocyte beside a larger cell. On the even-positioned half of the BCCD fields, annotated second
 # cells are 0.41-0.96 of the largest blob and the other blobs under the filter at most 0.17.
@@ -221,8 +221,18 @@ def _cell_boxes(mask: np.ndarray, small: np.ndarray, diameter: float, config: Lo
     order = np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1
     if not len(order) or stats[order[0], cv2.CC_STAT_AREA] < min_area:
         return boxes
-    # The largest blob passed the filter; the others pass it or a share of the largest.
-    floor = min(min_area, _SECOND_NUCLEUS_SHARE * stats[order[0], cv2.CC_STAT_AREA])
+    # The largest blob passed the filter; the others pass it or a share of the largest whole one that
+    # passed it. A blob the frame edge cuts shows only part of its nucleus: taken as the reference, a sliver
+    # of a cell leaving the view made a platelet its "second cell" on a moving slide (BENCHMARKS.md, "A cut
+    # cell's sliver").
+    floor = min_area
+    for i in order:
+        x, y, w, h, area = stats[i]
+        if area < min_area:
+            break
+        if x > 0 and y > 0 and x + w < mask.shape[1] and y + h < mask.shape[0]:
+            floor = min(min_area, _SECOND_NUCLEUS_SHARE * area)
+            break
     for i in order:
         area = stats[i, cv2.CC_STAT_AREA]
         if area < floor:

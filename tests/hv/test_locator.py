@@ -89,6 +89,26 @@ def test_a_second_nucleus_under_the_area_filter_counts_beside_a_larger_one():
     assert len(locate_cells(alone, config)) == 0  # a field's first cell still has to pass the filter
 
 
+def test_a_sliver_of_a_cell_at_the_frame_edge_makes_no_platelet_a_second_cell():
+    # As the test above (cells 96 px wide, filter 868 px^2, a 15-px blob of 707 px^2 under it), but the
+    # largest blob is a 40-px nucleus cut by the left edge to a 30 x 77 px sliver of ~1,720 px^2: 0.3 of
+    # that would let the 15-px blob in. A cut blob does not show its nucleus's size, so it is no reference
+    # for the share; a whole nucleus beside the sliver still is.
+    config = LocatorConfig(cell_diameter_frac=0.3)
+
+    def centres(nuclei: list[tuple[int, int, int]]) -> np.ndarray:
+        image = np.full((240, 320, 3), (214, 212, 218), np.uint8)
+        for x, y, radius in nuclei:
+            cv2.circle(image, (x, y), radius, (100, 60, 200), -1)
+        boxes = locate_cells(image, config)
+        return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+    sliver = centres([(-10, 120, 40), (250, 70, 15)])
+    assert len(sliver) == 1 and sliver[0, 0] < 40  # the cut cell is located (the stream tracks it as partial), alone
+    beside_whole = centres([(-10, 120, 40), (130, 170, 25), (250, 70, 15)])
+    assert len(beside_whole) == 3 and np.abs(beside_whole[2] - [250, 70]).max() < 6
+
+
 def test_lobes_a_faded_stain_leaves_apart_are_one_cell():
     # BCCD's BloodImage_00240 (an eosinophil at the top edge) with both stains at 55 % of their density,
     # at a cell scale a little under the measured one, as a running estimate can be: the closing no
