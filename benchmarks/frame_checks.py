@@ -1,4 +1,4 @@
-"""The figures behind two stream settings: stage-motion drift by correlation width, and background colour cast by lab.
+"""The figures behind three frame checks: stage-motion drift by correlation width, colour cast by lab, and no colour.
 
 1. Drift: the counting benchmark's slide and scan (``slide_count.py``, one speed) rendered
    frame by frame; the stage motion estimated at each ``--widths`` value is compared with the
@@ -6,10 +6,13 @@
    where ``stream.motion_width_px = 320`` comes from.
 2. Colour cast (``stream/frame_quality.py``): the background's largest / smallest channel mean
    on 200 seeded images of each data set; ``stream.colour_cast_max`` must stay above every lab's.
+3. No colour (``hv.stain.has_no_colour``): how far from grey (``colour_spread``) every image of each
+   data set is, as drawn and under ``synthetic_labs.py``'s stains (200 seeded images), and a BCCD field
+   made greyscale, as a file and through a video codec; ``hv.stain.NO_COLOUR_SPREAD`` must lie between.
 
-Writes ``out/frame_checks.json``.
+Writes ``--out`` (``out/frame_checks.json``).
 
-Usage: python benchmarks/frame_checks.py [--speed 24] [--widths 160 320]
+Usage: python benchmarks/frame_checks.py [--speed 24] [--widths 160 320] [--parts drift cast colour] [--out F]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from slide_count import BCCD, FRAME, choose_fields, defect_frames  # benchmarks/ is on sys.path as a script
 
 from hv.config import Config
+from hv.stain import NO_COLOUR_SPREAD, colour_spread
 from stream.frame_quality import _colour_cast
 from stream.motion import StageMotion, small_grey
 from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
@@ -70,14 +74,54 @@ def colour_casts() -> dict:
     return result
 
 
+def colour_spreads() -> dict:
+    from synthetic_labs import shift_image  # loads TensorFlow: only for this part
+
+    patterns = {"bccd": "bccd/JPEGImages/*.jpg", "blood-cells/TRAIN": "blood-cells/TRAIN/*/*.jpeg",
+                "blood-cells/TEST": "blood-cells/TEST/*/*.jpeg", "pbc/TRAIN": "pbc/TRAIN/*/*.jpg",
+                "pbc/TEST": "pbc/TEST/*/*.jpg", "pbc/OTHER": "pbc/OTHER/*/*.jpg"}
+    result: dict = {"no_colour_spread": NO_COLOUR_SPREAD, "data_sets": {}, "stains": {}}
+    for name, pattern in patterns.items():
+        paths = sorted(DATA.glob(pattern))
+        values = np.array([colour_spread(cv2.imread(str(p))) for p in paths])
+        result["data_sets"][name] = {"images": len(values), "min": round(float(values.min()), 1),
+                                     "p1": round(float(np.percentile(values, 1)), 1)}
+        random.Random(0).shuffle(paths)
+        for stain in ("faded_stain", "warm_lamp", "brown_stain", "soft_camera"):
+            drawn = [colour_spread(shift_image(cv2.imread(str(p))[..., ::-1], stain)) for p in paths[:200]]
+            low = result["stains"].setdefault(stain, float("inf"))
+            result["stains"][stain] = round(min(low, float(np.min(drawn))), 1)
+    field = cv2.imread(str(BCCD / "JPEGImages" / "BloodImage_00240.jpg"))
+    grey = cv2.cvtColor(cv2.cvtColor(field, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    result["greyscale"] = {"file": colour_spread(grey)}
+    video = REPO / "out" / "frame_checks_grey.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (grey.shape[1], grey.shape[0]))
+    for _ in range(3):
+        writer.write(grey)
+    writer.release()
+    ok, frame = cv2.VideoCapture(str(video)).read()
+    result["greyscale"]["mp4v video"] = colour_spread(frame) if ok else None
+    video.unlink(missing_ok=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speed", type=float, default=24)
     parser.add_argument("--widths", type=int, nargs="+", default=[160, 320])
+    parser.add_argument("--parts", nargs="+", choices=["drift", "cast", "colour"], default=["drift", "cast", "colour"])
+    parser.add_argument("--out", default=str(REPO / "out" / "frame_checks.json"))
     args = parser.parse_args()
-    report = {"drift": drift(args.speed, args.widths), "colour_cast": colour_casts()}
-    (REPO / "out").mkdir(exist_ok=True)
-    (REPO / "out" / "frame_checks.json").write_text(json.dumps(report, indent=2) + "\n")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    (REPO / "out").mkdir(exist_ok=True)  # the codec check's scratch video
+    report = {}
+    if "drift" in args.parts:
+        report["drift"] = drift(args.speed, args.widths)
+    if "cast" in args.parts:
+        report["colour_cast"] = colour_casts()
+    if "colour" in args.parts:
+        report["colour"] = colour_spreads()
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

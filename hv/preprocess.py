@@ -12,20 +12,29 @@ import numpy as np
 
 from hv.config import Config
 from hv.locator import cell_diameter_px, clear_of_edge, crop_cell, locate_cells
+from hv.stain import has_no_colour
 
+# Why an image without colour is not used (``hv.stain.has_no_colour``), for every path that reads one.
+NO_COLOUR = ("no colour (a greyscale image, or nothing stained in view): the stains' colours tell the classes "
+             "apart; use a colour image or camera")
 # File types read as images, by data discovery and by the commands that take folders.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
 class ImageReadError(ValueError):
-    """A file could not be decoded as an image."""
+    """A file could not be used as an image: unreadable, undecodable, or without colour."""
 
 
-def read_image_rgb(path: str) -> np.ndarray:
+def read_image_rgb(path: str, require_colour: bool = True) -> np.ndarray:
     """Decode an image file into (H, W, 3) uint8 RGB (grayscale and alpha are converted).
 
+    Args:
+        path: the file.
+        require_colour: refuse an image with no colour (``hv.stain.has_no_colour``). The stream's image-folder
+            source passes False: its frame check says "no colour" for each such frame, as for a camera's.
+
     Raises:
-        ImageReadError: missing, empty or undecodable file.
+        ImageReadError: missing, empty or undecodable file, or (``require_colour``) one with no colour.
     """
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -36,6 +45,8 @@ def read_image_rgb(path: str) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageReadError(f"{path}: not a decodable image")
+    if require_colour and has_no_colour(image):
+        raise ImageReadError(f"{path}: {NO_COLOUR}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -1,4 +1,5 @@
-"""Stain: optical density, whether red cells are eosin-pink, and a crop turned to the training labs' colours.
+"""Stain: optical density, whether an image has colour at all, whether red cells are eosin-pink, and a crop
+turned to the training labs' colours.
 
 The locator uses the first two (it searches nuclei of another colour where red cells are not
 pink); ``hv.locator.crop_cell`` uses the correction (``locator.stain_correction``).
@@ -59,6 +60,25 @@ LAMP_BLUE_MINUS_RED = (-0.15, 0.33)
 RED_PERCENTILES = (50, 85)
 # Plasma: the least dense share of the crop's pixels.
 PLASMA_PERCENTILE = 5
+# An image whose pixels nearly all hold R = G = B within this many 8-bit levels (``colour_spread``) has no
+# colour: a greyscale file (0) or a monochrome camera (3 through a video codec's colour planes). Every image
+# of blood-cells/, bccd/ and pbc/ reads 29 or more, and so do 200 of each drawn with synthetic_labs.py's
+# faded stain, warm lamp, brown-red stain or soft camera (benchmarks/frame_checks.py --parts colour).
+NO_COLOUR_SPREAD = 8
+
+
+def colour_spread(image: np.ndarray) -> float:
+    """How far an (H, W, 3) uint8 image's pixels are from grey: over every 8th pixel each way, the 99th
+    percentile of each pixel's largest minus smallest channel (8-bit levels; 0 for an empty image)."""
+    sample = image[::8, ::8].reshape(-1, 3)
+    if not sample.size:
+        return 0.0
+    return float(np.percentile(sample.max(axis=1).astype(np.int16) - sample.min(axis=1), 99))
+
+
+def has_no_colour(image: np.ndarray) -> bool:
+    """Whether an image (RGB or BGR) is grey: without the stains' colours that tell the classes apart."""
+    return colour_spread(image) <= NO_COLOUR_SPREAD
 
 
 def optical_density(rgb: np.ndarray) -> np.ndarray:

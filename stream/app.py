@@ -29,8 +29,9 @@ from hv.classifier import Classifier
 from hv.config import Config
 from hv.field_images import classify_image, draw_cells
 from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES, UNIDENTIFIED_ID
-from hv.preprocess import resize_field
+from hv.preprocess import NO_COLOUR, resize_field
 from hv.saliency import GradCam, overlay_heat_map
+from hv.stain import has_no_colour
 from stream.annotators import name_of
 from stream.corrections import CorrectionStore
 from stream.counter import EXTRA_NAMES, UNIDENTIFIED
@@ -301,6 +302,9 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
     def classify_upload(image_rgb, mode, adapted):
         if image_rgb is None:  # a user's slip, not an error: say so, log nothing
             gr.Warning("Upload an image first.")
+            return gr.skip(), gr.skip(), gr.skip()
+        if has_no_colour(image_rgb):
+            gr.Warning(f"Not classified: {NO_COLOUR}.")
             return gr.skip(), gr.skip(), gr.skip()
         active = serving(adapted)[0]
         if mode == "single cell":

@@ -1,4 +1,4 @@
-"""Is this frame fit to classify from? Focus, exposure, colour cast and motion blur.
+"""Is this frame fit to classify from? Exposure, colour, focus, motion blur and colour cast.
 
 A technician would not count cells from a blurred or dark view, and a classifier should
 not either: its errors there are not the ones measured on sharp fields. Each check is a
@@ -15,13 +15,16 @@ import cv2
 import numpy as np
 
 from hv.config import StreamConfig
+from hv.stain import has_no_colour
 
 OUT_OF_FOCUS = "out of focus"
 MOTION_BLUR = "motion blur"
 TOO_DARK = "too dark"
 OVEREXPOSED = "overexposed"
 COLOUR_CAST = "colour cast"
-REASONS = (OUT_OF_FOCUS, MOTION_BLUR, TOO_DARK, OVEREXPOSED, COLOUR_CAST)
+# A monochrome camera (or a view of bare glass): the stains' colours, which tell the classes apart, are missing.
+NO_COLOUR = "no colour"
+REASONS = (OUT_OF_FOCUS, MOTION_BLUR, TOO_DARK, OVEREXPOSED, COLOUR_CAST, NO_COLOUR)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class FrameQuality:
             reason = TOO_DARK
         elif float((grey_small >= 250).mean()) > cfg.clipped_max_share:
             reason = OVEREXPOSED
+        elif has_no_colour(image_bgr):
+            reason = NO_COLOUR
         elif reference is not None and focus < cfg.focus_min_ratio * reference:
             reason = MOTION_BLUR if _blur_anisotropy(grey_small) > cfg.motion_blur_anisotropy else OUT_OF_FOCUS
         elif _colour_cast(image_bgr) > cfg.colour_cast_max:

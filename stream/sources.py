@@ -135,7 +135,7 @@ class ImageFolderSource(ClosingSource):
     def __iter__(self) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):
             try:
-                image = cv2.cvtColor(read_image_rgb(str(path)), cv2.COLOR_RGB2BGR)
+                image = cv2.cvtColor(read_image_rgb(str(path), require_colour=False), cv2.COLOR_RGB2BGR)
             except ImageReadError as exc:
                 log.warning("skipped %s", exc)
                 self.skipped.append(str(path))

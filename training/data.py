@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image
 
 from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES, class_index
-from hv.preprocess import IMAGE_SUFFIXES
+from hv.preprocess import IMAGE_SUFFIXES, NO_COLOUR
+from hv.stain import has_no_colour
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +103,12 @@ def _check_image(path: Path) -> str | None:
         with Image.open(path) as image:
             image.load()
             width, height = image.size
+            colourless = has_no_colour(np.asarray(image.convert("RGB")))
     except Exception as exc:  # PIL raises many types for bad files; all mean "skip it"
         return f"unreadable image: {exc}"
     if min(width, height) < MIN_IMAGE_SIDE_PX:
         return f"image too small ({width}x{height} px; a field must be at least {MIN_IMAGE_SIDE_PX} px each way)"
-    return None
+    return NO_COLOUR if colourless else None
 
 
 def parse_source(spec: str | Path) -> tuple[Path, str | None]:

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -16,6 +17,20 @@ def test_read_image_errors_name_the_file(tmp_path):
         read_image_rgb(str(empty))
     with pytest.raises(ImageReadError, match="notes.png: not a decodable image"):
         read_image_rgb(str(text))
+
+
+def test_an_image_without_colour_is_refused_with_the_reason(tmp_path):
+    # A monochrome camera's picture of a smear: the nuclei are still dark, but the stains' colours, which
+    # tell the classes apart, are gone (the locator would still find cells and the classifier guess).
+    field = cv2.imread(str(SAMPLES / "BloodImage_00009.jpg"))
+    grey = tmp_path / "mono.png"
+    cv2.imwrite(str(grey), cv2.cvtColor(field, cv2.COLOR_BGR2GRAY))
+    with pytest.raises(ImageReadError, match=r"mono.png: no colour \(a greyscale image"):
+        read_image_rgb(str(grey))
+    faded = tmp_path / "faded.png"  # a pale stain keeps enough colour: only R = G = B is refused
+    cv2.imwrite(str(faded), (0.3 * field + 0.7 * cv2.cvtColor(cv2.cvtColor(field, cv2.COLOR_BGR2GRAY),
+                                                               cv2.COLOR_GRAY2BGR)).astype(np.uint8))
+    assert read_image_rgb(str(faded)).shape == (480, 640, 3)
 
 
 def test_read_image_is_rgb():

@@ -56,6 +56,7 @@ def test_frames_that_change_size_and_grayscale_frames(tmp_path):
     summary = run_stream(ImageFolderSource(tmp_path), StreamPipeline(FixedClassifier(), Config()),
                          tmp_path / "out", video=True, progress=False)
     assert summary["frames"] == 3 and summary["complete"]
+    assert summary["frames_skipped"]["no colour"] == 1  # the greyscale frame: nothing to classify it by
     rows = (tmp_path / "out" / "cells.csv").read_text().splitlines()[1:]
     widths = {int(r.split(",")[5]) for r in rows[:2]}
     assert len(rows) >= 2 and len(widths) == 2  # boxes in each frame's own pixels

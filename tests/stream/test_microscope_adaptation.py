@@ -102,7 +102,7 @@ def test_uploaded_fields_are_adapted_on_and_bad_files_named(tmp_path, tiny_model
 
 def test_uploads_without_enough_cells_name_the_unreadable_files(tmp_path, tiny_model_path, config):
     blank = tmp_path / "blank.png"
-    cv2.imwrite(str(blank), np.full((120, 160, 3), 220, np.uint8))
+    cv2.imwrite(str(blank), np.full((120, 160, 3), (205, 215, 235), np.uint8))  # tinted plasma: no cell, some colour
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"")
     adapter = MicroscopeAdapter(tiny_model_path, config, min_cells=2)

@@ -167,6 +167,8 @@ def test_quality_names_the_reason():
     assert quality.check(soft, small_grey(soft, 320)).reason == OUT_OF_FOCUS
     cast = np.clip(slide * np.array([0.4, 1.0, 1.0]), 0, 255).astype(np.uint8)  # blue channel cut: yellow light
     assert quality.check(cast, small_grey(cast, 320)).reason == "colour cast"
+    mono = cv2.cvtColor(cv2.cvtColor(slide, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)  # a monochrome camera
+    assert quality.check(mono, small_grey(mono, 320)).reason == "no colour"
 
 
 def test_a_jump_starts_a_new_region_and_the_overlay_says_so():

@@ -120,3 +120,16 @@ def test_tiny_images_are_skipped_and_reported(tiny_dataset_dir):
     assert reasons["row.png"].startswith("image too small (40x1 px")
     assert {"column.png", "small.png"} <= set(reasons)
     assert len(split) == 12
+
+
+def test_images_without_colour_are_skipped_and_reported(tiny_dataset_dir):
+    import cv2
+
+    from hv.preprocess import NO_COLOUR
+
+    field = cv2.imread(str(next((tiny_dataset_dir / "EOSINOPHIL").glob("*.png"))))
+    cv2.imwrite(str(tiny_dataset_dir / "EOSINOPHIL" / "mono.png"), cv2.cvtColor(field, cv2.COLOR_BGR2GRAY))
+    split, report = discover(tiny_dataset_dir)
+    skipped = [(entry["path"].rsplit("/", 1)[-1], entry["reason"]) for entry in report.skipped]
+    assert skipped == [("mono.png", NO_COLOUR)]
+    assert len(split) == 12
