@@ -1,8 +1,10 @@
 """Stain: optical density, whether an image has colour at all, whether red cells are eosin-pink, and a crop
 turned to the training labs' colours.
 
-The locator uses the first two (it searches nuclei of another colour where red cells are not
-pink); ``hv.locator.crop_cell`` uses the correction (``locator.stain_correction``).
+The locator uses optical density and the pink test (it searches nuclei of another colour where red
+cells are not pink); image reading and the stream's frame check use the colour test (a monochrome
+camera gives none of the colours that tell the classes apart); ``hv.locator.crop_cell`` uses the
+correction (``locator.stain_correction``).
 
 Both training labs stain with a Romanowsky-type stain: red cells pink, nuclei blue-purple. A
 lab with another stain (brown-red nuclei and a yellow eosin, say) gives the classifier

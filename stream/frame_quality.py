@@ -2,8 +2,9 @@
 
 A technician would not count cells from a blurred or dark view, and a classifier should
 not either: its errors there are not the ones measured on sharp fields. Each check is a
-few operations on the small grey frame the motion estimate uses (plus a colour mean), and
-a frame that fails says why, so the overlay, the page and summary.json can too.
+few operations on the small grey frame the motion estimate uses (plus a colour mean and a
+colour spread on a sparse sample of the frame), and a frame that fails says why, so the
+overlay, the page and summary.json can too.
 """
 
 from __future__ import annotations
