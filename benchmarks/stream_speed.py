@@ -1,7 +1,8 @@
-"""Replay speed vs decode-only speed of the same 640x480 video, and live latency.
+"""Replay speed vs decode-only speed of the same video, and live latency, at a camera's frame size.
 
-1. Records a 640x480 clip of the virtual microscope over the BCCD fields (MJPG, like a
-   microscope camera's recording).
+1. Records a clip of the virtual microscope over the BCCD fields (MJPG, like a microscope
+   camera's recording), 640x480 unless ``--frame-size`` says otherwise (a larger sensor at the
+   same magnification: a wider view, more cells a frame).
 2. Times decode-only (reading every frame with OpenCV) and ``hv replay`` (decode, locate,
    track, classify, annotate, CSV) on that clip, alternating, ``--repeats`` times each;
    reports medians and their ratio.
@@ -9,7 +10,7 @@
    capture-to-overlay latency percentiles.
 Both report the cost of the frame-quality checks and the stage-motion estimate in ms per frame.
 
-Usage: python benchmarks/stream_speed.py [--model models/...] [--frames 600] [--repeats 3]
+Usage: python benchmarks/stream_speed.py [--model models/...] [--frames 600] [--repeats 3] [--frame-size 1920 1080]
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 BCCD = REPO.parent / "shared" / "data" / "bccd"
 
 
-def record_clip(path: Path, frames: int, fields: Path) -> Path:
-    scope = VirtualMicroscope(fields, num_frames=frames, seed=1)
+def record_clip(path: Path, frames: int, fields: Path, frame_size: tuple[int, int]) -> Path:
+    scope = VirtualMicroscope(fields, num_frames=frames, seed=1, frame_size=frame_size)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, scope.frame_size)
     for frame in scope:
         writer.write(frame.image_bgr)
@@ -66,14 +67,16 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--live-frames", type=int, default=600)
+    parser.add_argument("--frame-size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
     parser.add_argument("--out", default=str(REPO / "out" / "stream_speed"))
     args = parser.parse_args()
+    frame_size = tuple(args.frame_size)
     logging.basicConfig(level=logging.WARNING)
     config = load_config(REPO / "config.toml")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        clip = record_clip(Path(tmp) / "clip.avi", args.frames, Path(args.fields))
+        clip = record_clip(Path(tmp) / "clip.avi", args.frames, Path(args.fields), frame_size)
         replay_fps(clip, args.model, config, out / "warmup")  # load the model, warm caches
         decode, replay, cells, steps = [], [], [], []
         for _ in range(args.repeats):
@@ -84,7 +87,7 @@ def main() -> None:
             steps.append(summary["ms_per_frame"])
     live_pipeline = StreamPipeline(load_classifier(args.model), config)
     live = run_stream(
-        VirtualMicroscope(Path(args.fields), num_frames=args.live_frames, realtime=True, seed=2),
+        VirtualMicroscope(Path(args.fields), num_frames=args.live_frames, realtime=True, seed=2, frame_size=frame_size),
         live_pipeline,
         out / "live",
         progress=False,
@@ -92,7 +95,7 @@ def main() -> None:
     result = {
         "model": args.model,
         "frames": args.frames,
-        "frame_size": "640x480",
+        "frame_size": f"{frame_size[0]}x{frame_size[1]}",
         "repeats": args.repeats,
         "decode_fps_median": round(float(np.median(decode)), 1),
         "replay_fps_median": round(float(np.median(replay)), 1),
