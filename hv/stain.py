@@ -69,10 +69,17 @@ PLASMA_PERCENTILE = 5
 NO_COLOUR_SPREAD = 8
 
 
+def sparse_pixels(image: np.ndarray) -> np.ndarray:
+    """(n, 3) pixels of an (H, W, 3) image on a sparse grid: every 8th each way, fewer on images over 640 px
+    (at most about 80 a side), so that a check on them costs at 1920 x 1080 what it costs at 640 x 480."""
+    step = max(8, max(image.shape[:2]) // 80)
+    return image[::step, ::step].reshape(-1, 3)
+
+
 def colour_spread(image: np.ndarray) -> float:
-    """How far an (H, W, 3) uint8 image's pixels are from grey: over every 8th pixel each way, the 99th
-    percentile of each pixel's largest minus smallest channel (8-bit levels; 0 for an empty image)."""
-    sample = image[::8, ::8].reshape(-1, 3)
+    """How far an (H, W, 3) uint8 image's pixels are from grey: over ``sparse_pixels``, the 99th percentile
+    of each pixel's largest minus smallest channel (8-bit levels; 0 for an empty image)."""
+    sample = sparse_pixels(image)
     if not sample.size:
         return 0.0
     return float(np.percentile(sample.max(axis=1).astype(np.int16) - sample.min(axis=1), 99))

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from hv.config import StreamConfig
-from hv.stain import has_no_colour
+from hv.stain import has_no_colour, sparse_pixels
 
 OUT_OF_FOCUS = "out of focus"
 MOTION_BLUR = "motion blur"
@@ -92,7 +92,7 @@ def _colour_cast(image_bgr: np.ndarray) -> float:
     The brightest half of a smear is plasma and glass, which a balanced camera shows near grey;
     stains tint it only a little (BCCD 1.02, PBC 1.26: ``benchmarks/frame_checks.py``).
     """
-    sample = image_bgr[::8, ::8].reshape(-1, 3).astype(np.float32)
+    sample = sparse_pixels(image_bgr).astype(np.float32)
     luminance = sample.sum(axis=1)
     background = sample[luminance >= np.median(luminance)]
     means = background.mean(axis=0)
