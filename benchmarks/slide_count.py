@@ -37,6 +37,9 @@ count figures do not depend on it.
 the whole slide as another lab's stain or lamp would, before the scan: the stream as a new lab
 meets it (its locator, scale, frame checks and classifier), with the same fields, path and truth.
 
+``--zoom 2.5`` sees the slide that many times larger (another camera adapter or objective: the mosaic
+enlarged, the frame still 640 x 480), with the same fields and truth; the ``--tile`` and border grow with it.
+
 ``--scale-along-scan`` runs no stream: the cell scale the stream would measure on every 10th frame of the
 slowest scan, against the same fields measured whole and the annotated cells' size
 (``scale_along_scan.json``).
@@ -47,7 +50,7 @@ wider ``stream.edge_margin_frac`` has on this scan (``margin_geometry.json``).
 
 Usage: python benchmarks/slide_count.py [--model hv/bundled/hv_lite0_int8/model.tflite]
        [--speeds 4 8 12 16 24] [--cells 100] [--bccd ../shared/data/bccd] [--out out/slide_count]
-       [--margin-geometry FRACTION ...] [--not-in blood-cells/TRAIN] [--stain brown_stain]
+       [--margin-geometry FRACTION ...] [--not-in blood-cells/TRAIN] [--stain brown_stain] [--zoom 2.5]
 (``--not-in``: only fields without a copy in that part of blood-cells/, cells a model trained on it never saw)
 """
 
@@ -117,13 +120,14 @@ def choose_fields(bccd: Path, count: int, tile: tuple[int, int], seed: int,
 
 def scan_scope(bccd: str | Path, fields: list[str], speed: float, seed: int, *, tile: tuple[int, int] = (320, 240),
                border: int = 80, row_step: float = 0.4, defects: float = 0.01,
-               stain: str = "none") -> VirtualMicroscope:
+               stain: str = "none", zoom: float = 1.0) -> VirtualMicroscope:
     """The benchmark's slide (``fields`` tiled, a plain border) scanned at ``speed`` px per frame, with
     2 px of hand jitter and ``defects`` of the frames blurred, streaked or dark (``seed`` draws both),
-    the slide drawn with ``stain`` (one of ``STAINS``)."""
+    the slide drawn with ``stain`` (one of ``STAINS``) and seen ``zoom`` times larger (another camera
+    adapter or objective: the slide enlarged, the frame the same 640 x 480)."""
     base = VirtualMicroscope(bccd, fields=fields, tile_size=tile, num_frames=1, border_px=border)
-    path = serpentine_scan((base.mosaic.shape[1], base.mosaic.shape[0]), FRAME, speed, row_step_frac=row_step,
-                           jitter_px=2.0, seed=seed)
+    size = (round(base.mosaic.shape[1] * zoom), round(base.mosaic.shape[0] * zoom))
+    path = serpentine_scan(size, FRAME, speed, row_step_frac=row_step, jitter_px=2.0, seed=seed)
     scope = VirtualMicroscope(bccd, fields=fields, tile_size=tile, path=path, seed=seed, border_px=border,
                               defects=defect_frames(len(path), defects, seed))
     if stain != "none":  # the mosaic is BGR, the shifts take RGB
@@ -132,7 +136,16 @@ def scan_scope(bccd: str | Path, fields: list[str], speed: float, seed: int, *, 
 
         rgb = cv2.cvtColor(scope.mosaic, cv2.COLOR_BGR2RGB)
         scope.mosaic = cv2.cvtColor(shift_image(rgb, stain), cv2.COLOR_RGB2BGR)
+    if zoom != 1.0:  # the truth boxes and the border grow with it; callers zoom the tile size (zoomed_tile)
+        scope.mosaic = cv2.resize(scope.mosaic, size, interpolation=cv2.INTER_CUBIC)
+        scope._cells = scope._cells * np.float32(zoom)
+        scope.border_px = border * zoom
     return scope
+
+
+def zoomed_tile(tile: tuple[int, int], zoom: float) -> tuple[float, float]:
+    """A tile's size on the slide seen ``zoom`` times larger (``scan_scope``)."""
+    return tile[0] * zoom, tile[1] * zoom
 
 
 def defect_frames(n: int, share: float, seed: int) -> dict[int, str]:
@@ -201,6 +214,7 @@ def scale_along_scan(scope: VirtualMicroscope, fields: list[str], bccd: Path, co
     on each field's whole BCCD image, and the annotated cells' size (square root of the box area), as
     5th / 25th / 50th / 75th / 95th percentiles in pixels. A slide tiled from small crops around white cells
     shows few whole red cells a frame (most are cut by the crops' edges), and the red-cell ruler reads low on it.
+    With ``--zoom`` the scan's figures are in the enlarged frame's pixels, the fields' in their own.
     """
     good = [i for i in range(scope.frame_count) if i not in scope._defects][::every]
     along = [cell_diameter_px(cv2.cvtColor(scope.render(i), cv2.COLOR_BGR2RGB), config.locator) for i in good]
@@ -366,6 +380,8 @@ def main() -> None:
                              "cells a model trained on it never saw")
     parser.add_argument("--stain", choices=STAINS, default="none",
                         help="draw the slide as another lab's stain or lamp would (synthetic_labs.py's shifts)")
+    parser.add_argument("--zoom", type=float, default=1.0,
+                        help="see the slide this many times larger (another camera adapter or objective)")
     parser.add_argument("--out", default=str(REPO / "out" / "slide_count"))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=NUMBER",
                         help="config values to try, e.g. stream.edge_margin_frac=0.2")
@@ -397,9 +413,12 @@ def main() -> None:
         parser.error(f"--set: {error}")
     exclude = originals_in(args.not_in) if args.not_in else set()
     fields = choose_fields(Path(args.bccd), args.cells, tuple(args.tile), args.seed, exclude)
+    if args.zoom <= 0:
+        parser.error("--zoom must be above 0")
+    tile = zoomed_tile(tuple(args.tile), args.zoom)  # on the slide as the stream sees it
     if args.scale_along_scan:  # the slide's layout does not depend on the speed: the slowest scan's frames
         scope = scan_scope(args.bccd, fields, min(args.speeds), args.seed, tile=tuple(args.tile), border=args.border,
-                           row_step=args.row_step, defects=args.defects, stain=args.stain)
+                           row_step=args.row_step, defects=args.defects, stain=args.stain, zoom=args.zoom)
         result = scale_along_scan(scope, fields, Path(args.bccd), config)
         (out / "scale_along_scan.json").write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result))
@@ -408,13 +427,12 @@ def main() -> None:
     results, scope = {}, None
     for speed in args.speeds:
         scope = scan_scope(args.bccd, fields, speed, args.seed, tile=tuple(args.tile), border=args.border,
-                           row_step=args.row_step, defects=args.defects, stain=args.stain)
+                           row_step=args.row_step, defects=args.defects, stain=args.stain, zoom=args.zoom)
         if args.margin_geometry:
-            results[f"{speed:g}"] = margin_geometry(scope, tuple(args.tile), args.margin_geometry, config)
+            results[f"{speed:g}"] = margin_geometry(scope, tile, args.margin_geometry, config)
             print(json.dumps({f"{speed:g} px/frame": results[f"{speed:g}"]}), flush=True)
             continue
-        result = run_speed(scope, StreamPipeline(classifier, config), out / f"speed_{speed:g}", tuple(args.tile),
-                           fields)
+        result = run_speed(scope, StreamPipeline(classifier, config), out / f"speed_{speed:g}", tile, fields)
         print(json.dumps({k: v for k, v in result.items() if k not in ("counted_boxes", "counted_cells")}), flush=True)
         results[f"{speed:g}"] = result
     if args.margin_geometry:
@@ -422,7 +440,7 @@ def main() -> None:
         print(f"wrote {out / 'margin_geometry.json'}")
         return
     report = {"model": str(args.model), "config_changes": tried, "not_in": args.not_in, "stain": args.stain,
-              "fields": fields,
+              "zoom": args.zoom, "fields": fields,
               "tile": args.tile,
               "border": args.border, "defect_share": args.defects, "speeds_px_per_frame": results}
     (out / "slide_count.json").write_text(json.dumps(report, indent=1) + "\n")
