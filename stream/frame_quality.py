@@ -26,6 +26,25 @@ COLOUR_CAST = "colour cast"
 # A monochrome camera (or a view of bare glass): the stains' colours, which tell the classes apart, are missing.
 NO_COLOUR = "no colour"
 REASONS = (OUT_OF_FOCUS, MOTION_BLUR, TOO_DARK, OVEREXPOSED, COLOUR_CAST, NO_COLOUR)
+# What the user can do about each, for a run whose frames mostly failed one check.
+ADVICE = {
+    OUT_OF_FOCUS: "focus the microscope",
+    MOTION_BLUR: "move the stage more slowly, or shorten the camera's exposure",
+    TOO_DARK: "more light or a longer exposure",
+    OVEREXPOSED: "less light or a shorter exposure",
+    COLOUR_CAST: "white-balance the camera on a bare part of the slide",
+    NO_COLOUR: "the stains' colours tell the classes apart: use a colour camera (a monochrome one shows none)",
+}
+
+
+def mostly_skipped(frames_skipped: dict[str, int], frames: int) -> str | None:
+    """One line for the end of a run in which most frames failed one check: how many, why, what to do."""
+    if not frames or not frames_skipped:
+        return None
+    reason, count = max(frames_skipped.items(), key=lambda item: item[1])
+    if 2 * count < frames:
+        return None
+    return f"{count} of {frames} frames not classified: {reason}; {ADVICE[reason]}"
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,14 @@ def test_replay_over_the_video_corpus(corpus, model, tmp_path):
     assert good["complete"] and good["frames"] == 8
 
 
+def test_replay_of_a_monochrome_recording_says_why_nothing_was_counted(corpus, model, tmp_path):
+    grey = next(p for p in corpus["videos"] if p.name == "grey.avi")
+    result = hv("replay", str(grey), "--model", str(model), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "hv replay: 5 of 5 frames not classified: no colour;" in result.stderr
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["cells"] == 0
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("broken.toml", "[stream\nmin_confidence = ", "broken.toml"),
     ("typed.toml", '[stream]\nmin_confidence = "high"\n', "stream.min_confidence"),

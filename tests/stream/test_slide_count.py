@@ -11,7 +11,7 @@ import pytest
 
 from hv.config import Config
 from stream.detections import Frame
-from stream.frame_quality import MOTION_BLUR, OUT_OF_FOCUS, TOO_DARK, FrameQuality
+from stream.frame_quality import MOTION_BLUR, OUT_OF_FOCUS, TOO_DARK, FrameQuality, mostly_skipped
 from stream.motion import StageMotion, small_grey
 from stream.pipeline import StreamPipeline, run_stream
 from stream.virtual_microscope import VirtualMicroscope
@@ -169,6 +169,13 @@ def test_quality_names_the_reason():
     assert quality.check(cast, small_grey(cast, 320)).reason == "colour cast"
     mono = cv2.cvtColor(cv2.cvtColor(slide, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)  # a monochrome camera
     assert quality.check(mono, small_grey(mono, 320)).reason == "no colour"
+
+
+def test_a_run_whose_frames_mostly_failed_one_check_says_why_and_what_to_do():
+    line = mostly_skipped({"too dark": 1, "no colour": 5}, 6)
+    assert line.startswith("5 of 6 frames not classified: no colour;") and "colour camera" in line
+    assert mostly_skipped({"too dark": 2, "no colour": 2}, 10) is None  # most frames were classified
+    assert mostly_skipped({}, 0) is None
 
 
 def test_a_jump_starts_a_new_region_and_the_overlay_says_so():
