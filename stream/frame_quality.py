@@ -33,7 +33,8 @@ ADVICE = {
     TOO_DARK: "more light or a longer exposure",
     OVEREXPOSED: "less light or a shorter exposure",
     COLOUR_CAST: "white-balance the camera on a bare part of the slide",
-    NO_COLOUR: "the stains' colours tell the classes apart: use a colour camera (a monochrome one shows none)",
+    NO_COLOUR: ("the stains' colours tell the classes apart: use a colour camera (a monochrome one shows none) "
+                "on a stained part of the slide"),
 }
 
 
