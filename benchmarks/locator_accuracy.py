@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hv.annotations import inside_share, iou_matrix, match_boxes, read_voc_boxes
+from hv.annotations import inside_share, iou_matrix, match_boxes, points_in_boxes, read_voc_boxes
 from hv.config import load_config
 from hv.field_images import draw_cells
 from hv.locator import cell_diameter_px, locate_cells
@@ -101,8 +101,8 @@ def cut_views(bccd: Path, config, size: tuple[int, int] = (640, 480)) -> dict:
                 located = locate_cells(shown, config, diameters[k]) + np.array([vx, vy, vx, vy], np.float32)
                 half["views"] += 1
                 centres = (located[:, :2] + located[:, 2:]) / 2
-                on_white = contains(white_boxes, centres).any(axis=0)
-                on_platelet = contains(platelets, centres).any(axis=0) & ~on_white
+                on_white = points_in_boxes(centres, white_boxes)
+                on_platelet = points_in_boxes(centres, platelets) & ~on_white
                 half["on_a_platelet"] += int(on_platelet.sum())
                 half["on_nothing_annotated"] += int((~on_white & ~on_platelet).sum())
                 view = np.array([vx, vy, vx + width, vy + height])
@@ -111,12 +111,6 @@ def cut_views(bccd: Path, config, size: tuple[int, int] = (640, 480)) -> dict:
                 half["whole_cells"] += len(whole)
                 half["whole_found"] += match_boxes(located, whole, 0.5)[0] if len(whole) else 0
     return result
-
-
-def contains(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(boxes, points) bool: point j lies in box i."""
-    return ((boxes[:, None, 0] <= points[None, :, 0]) & (points[None, :, 0] <= boxes[:, None, 2])
-            & (boxes[:, None, 1] <= points[None, :, 1]) & (points[None, :, 1] <= boxes[:, None, 3]))
 
 
 def score(rows: list[dict]) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hv.annotations import match_boxes, read_voc_boxes
+from hv.annotations import match_boxes, points_in_boxes, read_voc_boxes
 from hv.config import load_config
 from hv.locator import cell_diameter_px, locate_cells
 from hv.preprocess import read_image_rgb
@@ -44,14 +44,6 @@ def zoomed(image: np.ndarray, zoom: float) -> tuple[np.ndarray, np.ndarray]:
     return view, np.array([x0, y0, x0, y0], np.float32)
 
 
-def on_any(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Whether each point lies in any of the boxes."""
-    if not len(boxes) or not len(points):
-        return np.zeros(len(points), bool)
-    return ((boxes[None, :, 0] <= points[:, None, 0]) & (points[:, None, 0] <= boxes[None, :, 2])
-            & (boxes[None, :, 1] <= points[:, None, 1]) & (points[:, None, 1] <= boxes[None, :, 3])).any(axis=1)
-
-
 def at_zoom(xmls: list[Path], bccd: Path, zoom: float, config) -> dict:
     found = missed = off = on_platelet = unmeasured = 0
     ruler, fits = [], []
@@ -67,9 +59,9 @@ def at_zoom(xmls: list[Path], bccd: Path, zoom: float, config) -> dict:
         tp, _, fn = match_boxes(located, whole, 0.5)
         found, missed = found + tp, missed + fn
         centres = (located[:, :2] + located[:, 2:]) / 2
-        stray = ~on_any(centres, cells)
+        stray = ~points_in_boxes(centres, cells)
         off += int(stray.sum())
-        on_platelet += int((stray & on_any(centres, platelets)).sum())
+        on_platelet += int((stray & points_in_boxes(centres, platelets)).sum())
         red = red_cell_diameter_px(view, config.locator.work_width_px)
         unmeasured += red is None
         if red is not None:

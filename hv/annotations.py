@@ -67,6 +67,15 @@ def inside_share(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     return np.where(area_a > 0, inter / np.maximum(area_a, 1e-9), 1.0)
 
 
+def points_in_boxes(points_xy: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
+    """(n,) bool: whether each point lies in any of the boxes (edges included)."""
+    points, boxes = np.asarray(points_xy).reshape(-1, 2), np.asarray(boxes_xyxy).reshape(-1, 4)
+    if not len(points) or not len(boxes):
+        return np.zeros(len(points), bool)
+    return ((boxes[None, :, 0] <= points[:, None, 0]) & (points[:, None, 0] <= boxes[None, :, 2])
+            & (boxes[None, :, 1] <= points[:, None, 1]) & (points[:, None, 1] <= boxes[None, :, 3])).any(axis=1)
+
+
 def match_boxes(pred_xyxy: np.ndarray, true_xyxy: np.ndarray, threshold: float) -> tuple[int, int, int]:
     """Greedy one-to-one matching by IoU.
 

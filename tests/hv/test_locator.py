@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hv.annotations import iou_matrix, match_boxes, read_voc_boxes
+from hv.annotations import iou_matrix, match_boxes, points_in_boxes, read_voc_boxes
 from hv.config import LocatorConfig
 from hv.locator import crop_cell, locate_cells
 from hv.preprocess import read_image_rgb
@@ -243,3 +243,10 @@ def test_voc_reader_drops_duplicates_and_degenerate_boxes(tmp_path: Path):
     )
     boxes = read_voc_boxes(xml)
     assert boxes.tolist() == [[10, 10, 50, 50], [70, 50, 100, 80]]
+
+
+def test_points_in_boxes_says_which_points_lie_in_any_box():
+    boxes = np.array([[0, 0, 10, 10], [20, 20, 30, 40]], np.float32)
+    points = np.array([[5, 5], [10, 0], [25, 39], [15, 15], [25, 41]], np.float32)
+    assert points_in_boxes(points, boxes).tolist() == [True, True, True, False, False]  # edges count
+    assert points_in_boxes(points, np.zeros((0, 4))).tolist() == [False] * 5
