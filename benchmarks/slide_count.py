@@ -39,6 +39,7 @@ meets it (its locator, scale, frame checks and classifier), with the same fields
 
 ``--zoom 2.5`` sees the slide that many times larger (another camera adapter or objective: the mosaic
 enlarged, the frame still 640 x 480), with the same fields and truth; the ``--tile`` and border grow with it.
+``--zoom 0.5`` sees it smaller (a 40x objective where BCCD's camera had a 100x one: more of the slide in a frame).
 
 ``--scale-along-scan`` runs no stream: the cell scale the stream would measure on every 10th frame of the
 slowest scan, against the same fields measured whole and the annotated cells' size
@@ -137,7 +138,8 @@ def scan_scope(bccd: str | Path, fields: list[str], speed: float, seed: int, *, 
         rgb = cv2.cvtColor(scope.mosaic, cv2.COLOR_BGR2RGB)
         scope.mosaic = cv2.cvtColor(shift_image(rgb, stain), cv2.COLOR_RGB2BGR)
     if zoom != 1.0:  # the truth boxes and the border grow with it; callers zoom the tile size (zoomed_tile)
-        scope.mosaic = cv2.resize(scope.mosaic, size, interpolation=cv2.INTER_CUBIC)
+        # Shrinking averages as a lower magnification does (cubic would alias); enlarging is bicubic.
+        scope.mosaic = cv2.resize(scope.mosaic, size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_CUBIC)
         scope._cells = scope._cells * np.float32(zoom)
         scope.border_px = border * zoom
     return scope
@@ -381,7 +383,7 @@ def main() -> None:
     parser.add_argument("--stain", choices=STAINS, default="none",
                         help="draw the slide as another lab's stain or lamp would (synthetic_labs.py's shifts)")
     parser.add_argument("--zoom", type=float, default=1.0,
-                        help="see the slide this many times larger (another camera adapter or objective)")
+                        help="see the slide this many times larger (another adapter or objective; below 1: smaller)")
     parser.add_argument("--out", default=str(REPO / "out" / "slide_count"))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=NUMBER",
                         help="config values to try, e.g. stream.edge_margin_frac=0.2")
