@@ -50,7 +50,7 @@ def main() -> None:
         image = read_image_rgb(str(path))
         if args.resize != 1.0:
             image = cv2.resize(image, None, fx=args.resize, fy=args.resize, interpolation=cv2.INTER_AREA)
-        boxes, probs, _ = classify_image(classifier, image, config)
+        boxes, probs, *_ = classify_image(classifier, image, config)
         if not len(boxes):
             no_cell.append(field)
             pred.append(-1)

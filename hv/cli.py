@@ -268,12 +268,15 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def _say_if_mostly_skipped(command: str, summary: dict) -> None:
-    """A line on stderr when most frames failed one check: a count of 0 from a monochrome camera says why."""
+    """A line on stderr when most frames failed one check (a count of 0 from a monochrome camera says why),
+    and one when most frames' cells were smaller than the model learnt from (a lower magnification)."""
     from stream.frame_quality import mostly_skipped
+    from stream.pipeline import small_cells_line
 
-    line = mostly_skipped(summary.get("frames_skipped", {}), summary.get("frames", 0))
-    if line:
-        print(f"hv {command}: {line}", file=sys.stderr)
+    for line in (mostly_skipped(summary.get("frames_skipped", {}), summary.get("frames", 0)),
+                 small_cells_line(summary)):
+        if line:
+            print(f"hv {command}: {line}", file=sys.stderr)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -110,6 +110,11 @@ class LocatorConfig:
     # colour"): every crop's colours turned and its plasma replaced, training crops too, so a model
     # trained with it must be scored with it.
     stain_correction: Literal["auto", "off", "always"] = "auto"
+    # A frame whose expected cell diameter is under this many pixels shows its cells with less detail
+    # than nearly all the model learnt from (a lower magnification: the crop is enlarged to the input, its
+    # labels less sure); the stream and `hv classify` say so. The bundled model's: the 5th percentile of
+    # blood-cells/TRAIN's, its smaller-celled source (benchmarks/training_cell_sizes.py). 0 = never said.
+    min_cell_diameter_px: float = 75.0
 
 
 @dataclass(frozen=True)
@@ -321,7 +326,7 @@ _NON_NEGATIVE = {
     "train.phase1.epochs", "train.phase2.epochs", "train.phase2.unfreeze_layers",
     "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
     "export.qat_steps", "stream.edge_margin_frac", "stream.target_count", "stream.dark_mean", "stream.focus_warmup",
-    "augment.blur", "locator.dense_nucleus_od", "locator.other_stain_nucleus_od",
+    "augment.blur", "locator.dense_nucleus_od", "locator.other_stain_nucleus_od", "locator.min_cell_diameter_px",
 }
 _PATHS = {"train.out_dir", "serve.video_dir", "serve.corrections_dir", "data.original_groups"}
 _PATH_KEYWORDS = {"bundled", "none"}  # values of path keys that are not paths

@@ -13,7 +13,7 @@ import numpy as np
 from hv.classifier import Classifier
 from hv.config import Config
 from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES
-from hv.locator import cell_diameter_px, clear_of_edge, crop_cell, locate_cells
+from hv.locator import cell_diameter_px, clear_of_edge, crop_cell, locate_cells, small_cells_note
 from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, read_image_rgb
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ class FieldCells(NamedTuple):
     boxes: np.ndarray  # (n, 4) xyxy in image pixels, largest nucleus first
     probs: np.ndarray  # (n, 5) class probabilities, "other" last
     whole: np.ndarray  # (n,) bool; False: the image edge may cut the cell (the stream would not classify it)
+    diameter_px: float  # the expected cell diameter the cells were located and cropped at
 
 
 def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config) -> FieldCells:
@@ -39,10 +40,10 @@ def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config
     diameter = cell_diameter_px(image_rgb, config.locator)
     boxes = locate_cells(image_rgb, config.locator, diameter)
     if not len(boxes):
-        return FieldCells(boxes, np.zeros((0, len(OUTPUT_NAMES)), np.float32), np.zeros(0, bool))
+        return FieldCells(boxes, np.zeros((0, len(OUTPUT_NAMES)), np.float32), np.zeros(0, bool), diameter)
     crops = np.stack([crop_cell(image_rgb, box, config.locator, classifier.image_size, diameter) for box in boxes])
     whole = clear_of_edge(boxes, (width, height), config.stream.edge_margin_frac * diameter)
-    return FieldCells(boxes, classifier.predict(crops), whole)
+    return FieldCells(boxes, classifier.predict(crops), whole, diameter)
 
 
 def draw_cells(image_rgb: np.ndarray, boxes: np.ndarray, probs: np.ndarray,
@@ -84,7 +85,7 @@ def classify_fields(classifier: Classifier, images: list[Path], config: Config, 
     partial = out_dir / "cells.csv.partial"
     with partial.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["image", "x", "y", "w", "h", "label", "confidence", "view"])
+        writer.writerow(["image", "x", "y", "w", "h", "label", "confidence", "view", "cell_diameter_px"])
         for path in paths:
             try:
                 image = read_image_rgb(str(path))
@@ -92,12 +93,16 @@ def classify_fields(classifier: Classifier, images: list[Path], config: Config, 
                 log.error("skipped %s", exc)
                 skipped.append(str(exc))
                 continue
-            boxes, probs, whole = classify_image(classifier, image, config)
+            boxes, probs, whole, diameter = classify_image(classifier, image, config)
+            small = small_cells_note(diameter, config.locator.min_cell_diameter_px) if len(boxes) else None
+            if small:
+                print(f"{path}: {small}")
             for box, prob, is_whole in zip(boxes, probs, whole):
                 x1, y1, x2, y2 = (int(round(v)) for v in box)
                 label, confidence = OUTPUT_NAMES[prob.argmax()], prob.max()
                 view = "whole" if is_whole else "cut"
-                writer.writerow([str(path), x1, y1, x2 - x1, y2 - y1, label, f"{confidence:.4f}", view])
+                writer.writerow([str(path), x1, y1, x2 - x1, y2 - y1, label, f"{confidence:.4f}", view,
+                                 f"{diameter:.1f}"])
                 note = "" if is_whole else " (cut: at the image edge, the cell may be cut off)"
                 print(f"{path}: {label} ({confidence:.0%}) at x={x1} y={y1} w={x2 - x1} h={y2 - y1}{note}")
             if not len(boxes):

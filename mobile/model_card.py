@@ -97,6 +97,10 @@ def render_model_card(description: dict, report: dict) -> str:
                   " goes in, as in training (stain_correction = 'always', `model.json` → `crop` →"
                   " `stain_correction_how`)."
                   if description["crop"].get("stain_correction") == "always" else "")
+    smallest = description["crop"].get("min_cell_diameter_px")
+    small_text = (f"\n- Cells under {smallest:g} px across (a lower magnification than the training images') reach the"
+                  " model enlarged, with less detail: their labels are less sure (`model.json` → `crop` →"
+                  " `small_cells`)." if smallest else "")
     rows = "\n".join(
         f"| {v} | {r['size_mb']} | {percent(r['accuracy'])} | {r['top1_agreement']:.2%} | {r['latency_ms_1_thread']} |"
         for v, r in report["variants"].items()
@@ -141,6 +145,6 @@ Shipped variant: **{report['shipped']}** because {report['reason']}.
 - {other_text}
 - Trained on {training['data']}; a lab with
   another stain, magnification or white balance can still lower accuracy. With "auto" the
-  crop scale comes from the frame's red cells; a frame without them uses the fallback share.
+  crop scale comes from the frame's red cells; a frame without them uses the fallback share.{small_text}
 - Smudged or broken cells and two touching cells may be located as one cell.
 """

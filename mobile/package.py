@@ -95,6 +95,10 @@ def crop_description(config: Config) -> dict:
         ),
         "reference_red_od": [float(v) for v in REFERENCE_RED_OD],
         "reference_plasma_od": [float(v) for v in REFERENCE_PLASMA_OD],
+        "min_cell_diameter_px": config.locator.min_cell_diameter_px,
+        "small_cells": ("a frame whose cell_diameter_px is under min_cell_diameter_px shows its cells with less detail "
+                        "than nearly all the model learnt from (a lower magnification): hv says the labels are "
+                        "less sure and to use a higher magnification; an app should say so too"),
         "scale_every": config.stream.scale_every,
         "scale_window": config.stream.scale_window,
         "stream_scale": (

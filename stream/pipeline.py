@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from hv.classifier import Classifier, model_identity
 from hv.config import Config
-from hv.locator import RunningCellScale, locate_cells
+from hv.locator import RunningCellScale, locate_cells, small_cells_note
 from hv.stain import LAMP, STAIN
 from stream.annotators import BoxAnnotator, CountPanelAnnotator, LabelAnnotator, StatusAnnotator
 from stream.counter import DifferentialCount
@@ -55,6 +55,10 @@ class StreamPipeline:
             recheck_every=stream.recheck_every, max_votes=stream.max_votes, clear_by=stream.clear_view_frac)
         self.scale = RunningCellScale(config.locator, every=stream.scale_every, window=stream.scale_window)
         self.diameter_px: float | None = None  # the latest frame's expected cell diameter
+        # The expected diameter of the last frames cells were located in, and how many of all such frames had
+        # cells fewer pixels across than the model learnt from (locator.min_cell_diameter_px).
+        self.diameters_px: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        self.located_frames, self.small_cell_frames = 0, 0
         self.position: StagePosition | None = None  # the latest good frame's place on the slide
         self.report: QualityReport | None = None  # the latest frame's quality checks
         self.skipped = dict.fromkeys(REASONS, 0)  # frames not used, by reason
@@ -100,6 +104,9 @@ class StreamPipeline:
     def _cells(self, frame: Frame, frame_size: tuple[int, int]) -> Detections:
         image_rgb = cv2.cvtColor(frame.image_bgr, cv2.COLOR_BGR2RGB)  # the one colour conversion per frame
         self.diameter_px = self.scale.update(image_rgb)
+        self.diameters_px.append(self.diameter_px)
+        self.located_frames += 1
+        self.small_cell_frames += self.diameter_px < self.config.locator.min_cell_diameter_px
         detections = Detections(locate_cells(image_rgb, self.config.locator, self.diameter_px))
         margin = self.config.stream.edge_margin_frac * self.diameter_px
         detections = mark_cut_cells(detections, frame_size, margin)
@@ -126,6 +133,11 @@ class StreamPipeline:
             "target_count": counter.target or None, "differential_complete": counter.complete,
             "to_check": counter.to_check,  # counted cells under stream.check_below, not yet corrected
             "frames_skipped": dict(self.skipped),
+            # The scale cells were located and cropped at, and the frames whose cells were smaller than the
+            # model learnt from (their labels less sure: hv.locator.small_cells_note).
+            "cell_diameter_px": round(float(np.median(self.diameters_px)), 1) if self.diameters_px else None,
+            "small_cells": {"frames": self.small_cell_frames, "of_frames": self.located_frames,
+                            "min_cell_diameter_px": self.config.locator.min_cell_diameter_px},
             "regions": self.motion.region + 1,  # more than one: the stage motion was lost (region - 1) times
             "motion_response": {  # phase-correlation peak, 0-1: how sure the stage-motion estimate was
                 "median": round(float(np.median(self.motion_responses)), 3),
@@ -143,7 +155,9 @@ class StreamPipeline:
         to_check = f", {self.counter.to_check} to check" if self.counter.to_check else ""
         identified = self.counter.identified
         cells = f"{identified} {'cell' if identified == 1 else 'cells'}"
-        notes = f"{to_check}{self._recoloured_note()}"
+        small = small_cells_note(self.diameter_px, self.config.locator.min_cell_diameter_px, brief=True) \
+            if self.diameter_px else None
+        notes = f"{to_check}{self._recoloured_note()}{f'; {small}' if small else ''}"
         if self.counter.complete:
             return f"differential complete: {cells}{notes}"
         if self.counter.target:
@@ -156,6 +170,15 @@ class StreamPipeline:
         if counted < RECOLOURED_NOTE_MIN_CELLS or 2 * sum(recoloured.values()) < counted:
             return ""
         return f"; {'another stain' if recoloured[STAIN] >= recoloured[LAMP] else 'another lamp'}: colours adjusted"
+
+
+def small_cells_line(summary: dict) -> str | None:
+    """One line for the end of a run in which most frames' cells were smaller than the model learnt from."""
+    small = summary.get("small_cells") or {}
+    if not small.get("of_frames") or 2 * small["frames"] < small["of_frames"] or not summary.get("cell_diameter_px"):
+        return None
+    note = small_cells_note(summary["cell_diameter_px"], small["min_cell_diameter_px"])
+    return f"{small['frames']} of {small['of_frames']} frames: {note}" if note else None
 
 
 def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool = False, display: bool = False,

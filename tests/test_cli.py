@@ -67,11 +67,30 @@ def test_classify_sample_fields(tmp_path, tiny_model_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["classify", "--model", str(tiny_model_path), "--out", str(out)]) == 0
     rows = (out / "cells.csv").read_text().strip().splitlines()
-    assert rows[0] == "image,x,y,w,h,label,confidence,view"
+    assert rows[0] == "image,x,y,w,h,label,confidence,view,cell_diameter_px"
     # The view depends on the locator alone: BloodImage_00021's cell and 00043's second keep clear of the edges.
-    assert [row.rsplit(",", 1)[1] for row in rows[1:]] == ["cut", "cut", "cut", "whole", "cut", "whole"]
+    assert [row.split(",")[7] for row in rows[1:]] == ["cut", "cut", "cut", "whole", "cut", "whole"]
     assert len(rows) - 1 == 6  # five sample fields, one of them with two white cells
     assert len(list(out.glob("*.annotated.png"))) == len(list(SAMPLES.glob("*.jpg")))
+    # BCCD's fields show cells at the magnification the model learnt from: no field is said to be small.
+    assert all(float(row.split(",")[8]) > 100 for row in rows[1:])
+    assert "labels less sure" not in capsys.readouterr().out
+
+
+def test_classify_says_when_cells_are_smaller_than_the_model_learnt_from(tmp_path, tiny_model_path, capsys):
+    """A field seen at a third of BCCD's magnification: its cell is still found and classified, and said to be small."""
+    import cv2
+
+    field = cv2.imread(str(SAMPLES / "BloodImage_00021.jpg"))
+    small = tmp_path / "low_magnification.png"
+    cv2.imwrite(str(small), cv2.resize(field, None, fx=1 / 3, fy=1 / 3, interpolation=cv2.INTER_AREA))
+    out = tmp_path / "out"
+    assert cli.main(["classify", "--model", str(tiny_model_path), "--out", str(out), str(small)]) == 0
+    printed = capsys.readouterr().out
+    rows = (out / "cells.csv").read_text().strip().splitlines()[1:]
+    assert len(rows) == 1 and float(rows[0].split(",")[8]) < 75
+    assert f"{small}: cells about " in printed and "fewer than the 75 px the model learnt from" in printed
+    assert "use a higher magnification" in printed
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from hv.annotations import iou_matrix, match_boxes, points_in_boxes, read_voc_boxes
 from hv.config import LocatorConfig
-from hv.locator import crop_cell, locate_cells
+from hv.locator import crop_cell, locate_cells, small_cells_note
 from hv.preprocess import read_image_rgb
 from hv.stain import green_over_blue, red_cells_pink
 from tests.conftest import SAMPLES, draw_field
@@ -250,3 +250,12 @@ def test_points_in_boxes_says_which_points_lie_in_any_box():
     points = np.array([[5, 5], [10, 0], [25, 39], [15, 15], [25, 41]], np.float32)
     assert points_in_boxes(points, boxes).tolist() == [True, True, True, False, False]  # edges count
     assert points_in_boxes(points, np.zeros((0, 4))).tolist() == [False] * 5
+
+
+def test_small_cells_note_names_the_size_the_setting_and_what_to_do():
+    note = small_cells_note(56.4, 75.0)
+    assert note.startswith("cells about 56 px across, fewer than the 75 px the model learnt from")
+    assert "locator.min_cell_diameter_px" in note and note.endswith("use a higher magnification")
+    assert small_cells_note(56.4, 75.0, brief=True) == "cells small (56 px < 75): labels less sure"
+    assert small_cells_note(75.0, 75.0) is None  # the training images' 5th percentile is not "small"
+    assert small_cells_note(10.0, 0.0) is None  # 0: never said

@@ -9,7 +9,7 @@ from hv.config import Config
 from hv.preprocess import read_image_rgb
 from hv.stain import AS_IS, LAMP, STAIN
 from stream.detections import Detections, Frame
-from stream.pipeline import StreamPipeline, run_stream
+from stream.pipeline import StreamPipeline, run_stream, small_cells_line
 from stream.sinks import CSV_COLUMNS
 from stream.sources import ImageFolderSource, VideoFileSource
 from stream.virtual_microscope import VirtualMicroscope
@@ -85,6 +85,31 @@ def test_another_objective_restarts_the_cell_scale():
     pipeline.process(Frame(cv2.cvtColor(high, cv2.COLOR_RGB2BGR), 8, 8 / 30, 0.0))
     assert pipeline.report.ok and pipeline.position.new_region
     assert pipeline.diameter_px == pytest.approx(0.42 * 320, rel=0.1)  # 8 old measurements would outvote it
+
+
+@pytest.mark.parametrize(("cell_frac", "small"), [(0.28, False), (0.2, True)],
+                         ids=["the training magnification", "a lower magnification"])
+def test_cells_smaller_than_the_model_learnt_from_are_said_so(cell_frac, small):
+    """90 px cells (blood-cells/' size) pass; 64 px ones are still counted, and the stream says labels are less sure."""
+    pipeline = StreamPipeline(FixedClassifier(image_size=32), Config())
+    field = draw_field(np.random.default_rng(0), 1, width=320, height=240, cell_frac=cell_frac)
+    for index in range(3):
+        moved = cv2.cvtColor(np.roll(field, 2 * index, axis=1), cv2.COLOR_RGB2BGR)
+        pipeline.process(Frame(moved, index, index / 30, 0.0))
+    summary = pipeline.summary()
+    assert summary["cell_diameter_px"] == pytest.approx(cell_frac * 320, rel=0.1)
+    assert summary["small_cells"] == {"frames": 3 if small else 0, "of_frames": 3, "min_cell_diameter_px": 75.0}
+    assert ("cells small (" in pipeline.status) == small
+    line = small_cells_line(summary)
+    if small:
+        assert line.startswith("3 of 3 frames: cells about ") and "use a higher magnification" in line
+    else:
+        assert line is None
+    # 0 turns the note off (a model trained on smaller cells than the bundled one).
+    off = replace(Config(), locator=replace(Config().locator, min_cell_diameter_px=0.0))
+    quiet = StreamPipeline(FixedClassifier(image_size=32), off)
+    quiet.process(Frame(cv2.cvtColor(field, cv2.COLOR_RGB2BGR), 0, 0.0, 0.0))
+    assert quiet.summary()["small_cells"]["frames"] == 0 and "cells small" not in quiet.status
 
 
 @pytest.mark.parametrize("brown", [False, True], ids=["training stain", "brown-red stain"])
