@@ -40,6 +40,8 @@ meets it (its locator, scale, frame checks and classifier), with the same fields
 ``--zoom 2.5`` sees the slide that many times larger (another camera adapter or objective: the mosaic
 enlarged, the frame still 640 x 480), with the same fields and truth; the ``--tile`` and border grow with it.
 ``--zoom 0.5`` sees it smaller (a 40x objective where BCCD's camera had a 100x one: more of the slide in a frame).
+``--frame-size 1280 960`` scans it with a camera of that many pixels (the same slide: a wider view; with
+``--zoom 1.5``, a camera with more pixels over the same view as 640 x 480 at 1x).
 
 ``--scale-along-scan`` runs no stream: the cell scale the stream would measure on every 10th frame of the
 slowest scan, against the same fields measured whole and the annotated cells' size
@@ -52,6 +54,7 @@ wider ``stream.edge_margin_frac`` has on this scan (``margin_geometry.json``).
 Usage: python benchmarks/slide_count.py [--model hv/bundled/hv_lite0_int8/model.tflite]
        [--speeds 4 8 12 16 24] [--cells 100] [--bccd ../shared/data/bccd] [--out out/slide_count]
        [--margin-geometry FRACTION ...] [--not-in blood-cells/TRAIN] [--stain brown_stain] [--zoom 2.5]
+       [--frame-size 1280 960]
 (``--not-in``: only fields without a copy in that part of blood-cells/, cells a model trained on it never saw)
 """
 
@@ -121,16 +124,16 @@ def choose_fields(bccd: Path, count: int, tile: tuple[int, int], seed: int,
 
 def scan_scope(bccd: str | Path, fields: list[str], speed: float, seed: int, *, tile: tuple[int, int] = (320, 240),
                border: int = 80, row_step: float = 0.4, defects: float = 0.01,
-               stain: str = "none", zoom: float = 1.0) -> VirtualMicroscope:
+               stain: str = "none", zoom: float = 1.0, frame: tuple[int, int] = FRAME) -> VirtualMicroscope:
     """The benchmark's slide (``fields`` tiled, a plain border) scanned at ``speed`` px per frame, with
     2 px of hand jitter and ``defects`` of the frames blurred, streaked or dark (``seed`` draws both),
     the slide drawn with ``stain`` (one of ``STAINS``) and seen ``zoom`` times larger (another camera
-    adapter or objective: the slide enlarged, the frame the same 640 x 480)."""
+    adapter or objective: the slide enlarged), through a camera of ``frame`` (width, height) pixels."""
     base = VirtualMicroscope(bccd, fields=fields, tile_size=tile, num_frames=1, border_px=border)
     size = (round(base.mosaic.shape[1] * zoom), round(base.mosaic.shape[0] * zoom))
-    path = serpentine_scan(size, FRAME, speed, row_step_frac=row_step, jitter_px=2.0, seed=seed)
+    path = serpentine_scan(size, frame, speed, row_step_frac=row_step, jitter_px=2.0, seed=seed)
     scope = VirtualMicroscope(bccd, fields=fields, tile_size=tile, path=path, seed=seed, border_px=border,
-                              defects=defect_frames(len(path), defects, seed))
+                              defects=defect_frames(len(path), defects, seed), frame_size=frame)
     if stain != "none":  # the mosaic is BGR, the shifts take RGB
         # Imported here: synthetic_labs loads TensorFlow, which a plain count (and frame_checks.py) need not.
         from synthetic_labs import shift_image  # benchmarks/ is on sys.path when run as a script
@@ -156,12 +159,12 @@ def defect_frames(n: int, share: float, seed: int) -> dict[int, str]:
     return {int(i): str(rng.choice(["blur", "motion", "dark"])) for i in frames}
 
 
-def whole_in(box: np.ndarray, view_xy: np.ndarray) -> bool:
+def whole_in(box: np.ndarray, view_xy: np.ndarray, frame: tuple[int, int] = FRAME) -> bool:
     """The annotated box lies in the frame, but for VISIBLE_SLACK of its width or height (loose boxes)."""
     x, y = view_xy
     slack_x, slack_y = VISIBLE_SLACK * (box[2] - box[0]), VISIBLE_SLACK * (box[3] - box[1])
     return (box[0] - x > -slack_x and box[1] - y > -slack_y
-            and box[2] - x < FRAME[0] + slack_x and box[3] - y < FRAME[1] + slack_y)
+            and box[2] - x < frame[0] + slack_x and box[3] - y < frame[1] + slack_y)
 
 
 def cut_by_tile(box: np.ndarray, tile: tuple[int, int], border: int) -> bool:
@@ -172,15 +175,16 @@ def cut_by_tile(box: np.ndarray, tile: tuple[int, int], border: int) -> bool:
     return x1 <= left + 1 or y1 <= top + 1 or x2 >= left + tile[0] - 1 or y2 >= top + tile[1] - 1
 
 
-def overhang(box: np.ndarray, view_xy: np.ndarray) -> float:
+def overhang(box: np.ndarray, view_xy: np.ndarray, frame: tuple[int, int] = FRAME) -> float:
     """How far (pixels) the annotated box reaches beyond the frame beyond its VISIBLE_SLACK; 0 when whole."""
     x, y = view_xy
     slack_x, slack_y = VISIBLE_SLACK * (box[2] - box[0]), VISIBLE_SLACK * (box[3] - box[1])
     return float(max(0.0, x - box[0] - slack_x, y - box[1] - slack_y,
-                     box[2] - x - FRAME[0] - slack_x, box[3] - y - FRAME[1] - slack_y))
+                     box[2] - x - frame[0] - slack_x, box[3] - y - frame[1] - slack_y))
 
 
-def never_clear(boxes: np.ndarray, path: np.ndarray, good: list[int], margin_px: float) -> np.ndarray:
+def never_clear(boxes: np.ndarray, path: np.ndarray, good: list[int], margin_px: float,
+                frame: tuple[int, int] = FRAME) -> np.ndarray:
     """Per annotated box: True when no good frame of the scan holds it ``margin_px`` clear of every edge.
 
     Such a cell can only be counted when its located box is smaller than its annotated one: a
@@ -188,8 +192,8 @@ def never_clear(boxes: np.ndarray, path: np.ndarray, good: list[int], margin_px:
     """
     views = path[good]
     return np.array([not ((box[0] - views[:, 0] > margin_px) & (box[1] - views[:, 1] > margin_px)
-                          & (box[2] - views[:, 0] < FRAME[0] - margin_px)
-                          & (box[3] - views[:, 1] < FRAME[1] - margin_px)).any() for box in boxes])
+                          & (box[2] - views[:, 0] < frame[0] - margin_px)
+                          & (box[3] - views[:, 1] < frame[1] - margin_px)).any() for box in boxes])
 
 
 def margin_geometry(scope: VirtualMicroscope, tile: tuple[int, int], fractions: list[float], config) -> dict:
@@ -202,10 +206,12 @@ def margin_geometry(scope: VirtualMicroscope, tile: tuple[int, int], fractions: 
     diameter = float(np.median([cell_diameter_px(cv2.cvtColor(scope.render(i), cv2.COLOR_BGR2RGB), config.locator)
                                 for i in good[::100]]))
     boxes = scope.all_cells.boxes_xyxy
-    countable = [not cut_by_tile(box, tile, scope.border_px) and any(whole_in(box, path[i]) for i in good)
+    frame = scope.frame_size
+    countable = [not cut_by_tile(box, tile, scope.border_px) and any(whole_in(box, path[i], frame) for i in good)
                  for box in boxes]
     return {"diameter_px": round(diameter, 1), "countable": int(np.sum(countable)),
-            "never_clear": {f"{fraction:g}": int(never_clear(boxes[countable], path, good, fraction * diameter).sum())
+            "never_clear": {f"{fraction:g}": int(never_clear(boxes[countable], path, good, fraction * diameter,
+                                                             frame).sum())
                             for fraction in fractions}}
 
 
@@ -269,7 +275,9 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
     truth = scope.all_cells
     path = np.array([scope._viewport(i) for i in range(scope.frame_count)])
     good = [i for i in range(len(path)) if i not in scope._defects]
-    countable = np.array([not cut_by_tile(box, tile, scope.border_px) and any(whole_in(box, path[i]) for i in good)
+    frame = scope.frame_size
+    countable = np.array([not cut_by_tile(box, tile, scope.border_px) and any(whole_in(box, path[i], frame)
+                                                                              for i in good)
                           for box in truth.boxes_xyxy])
     first_seen: dict[int, tuple[int, np.ndarray, float]] = {}  # track -> (truth cell, box, truth's px outside then)
     # track -> whether a view its label rests on (TrackClassifier.voted_frames) cut its annotated box
@@ -283,14 +291,14 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
                 slide_box = box + np.array([*view, *view], np.float32)
                 ious = iou_matrix(slide_box[None], truth.boxes_xyxy)[0]
                 j = int(ious.argmax()) if len(ious) and ious.max() >= 0.3 else -1
-                first_seen[int(track)] = (j, slide_box, overhang(truth.boxes_xyxy[j], view) if j >= 0 else 0.0)
+                first_seen[int(track)] = (j, slide_box, overhang(truth.boxes_xyxy[j], view, frame) if j >= 0 else 0.0)
                 if first_seen[int(track)][2] > 0:
                     save_cut_view(frame.image_bgr, box, truth.boxes_xyxy[j] - np.array([*view, *view]),
                                   out / f"cut_view_frame{frame.index}_track{int(track)}_cell{j}.jpg")
         for track in votes.last_votes:  # the kept views change only when a track votes
             j = first_seen.get(track, (-1,))[0]
             if j >= 0:
-                rests_on_cut_view[track] = any(overhang(truth.boxes_xyxy[j], path[f]) > 0
+                rests_on_cut_view[track] = any(overhang(truth.boxes_xyxy[j], path[f], frame) > 0
                                                for f in votes.voted_frames(track))
 
     started = time.perf_counter()
@@ -384,6 +392,8 @@ def main() -> None:
                         help="draw the slide as another lab's stain or lamp would (synthetic_labs.py's shifts)")
     parser.add_argument("--zoom", type=float, default=1.0,
                         help="see the slide this many times larger (another adapter or objective; below 1: smaller)")
+    parser.add_argument("--frame-size", type=int, nargs=2, default=list(FRAME), metavar=("W", "H"),
+                        help="the camera's frame in pixels (e.g. 1920 1080: an HD camera)")
     parser.add_argument("--out", default=str(REPO / "out" / "slide_count"))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=NUMBER",
                         help="config values to try, e.g. stream.edge_margin_frac=0.2")
@@ -417,10 +427,14 @@ def main() -> None:
     fields = choose_fields(Path(args.bccd), args.cells, tuple(args.tile), args.seed, exclude)
     if args.zoom <= 0:
         parser.error("--zoom must be above 0")
+    if min(args.frame_size) < 64:
+        parser.error("--frame-size: expected a width and a height of 64 pixels or more")
+    frame = tuple(args.frame_size)
     tile = zoomed_tile(tuple(args.tile), args.zoom)  # on the slide as the stream sees it
     if args.scale_along_scan:  # the slide's layout does not depend on the speed: the slowest scan's frames
         scope = scan_scope(args.bccd, fields, min(args.speeds), args.seed, tile=tuple(args.tile), border=args.border,
-                           row_step=args.row_step, defects=args.defects, stain=args.stain, zoom=args.zoom)
+                           row_step=args.row_step, defects=args.defects, stain=args.stain, zoom=args.zoom,
+                           frame=frame)
         result = scale_along_scan(scope, fields, Path(args.bccd), config)
         (out / "scale_along_scan.json").write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result))
@@ -429,7 +443,8 @@ def main() -> None:
     results, scope = {}, None
     for speed in args.speeds:
         scope = scan_scope(args.bccd, fields, speed, args.seed, tile=tuple(args.tile), border=args.border,
-                           row_step=args.row_step, defects=args.defects, stain=args.stain, zoom=args.zoom)
+                           row_step=args.row_step, defects=args.defects, stain=args.stain, zoom=args.zoom,
+                           frame=frame)
         if args.margin_geometry:
             results[f"{speed:g}"] = margin_geometry(scope, tile, args.margin_geometry, config)
             print(json.dumps({f"{speed:g} px/frame": results[f"{speed:g}"]}), flush=True)
@@ -442,7 +457,7 @@ def main() -> None:
         print(f"wrote {out / 'margin_geometry.json'}")
         return
     report = {"model": str(args.model), "config_changes": tried, "not_in": args.not_in, "stain": args.stain,
-              "zoom": args.zoom, "fields": fields,
+              "zoom": args.zoom, "frame_size": list(frame), "fields": fields,
               "tile": args.tile,
               "border": args.border, "defect_share": args.defects, "speeds_px_per_frame": results}
     (out / "slide_count.json").write_text(json.dumps(report, indent=1) + "\n")

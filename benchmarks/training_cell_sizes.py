@@ -8,13 +8,20 @@ every image (the scale its training or evaluation crop is cut at), as percentile
 images under ``locator.min_cell_diameter_px``. The setting is chosen on the training folders only
 (the 5th percentile of the smaller-celled source, rounded down); test folders are only reported.
 
+``--predictions F ...`` (``hv evaluate``'s predictions.csv, e.g. the held-out folds' of blood-cells/TRAIN)
+instead scores those predictions apart for the images under the setting and the others: does the
+note single out images whose labels are less sure?
+
 Usage: python benchmarks/training_cell_sizes.py [--data ../shared/data] [--folders blood-cells/TRAIN ...]
+       [--predictions benchmarks/results/held_out_folds_paired56/*/blood-cells_TRAIN/predictions.csv.gz]
        [--out out/training_cell_sizes.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -41,15 +48,51 @@ def diameters(folder: Path, config) -> tuple[np.ndarray, int]:
     return np.array(found, np.float64), unreadable
 
 
+def in_data(path: str, data: Path) -> Path:
+    """A path written on another machine, found under ``data`` by its tail (``blood-cells/TRAIN/...``)."""
+    parts = Path(path).parts
+    for i in range(len(parts)):
+        if (data / Path(*parts[i:])).is_file():
+            return data / Path(*parts[i:])
+    raise SystemExit(f"{path}: not found under {data} (is --data the folder that holds the data sets?)")
+
+
+def by_size(prediction_files: list[str], data: Path, config) -> dict:
+    """Top-1 accuracy of the listed predictions for images under ``locator.min_cell_diameter_px`` and the others."""
+    rows = []
+    for name in prediction_files:  # plain or gzipped, as benchmarks/results/ keeps them
+        with (gzip.open(name, "rt", newline="") if name.endswith(".gz") else open(name, newline="")) as f:
+            rows += list(csv.DictReader(f))
+    threshold = config.locator.min_cell_diameter_px
+    result = {}
+    for side in ("under", "at_or_over"):
+        result[side] = {"images": 0, "correct": 0}
+    for row in rows:
+        diameter = cell_diameter_px(read_image_rgb(str(in_data(row["path"], data))), config.locator)
+        side = result["under" if diameter < threshold else "at_or_over"]
+        side["images"] += 1
+        side["correct"] += row["true"] == row["predicted"]
+    for side in result.values():
+        side["accuracy"] = round(side["correct"] / side["images"], 4) if side["images"] else None
+    return {"min_cell_diameter_px": threshold, "files": prediction_files, **result}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--folders", nargs="+",
                         default=["blood-cells/TRAIN", "pbc/TRAIN", "blood-cells/TEST", "pbc/TEST"])
     parser.add_argument("--config", default=str(REPO / "config.toml"))
+    parser.add_argument("--predictions", nargs="+", help="hv evaluate's predictions.csv files to score by cell size")
     parser.add_argument("--out", default=str(REPO / "out" / "training_cell_sizes.json"))
     args = parser.parse_args()
     config = load_config(args.config)
+    if args.predictions:
+        result = by_size(args.predictions, Path(args.data), config)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result, indent=1))
+        return
     threshold = config.locator.min_cell_diameter_px
     result = {"percentiles": list(PERCENTILES), "min_cell_diameter_px": threshold, "folders": {}}
     for name in args.folders:
