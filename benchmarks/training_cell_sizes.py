@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from hv.config import load_config
-from hv.locator import cell_diameter_px
+from hv.locator import ONE_FIELD_SPREAD, cell_diameter_px
 from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, read_image_rgb
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,23 +58,24 @@ def in_data(path: str, data: Path) -> Path:
 
 
 def by_size(prediction_files: list[str], data: Path, config) -> dict:
-    """Top-1 accuracy of the listed predictions for images under ``locator.min_cell_diameter_px`` and the others."""
+    """Top-1 accuracy of the listed predictions for images under each bar and the others: the stream's
+    (``locator.min_cell_diameter_px``, for its running scale) and a still image's (``ONE_FIELD_SPREAD`` of it)."""
     rows = []
     for name in prediction_files:  # plain or gzipped, as benchmarks/results/ keeps them
         with (gzip.open(name, "rt", newline="") if name.endswith(".gz") else open(name, newline="")) as f:
             rows += list(csv.DictReader(f))
-    threshold = config.locator.min_cell_diameter_px
-    result = {}
-    for side in ("under", "at_or_over"):
-        result[side] = {"images": 0, "correct": 0}
-    for row in rows:
-        diameter = cell_diameter_px(read_image_rgb(str(in_data(row["path"], data))), config.locator)
-        side = result["under" if diameter < threshold else "at_or_over"]
-        side["images"] += 1
-        side["correct"] += row["true"] == row["predicted"]
-    for side in result.values():
-        side["accuracy"] = round(side["correct"] / side["images"], 4) if side["images"] else None
-    return {"min_cell_diameter_px": threshold, "files": prediction_files, **result}
+    sizes = np.array([cell_diameter_px(read_image_rgb(str(in_data(row["path"], data))), config.locator)
+                      for row in rows])
+    correct = np.array([row["true"] == row["predicted"] for row in rows])
+    result = {"files": prediction_files, "images": len(rows)}
+    for name, bar in (("stream_bar", config.locator.min_cell_diameter_px),
+                      ("one_field_bar", ONE_FIELD_SPREAD * config.locator.min_cell_diameter_px)):
+        under = sizes < bar
+        result[name] = {"px": bar, **{side: {"images": int(chosen.sum()),
+                                             "accuracy": round(float(correct[chosen].mean()), 4) if chosen.any()
+                                             else None}
+                                      for side, chosen in (("under", under), ("at_or_over", ~under))}}
+    return result
 
 
 def main() -> None:

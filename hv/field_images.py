@@ -13,7 +13,7 @@ import numpy as np
 from hv.classifier import Classifier
 from hv.config import Config
 from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES
-from hv.locator import cell_diameter_px, clear_of_edge, crop_cell, locate_cells, small_cells_note
+from hv.locator import ONE_FIELD_SPREAD, cell_diameter_px, clear_of_edge, crop_cell, locate_cells, small_cells_note
 from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, read_image_rgb
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,17 @@ def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config
     crops = np.stack([crop_cell(image_rgb, box, config.locator, classifier.image_size, diameter) for box in boxes])
     whole = clear_of_edge(boxes, (width, height), config.stream.edge_margin_frac * diameter)
     return FieldCells(boxes, classifier.predict(crops), whole, diameter)
+
+
+def small_cells_in_field(cells: FieldCells, config: Config) -> str | None:
+    """What to tell the user when a field's cells are fewer pixels across than the model learnt from; else None.
+
+    One field's scale estimate spreads wider than a stream's, so the bar is ``ONE_FIELD_SPREAD`` of
+    ``locator.min_cell_diameter_px`` (a field with no cell found says nothing).
+    """
+    if not len(cells.boxes):
+        return None
+    return small_cells_note(cells.diameter_px, ONE_FIELD_SPREAD * config.locator.min_cell_diameter_px)
 
 
 def draw_cells(image_rgb: np.ndarray, boxes: np.ndarray, probs: np.ndarray,
@@ -93,8 +104,9 @@ def classify_fields(classifier: Classifier, images: list[Path], config: Config, 
                 log.error("skipped %s", exc)
                 skipped.append(str(exc))
                 continue
-            boxes, probs, whole, diameter = classify_image(classifier, image, config)
-            small = small_cells_note(diameter, config.locator.min_cell_diameter_px) if len(boxes) else None
+            cells = classify_image(classifier, image, config)
+            boxes, probs, whole, diameter = cells
+            small = small_cells_in_field(cells, config)
             if small:
                 print(f"{path}: {small}")
             for box, prob, is_whole in zip(boxes, probs, whole):

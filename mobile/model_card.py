@@ -100,7 +100,7 @@ def render_model_card(description: dict, report: dict) -> str:
     smallest = description["crop"].get("min_cell_diameter_px")
     small_text = (f"\n- Cells under {smallest:g} px across (a lower magnification than the training images') reach the"
                   " model enlarged, with less detail: their labels are less sure (`model.json` → `crop` →"
-                  " `small_cells`)." if smallest else "")
+                  " `small_cells`: the bar for one still image is lower)." if smallest else "")
     rows = "\n".join(
         f"| {v} | {r['size_mb']} | {percent(r['accuracy'])} | {r['top1_agreement']:.2%} | {r['latency_ms_1_thread']} |"
         for v, r in report["variants"].items()

@@ -19,6 +19,7 @@ from ai_edge_litert.interpreter import Interpreter
 from hv.classifier import file_sha256
 from hv.config import Config
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
+from hv.locator import ONE_FIELD_SPREAD
 from hv.scale import CELL_OVER_NUCLEUS, MIN_NUCLEUS_SHARE
 from hv.stain import (
     LAMP_BLUE_MINUS_RED,
@@ -96,9 +97,12 @@ def crop_description(config: Config) -> dict:
         "reference_red_od": [float(v) for v in REFERENCE_RED_OD],
         "reference_plasma_od": [float(v) for v in REFERENCE_PLASMA_OD],
         "min_cell_diameter_px": config.locator.min_cell_diameter_px,
-        "small_cells": ("a frame whose cell_diameter_px is under min_cell_diameter_px shows its cells with less detail "
-                        "than nearly all the model learnt from (a lower magnification): hv says the labels are "
-                        "less sure and to use a higher magnification; an app should say so too"),
+        "one_field_spread": ONE_FIELD_SPREAD,
+        "small_cells": ("a stream whose cell_diameter_px (its running median) is under min_cell_diameter_px shows its "
+                        "cells with less detail than nearly all the model learnt from (a lower magnification): hv "
+                        "says the labels are less sure and to use a higher magnification; for one still image, whose "
+                        "own estimate spreads wider, the bar is one_field_spread * min_cell_diameter_px; an app "
+                        "should say so too"),
         "scale_every": config.stream.scale_every,
         "scale_window": config.stream.scale_window,
         "stream_scale": (

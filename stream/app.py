@@ -27,9 +27,8 @@ import pandas as pd
 
 from hv.classifier import Classifier
 from hv.config import Config
-from hv.field_images import classify_image, draw_cells
+from hv.field_images import classify_image, draw_cells, small_cells_in_field
 from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES, UNIDENTIFIED_ID
-from hv.locator import small_cells_note
 from hv.preprocess import NO_COLOUR, resize_field
 from hv.saliency import GradCam, overlay_heat_map
 from hv.stain import has_no_colour
@@ -311,9 +310,10 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         if mode == "single cell":
             probs = active.predict(resize_field(image_rgb, active.image_size)[None])[0]
             return image_rgb, {name: float(p) for name, p in zip(OUTPUT_NAMES, probs)}, None
-        boxes, probs, whole, diameter = classify_image(active, image_rgb, config)
+        cells = classify_image(active, image_rgb, config)
+        boxes, probs, whole, _ = cells
         annotated = cv2.cvtColor(draw_cells(image_rgb, boxes, probs, whole), cv2.COLOR_BGR2RGB)
-        small = small_cells_note(diameter, config.locator.min_cell_diameter_px) if len(boxes) else None
+        small = small_cells_in_field(cells, config)
         if small:
             gr.Warning(f"{small[0].upper()}{small[1:]}.")
         rows = [{"cell": i + 1, "label": OUTPUT_NAMES[p.argmax()], "confidence": round(float(p.max()), 3),
