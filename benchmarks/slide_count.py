@@ -275,8 +275,8 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
     truth = scope.all_cells
     path = np.array([scope._viewport(i) for i in range(scope.frame_count)])
     good = [i for i in range(len(path)) if i not in scope._defects]
-    frame = scope.frame_size
-    countable = np.array([not cut_by_tile(box, tile, scope.border_px) and any(whole_in(box, path[i], frame)
+    frame_size = scope.frame_size  # (on_frame's `frame` is the stream's)
+    countable = np.array([not cut_by_tile(box, tile, scope.border_px) and any(whole_in(box, path[i], frame_size)
                                                                               for i in good)
                           for box in truth.boxes_xyxy])
     first_seen: dict[int, tuple[int, np.ndarray, float]] = {}  # track -> (truth cell, box, truth's px outside then)
@@ -291,14 +291,15 @@ def run_speed(scope: VirtualMicroscope, pipeline: StreamPipeline, out: Path, til
                 slide_box = box + np.array([*view, *view], np.float32)
                 ious = iou_matrix(slide_box[None], truth.boxes_xyxy)[0]
                 j = int(ious.argmax()) if len(ious) and ious.max() >= 0.3 else -1
-                first_seen[int(track)] = (j, slide_box, overhang(truth.boxes_xyxy[j], view, frame) if j >= 0 else 0.0)
+                first_seen[int(track)] = (j, slide_box, overhang(truth.boxes_xyxy[j], view, frame_size)
+                                                if j >= 0 else 0.0)
                 if first_seen[int(track)][2] > 0:
                     save_cut_view(frame.image_bgr, box, truth.boxes_xyxy[j] - np.array([*view, *view]),
                                   out / f"cut_view_frame{frame.index}_track{int(track)}_cell{j}.jpg")
         for track in votes.last_votes:  # the kept views change only when a track votes
             j = first_seen.get(track, (-1,))[0]
             if j >= 0:
-                rests_on_cut_view[track] = any(overhang(truth.boxes_xyxy[j], path[f], frame) > 0
+                rests_on_cut_view[track] = any(overhang(truth.boxes_xyxy[j], path[f], frame_size) > 0
                                                for f in votes.voted_frames(track))
 
     started = time.perf_counter()
