@@ -54,7 +54,8 @@ def small_cells_in_field(cells: FieldCells, config: Config) -> str | None:
     """
     if not len(cells.boxes):
         return None
-    return small_cells_note(cells.diameter_px, ONE_FIELD_SPREAD * config.locator.min_cell_diameter_px)
+    return small_cells_note(cells.diameter_px, ONE_FIELD_SPREAD * config.locator.min_cell_diameter_px,
+                            setting=f"{ONE_FIELD_SPREAD:g} x locator.min_cell_diameter_px for one image")
 
 
 def draw_cells(image_rgb: np.ndarray, boxes: np.ndarray, probs: np.ndarray,

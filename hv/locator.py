@@ -135,12 +135,13 @@ def cell_diameter_px(image_rgb: np.ndarray, config: LocatorConfig) -> float:
 ONE_FIELD_SPREAD = 0.8
 
 
-def small_cells_note(diameter_px: float, min_diameter_px: float, brief: bool = False) -> str | None:
+def small_cells_note(diameter_px: float, min_diameter_px: float, brief: bool = False,
+                     setting: str = "locator.min_cell_diameter_px") -> str | None:
     """What to tell the user when a frame's cells are fewer pixels across than the model learnt from; else None.
 
     Every crop is resized to the model's input, so a cell seen at a lower magnification reaches
     it enlarged and with less detail: it is still located and counted, but its label is less sure.
-    ``min_diameter_px`` is ``locator.min_cell_diameter_px`` (BENCHMARKS.md, "Another magnification");
+    ``min_diameter_px`` comes from ``setting`` (BENCHMARKS.md, "A lower magnification");
     ``brief``: the few words that fit the stream's status line.
     """
     if diameter_px >= min_diameter_px:
@@ -148,7 +149,7 @@ def small_cells_note(diameter_px: float, min_diameter_px: float, brief: bool = F
     if brief:
         return f"cells small ({diameter_px:.0f} px < {min_diameter_px:.0f}): labels less sure"
     return (f"cells about {diameter_px:.0f} px across, fewer than the {min_diameter_px:.0f} px the model "
-            "learnt from (locator.min_cell_diameter_px): labels less sure; use a higher magnification")
+            f"learnt from ({setting}): labels less sure; use a higher magnification")
 
 
 class RunningCellScale:

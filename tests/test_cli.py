@@ -94,6 +94,7 @@ def test_classify_says_when_cells_are_smaller_than_the_model_learnt_from(tmp_pat
     assert [row[0] for row in rows] == [str(quarter), str(third)]  # one cell each, classified
     assert float(rows[0][8]) < 60 < float(rows[1][8]) < 75
     assert f"{quarter}: cells about " in printed and "fewer than the 60 px the model learnt from" in printed
+    assert "(0.8 x locator.min_cell_diameter_px for one image)" in printed  # the bar, and where it comes from
     assert "use a higher magnification" in printed and f"{third}: cells about" not in printed
 
 
