@@ -29,4 +29,5 @@ def test_a_built_wheel_runs_hv_classify_from_another_folder(tmp_path):
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = (work / "out" / "cells.csv").read_text().strip().splitlines()
-    assert rows[0] == "image,x,y,w,h,label,confidence,view" and len(rows) - 1 == 6  # six cells in the five fields
+    assert rows[0] == "image,x,y,w,h,label,confidence,view,cell_diameter_px"
+    assert len(rows) - 1 == 6  # six cells in the five fields
