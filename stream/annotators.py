@@ -84,12 +84,28 @@ class StatusAnnotator:
     def __init__(self, source, scale: float = 0.55):
         self.source, self.scale = source, scale
 
+    def lines(self, text: str, max_width: int) -> list[str]:
+        """The status split at its "; " joints into lines no wider than ``max_width`` pixels where it can be:
+        with a note or two (colours adjusted, cells small) it is wider than a 640 px frame."""
+        lines: list[str] = []
+        for part in text.split("; "):
+            joined = f"{lines[-1]}; {part}" if lines else part
+            if lines and cv2.getTextSize(joined, _FONT, self.scale, 1)[0][0] <= max_width:
+                lines[-1] = joined
+            else:
+                lines.append(part)
+        return lines
+
     def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
-        text = self.source.status
         skipped = self.source.report is not None and not self.source.report.ok
-        (width, height), _ = cv2.getTextSize(text, _FONT, self.scale, 1)
-        bottom = scene.shape[0] - 4
         background = (40, 40, 200) if skipped else (60, 60, 60)
-        cv2.rectangle(scene, (4, bottom - height - 10), (14 + width, bottom), background, -1)
-        cv2.putText(scene, text, (9, bottom - 5), _FONT, self.scale, (255, 255, 255), 1, cv2.LINE_AA)
+        lines = self.lines(self.source.status, scene.shape[1] - 18)
+        sizes = [cv2.getTextSize(line, _FONT, self.scale, 1)[0] for line in lines]
+        step = max(height for _, height in sizes) + 8
+        bottom = scene.shape[0] - 4
+        top = bottom - step * len(lines) - 2
+        cv2.rectangle(scene, (4, top), (14 + max(width for width, _ in sizes), bottom), background, -1)
+        for row, line in enumerate(lines):  # the first line on top
+            cv2.putText(scene, line, (9, top + step * (row + 1) - 3), _FONT, self.scale, (255, 255, 255), 1,
+                        cv2.LINE_AA)
         return scene
