@@ -223,6 +223,10 @@ class StreamConfig:
     motion_width_px: int = 320
     motion_min_response: float = 0.1
     keyframe_shift_frac: float = 0.15
+    # A frame whose match with the keyframe is under this response is matched with the last good frame
+    # too, and the stronger match is kept: a JPEG camera's blocks gave a false peak at 0.23 that moved
+    # the slide 300 px (correct matches on the counting slides: 5th percentile 0.52-0.72).
+    motion_sure_response: float = 0.5
     # The cell scale ("auto"): measured on one frame in scale_every, the median of the last
     # scale_window measurements; it restarts when the stage motion is lost (hv.locator.RunningCellScale).
     scale_every: int = 10
@@ -318,7 +322,7 @@ _UNIT_INTERVAL = {
     "train.label_smoothing", "locator.min_area_frac", "locator.cell_diameter_frac",
     "locator.fallback_diameter_frac", "stream.min_confidence", "stream.check_below",
     "stream.track_min_iou", "stream.track_max_centre_frac", "stream.track_part_of_cell",
-    "stream.motion_min_response", "stream.keyframe_shift_frac",
+    "stream.motion_min_response", "stream.keyframe_shift_frac", "stream.motion_sure_response",
     "stream.focus_min_ratio",
     "stream.focus_reference_quantile", "stream.clipped_max_share",
 }

@@ -53,6 +53,7 @@ class StageMotion:
 
     def __init__(self, config: StreamConfig):
         self.min_response = config.motion_min_response
+        self.sure_response = max(config.motion_sure_response, config.motion_min_response)
         self.keyframe_shift_frac = config.keyframe_shift_frac
         self.region = -1
         self._key: np.ndarray | None = None  # keyframe (windowed correlation input)
@@ -98,16 +99,19 @@ class StageMotion:
             self._key, self._key_xy = grey_small, xy
 
     def _locate(self, grey_small: np.ndarray, frame_width: int) -> tuple[np.ndarray, float] | None:
-        """This frame's slide position and the correlation's response, against the keyframe or else the
-        last good frame (which then becomes the keyframe); None when neither overlaps it surely."""
+        """This frame's slide position and the correlation's response, against the keyframe or, when that
+        match is unsure and the last good frame matches better, against the last good frame (which then
+        becomes the keyframe); None when neither overlaps it surely."""
         scale = frame_width / grey_small.shape[1]
         shift, response = cv2.phaseCorrelate(self._key, grey_small, self._window)
         base = self._key_xy
-        if response < self.min_response and self._last is not None:
-            # Far from the keyframe (a fast pan), or a soft keyframe: the last good frame may still overlap enough.
-            shift, response = cv2.phaseCorrelate(self._last, grey_small, self._window)
-            base = self._last_xy
-            self._key, self._key_xy = self._last, self._last_xy  # and becomes the keyframe
+        if response < self.sure_response and self._last is not None and self._last is not self._key:
+            # Far from the keyframe (a fast pan), a soft keyframe, or a false peak (a JPEG camera's fixed
+            # 8-px blocks): the last good frame, nearer, may match better.
+            last_shift, last_response = cv2.phaseCorrelate(self._last, grey_small, self._window)
+            if last_response > response:
+                shift, response, base = last_shift, last_response, self._last_xy
+                self._key, self._key_xy = self._last, self._last_xy  # and becomes the keyframe
         if response < self.min_response:
             return None
         # The content moved by `shift`, so the view moved by -shift (in small pixels).

@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -188,3 +189,18 @@ def test_a_jump_starts_a_new_region_and_the_overlay_says_so():
     pipeline.process(Frame(cv2.GaussianBlur(texture, (0, 0), 1), 5, 5 / 30, time.monotonic()))  # sharp: not skipped
     assert pipeline.position.new_region and "stage motion lost" in pipeline.status
     assert pipeline.summary()["regions"] == 2
+
+
+def test_an_unsure_match_with_the_keyframe_loses_to_a_sure_one_with_the_last_frame():
+    """A JPEG camera's frames (tests/stream/jpeg_motion): the keyframe gives a false peak at response 0.23."""
+    folder = Path(__file__).parent / "jpeg_motion"
+    truth = json.loads((folder / "viewports.json").read_text())
+    motion = StageMotion(Config().stream)
+    start = None
+    for name in ("key", "last", "current"):
+        grey = cv2.imread(str(folder / f"{name}.png"), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        position = motion.update(grey, 640)
+        start = start or (truth[name][0] - position.x, truth[name][1] - position.y)
+        assert position.region == 0
+        # Within 3 px of where the frame lies (the false peak put the current frame 300 px off).
+        assert (position.x + start[0], position.y + start[1]) == pytest.approx(truth[name], abs=3.0)
