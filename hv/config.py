@@ -224,8 +224,9 @@ class StreamConfig:
     motion_min_response: float = 0.1
     keyframe_shift_frac: float = 0.15
     # A frame whose match with the keyframe is under this response is matched with the last good frame
-    # too, and the stronger match is kept: a JPEG camera's blocks gave a false peak at 0.23 that moved
-    # the slide 300 px (correct matches on the counting slides: 5th percentile 0.52-0.72).
+    # too; where that match is at least this sure and puts the view elsewhere, it is believed: a JPEG
+    # camera's blocks gave a false peak at 0.23 that moved the slide 300 px (correct matches on the
+    # counting slides: 5th percentile 0.52-0.72).
     motion_sure_response: float = 0.5
     # The cell scale ("auto"): measured on one frame in scale_every, the median of the last
     # scale_window measurements; it restarts when the stage motion is lost (hv.locator.RunningCellScale).

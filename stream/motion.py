@@ -17,6 +17,10 @@ import numpy as np
 
 from hv.config import StreamConfig
 
+# Two estimates of a frame's position closer than this share of the frame width are the same answer
+# (matching noise is 1-3 px); a false peak puts the view tens to hundreds of pixels off.
+_AGREE_FRAC = 0.02
+
 
 def small_grey(image_bgr: np.ndarray, width: int) -> np.ndarray:
     """The frame in grey at ``width`` pixels wide (float32), shared by the motion and quality checks."""
@@ -99,23 +103,28 @@ class StageMotion:
             self._key, self._key_xy = grey_small, xy
 
     def _locate(self, grey_small: np.ndarray, frame_width: int) -> tuple[np.ndarray, float] | None:
-        """This frame's slide position and the correlation's response, against the keyframe or, when that
-        match is unsure and the last good frame matches better, against the last good frame (which then
-        becomes the keyframe); None when neither overlaps it surely."""
+        """This frame's slide position and the correlation's response, against the keyframe or else the
+        last good frame (which then becomes the keyframe); None when neither overlaps it surely. An unsure
+        match with the keyframe that a sure match with the last good frame contradicts is a false peak."""
         scale = frame_width / grey_small.shape[1]
         shift, response = cv2.phaseCorrelate(self._key, grey_small, self._window)
-        base = self._key_xy
-        if response < self.sure_response and self._last is not None and self._last is not self._key:
-            # Far from the keyframe (a fast pan), a soft keyframe, or a false peak (a JPEG camera's fixed
-            # 8-px blocks): the last good frame, nearer, may match better.
+        # The content moved by `shift`, so the view moved by -shift (in small pixels).
+        xy = self._key_xy - np.array(shift) * scale
+        if response < self.min_response and self._last is not None:
+            # Far from the keyframe (a fast pan), or a soft keyframe: the last good frame may still overlap enough.
+            shift, response = cv2.phaseCorrelate(self._last, grey_small, self._window)
+            xy = self._last_xy - np.array(shift) * scale
+            self._key, self._key_xy = self._last, self._last_xy  # and becomes the keyframe
+        elif response < self.sure_response and self._last is not None and self._last is not self._key:
+            # An unsure match may be a false peak (a JPEG camera's fixed 8-px blocks gave one): where the last
+            # good frame matches surely and puts the view elsewhere, it is believed and becomes the keyframe.
             last_shift, last_response = cv2.phaseCorrelate(self._last, grey_small, self._window)
-            if last_response > response:
-                shift, response, base = last_shift, last_response, self._last_xy
-                self._key, self._key_xy = self._last, self._last_xy  # and becomes the keyframe
+            last_xy = self._last_xy - np.array(last_shift) * scale
+            if last_response >= self.sure_response and np.hypot(*(last_xy - xy)) > _AGREE_FRAC * frame_width:
+                xy, response = last_xy, last_response
+                self._key, self._key_xy = self._last, self._last_xy
         if response < self.min_response:
             return None
-        # The content moved by `shift`, so the view moved by -shift (in small pixels).
-        xy = base - np.array(shift) * scale
         self._last, self._last_xy = grey_small, xy
         if np.hypot(*(xy - self._key_xy)) > self.keyframe_shift_frac * frame_width:
             self._key, self._key_xy = grey_small, xy
