@@ -5,7 +5,9 @@ frame is correlated with a *keyframe* rather than with the frame before: errors 
 once per keyframe (every ``keyframe_shift_frac`` of the frame width travelled), not once per
 frame, so a long scan at 4 px per frame drifts as little as one at 24. When the correlation
 is weak (a jump, a blank or unrelated frame) the position is not guessed: a new *region*
-starts, with coordinates of its own.
+starts, with coordinates of its own. A match with the keyframe that is merely unsure can be a
+false peak (a JPEG camera's fixed 8-px blocks gave one): the last good frame is matched too, and a
+sure match there that puts the view elsewhere is believed.
 """
 
 from __future__ import annotations
