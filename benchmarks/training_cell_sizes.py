@@ -2,14 +2,15 @@
 
 A crop is resized to the model's input whatever the cell's size in the frame, so a cell seen at a
 lower magnification reaches the model with less detail than any it learnt from, and its label is
-less sure without a sign (the counting slide seen smaller: BENCHMARKS.md, "Another magnification").
+less sure without a sign (the counting slide seen smaller: BENCHMARKS.md, "A lower magnification").
 This prints, for each folder, the expected white-cell diameter ``hv.locator.cell_diameter_px`` gives
 every image (the scale its training or evaluation crop is cut at), as percentiles, and the share of
 images under ``locator.min_cell_diameter_px``. The setting is chosen on the training folders only
 (the 5th percentile of the smaller-celled source, rounded down); test folders are only reported.
 
 ``--predictions F ...`` (``hv evaluate``'s predictions.csv, e.g. the held-out folds' of blood-cells/TRAIN)
-instead scores those predictions apart for the images under the setting and the others: does the
+instead scores those predictions apart for the images under each bar and the others (the stream's,
+``locator.min_cell_diameter_px``, and a still image's, ``hv.locator.ONE_FIELD_SPREAD`` of it): does the
 note single out images whose labels are less sure?
 
 Usage: python benchmarks/training_cell_sizes.py [--data ../shared/data] [--folders blood-cells/TRAIN ...]
