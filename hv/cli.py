@@ -227,7 +227,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         with VideoFileSource(videos[0], stride=args.stride) as source:
             summary = run_stream(source, pipeline, Path(args.out), video=args.annotated_video)
         print(json.dumps(summary, indent=2))
-        _say_if_mostly_skipped("replay", summary)
+        _say_what_held_the_run_back("replay", summary)
         return 0
     if args.annotated_video:
         raise SourceError("--annotated-video is for one video; a batch writes cells.csv and summary.json per video")
@@ -263,11 +263,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
             source, pipeline, Path(args.out), video=args.record, display=args.display, max_frames=args.max_frames
         )
     print(json.dumps(summary, indent=2))
-    _say_if_mostly_skipped("stream", summary)
+    _say_what_held_the_run_back("stream", summary)
     return 0
 
 
-def _say_if_mostly_skipped(command: str, summary: dict) -> None:
+def _say_what_held_the_run_back(command: str, summary: dict) -> None:
     """A line on stderr when most frames failed one check (a count of 0 from a monochrome camera says why),
     and one when most frames' cells were smaller than the model learnt from (a lower magnification)."""
     from stream.frame_quality import mostly_skipped
