@@ -1,4 +1,5 @@
-"""The figures behind three frame checks: stage-motion drift by correlation width, colour cast by lab, and no colour.
+"""The figures behind four frame checks: stage-motion drift by correlation width, colour cast by lab, no colour
+and JPEG compression.
 
 1. Drift: the counting benchmark's slide and scan (``slide_count.py``, one speed) rendered
    frame by frame; the stage motion estimated at each ``--widths`` value is compared with the
@@ -9,10 +10,14 @@
 3. No colour (``hv.stain.has_no_colour``): how far from grey (``colour_spread``) every image of each
    data set is, as drawn and under ``synthetic_labs.py``'s stains (200 seeded images), and a BCCD field
    made greyscale, as a file and through a video codec; ``hv.stain.NO_COLOUR_SPREAD`` must lie between.
+4. JPEG (``stream.jpeg_blocks``, ``stream.jpeg_quality_min``): the quality read back from frames of the
+   slide of whole fields (``slide_count.py --tile 640 480``, 30 frames spread over the scan) at 0.5x, 1x
+   and 1.5x, coded at each of ``JPEG_QUALITIES`` (0: not coded); from 200 seeded images of each data set
+   as stored; from the 1x frames through H.264 (ffmpeg's libx264 at three CRFs); and ms per read.
 
 Writes ``--out`` (``out/frame_checks.json``).
 
-Usage: python benchmarks/frame_checks.py [--speed 24] [--widths 160 320] [--parts drift cast colour] [--out F]
+Usage: python benchmarks/frame_checks.py [--speed 24] [--widths 160 320] [--parts drift cast colour jpeg] [--out F]
 """
 
 from __future__ import annotations
@@ -21,16 +26,20 @@ import argparse
 import dataclasses
 import json
 import random
+import shutil
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-from slide_count import BCCD, FRAME, choose_fields, defect_frames  # benchmarks/ is on sys.path as a script
+from slide_count import BCCD, FRAME, choose_fields, defect_frames, scan_scope  # benchmarks/ is on sys.path
 
 from hv.config import Config
 from hv.stain import NO_COLOUR_SPREAD, colour_spread
 from stream.frame_quality import _colour_cast
+from stream.jpeg_blocks import jpeg_quality
 from stream.motion import StageMotion, small_grey
 from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
 
@@ -105,11 +114,74 @@ def colour_spreads() -> dict:
     return result
 
 
+JPEG_QUALITIES = (0, 95, 75, 50, 40, 30, 25, 22, 20, 15, 10)
+DATA_SETS = {"bccd": "bccd/JPEGImages/*.jpg", "blood-cells/TRAIN": "blood-cells/TRAIN/*/*.jpeg",
+             "blood-cells/TEST": "blood-cells/TEST/*/*.jpeg", "pbc/TRAIN": "pbc/TRAIN/*/*.jpg",
+             "pbc/OTHER": "pbc/OTHER/*/*.jpg"}
+
+
+def _coded(frame: np.ndarray, quality: int) -> np.ndarray:
+    if not quality:
+        return frame
+    _, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def _reads(frames: list[np.ndarray]) -> dict:
+    reads = [jpeg_quality(f) for f in frames]
+    values = [r for r in reads if r is not None]
+    summary = {"frames": len(reads), "not_read": len(reads) - len(values)}
+    if values:
+        summary.update(median=round(float(np.median(values)), 1), min=round(float(np.min(values)), 1),
+                       max=round(float(np.max(values)), 1))
+    return summary
+
+
+def _through_h264(frames: list[np.ndarray], crf: int) -> list[np.ndarray]:
+    height, width = frames[0].shape[:2]
+    with tempfile.TemporaryDirectory() as scratch:
+        video = Path(scratch) / "scan.mp4"
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s",
+                        f"{width}x{height}", "-r", "30", "-i", "-", "-c:v", "libx264", "-crf", str(crf),
+                        "-pix_fmt", "yuv420p", "-y", str(video)], input=b"".join(f.tobytes() for f in frames),
+                       check=True)
+        capture, decoded = cv2.VideoCapture(str(video)), []
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return decoded
+            decoded.append(frame)
+
+
+def jpeg_reads() -> dict:
+    fields = choose_fields(BCCD, 100, (640, 480), 0)
+    result: dict = {"threshold": Config().stream.jpeg_quality_min, "slide_of_whole_fields": {}}
+    for zoom in (0.5, 1.0, 1.5):
+        scope = scan_scope(BCCD, fields, 24, 0, tile=(640, 480), zoom=zoom)
+        frames = [scope.render(int(i)) for i in np.linspace(0, len(scope._path) - 1, 30)]
+        result["slide_of_whole_fields"][f"{zoom}x"] = {str(q): _reads([_coded(f, q) for f in frames])
+                                                      for q in JPEG_QUALITIES}
+        if zoom == 1.0:
+            started = time.perf_counter()
+            for f in frames:
+                jpeg_quality(_coded(f, 20))
+            result["ms_per_read"] = round(1000 * (time.perf_counter() - started) / len(frames), 2)
+            if shutil.which("ffmpeg"):
+                result["h264_1x"] = {f"crf {crf}": _reads(_through_h264(frames, crf)) for crf in (23, 35, 45)}
+    result["data_sets"] = {}
+    for name, pattern in DATA_SETS.items():
+        paths = sorted(DATA.glob(pattern))
+        random.Random(0).shuffle(paths)
+        result["data_sets"][name] = _reads([cv2.imread(str(p)) for p in paths[:200]])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speed", type=float, default=24)
     parser.add_argument("--widths", type=int, nargs="+", default=[160, 320])
-    parser.add_argument("--parts", nargs="+", choices=["drift", "cast", "colour"], default=["drift", "cast", "colour"])
+    parser.add_argument("--parts", nargs="+", choices=["drift", "cast", "colour", "jpeg"],
+                        default=["drift", "cast", "colour", "jpeg"])
     parser.add_argument("--out", default=str(REPO / "out" / "frame_checks.json"))
     args = parser.parse_args()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +193,8 @@ def main() -> None:
         report["colour_cast"] = colour_casts()
     if "colour" in args.parts:
         report["colour"] = colour_spreads()
+    if "jpeg" in args.parts:
+        report["jpeg"] = jpeg_reads()
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

@@ -1,10 +1,11 @@
-"""Is this frame fit to classify from? Exposure, colour, focus, motion blur and colour cast.
+"""Is this frame fit to classify from? Exposure, colour, JPEG compression, focus, motion blur and colour cast.
 
 A technician would not count cells from a blurred or dark view, and a classifier should
 not either: its errors there are not the ones measured on sharp fields. Each check is a
 few operations on the small grey frame the motion estimate uses (plus a colour mean and a
-colour spread on a sparse sample of the frame), and a frame that fails says why, so the
-overlay, the page and summary.json can too.
+colour spread on a sparse sample of the frame, and the camera's JPEG quality read on one
+frame in ``JPEG_READ_EVERY``), and a frame that fails says why, so the overlay, the page
+and summary.json can too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from hv.config import StreamConfig
 from hv.stain import has_no_colour, sparse_pixels
+from stream.jpeg_blocks import jpeg_quality
 
 OUT_OF_FOCUS = "out of focus"
 MOTION_BLUR = "motion blur"
@@ -25,7 +27,9 @@ OVEREXPOSED = "overexposed"
 COLOUR_CAST = "colour cast"
 # A monochrome camera (or a view of bare glass): the stains' colours, which tell the classes apart, are missing.
 NO_COLOUR = "no colour"
-REASONS = (OUT_OF_FOCUS, MOTION_BLUR, TOO_DARK, OVEREXPOSED, COLOUR_CAST, NO_COLOUR)
+# A camera that sends JPEG at a low quality: its blocks wash out the granules and chromatin.
+TOO_COMPRESSED = "JPEG too compressed"
+REASONS = (OUT_OF_FOCUS, MOTION_BLUR, TOO_DARK, OVEREXPOSED, COLOUR_CAST, NO_COLOUR, TOO_COMPRESSED)
 # What the user can do about each, for a run whose frames mostly failed one check.
 ADVICE = {
     OUT_OF_FOCUS: "focus the microscope",
@@ -35,7 +39,13 @@ ADVICE = {
     COLOUR_CAST: "white-balance the camera on a bare part of the slide",
     NO_COLOUR: ("the stains' colours tell the classes apart: use a colour camera (a monochrome one shows none) "
                 "on a stained part of the slide"),
+    TOO_COMPRESSED: ("set the camera's JPEG (MJPG) quality to 30 or more, or choose an uncompressed format "
+                     "(YUYV, raw)"),
 }
+# A camera's compression does not change from frame to frame: it is read on one frame in JPEG_READ_EVERY
+# (2-3 ms a read) and judged by the median of the last JPEG_READS reads, so one odd read changes nothing.
+JPEG_READ_EVERY = 10
+JPEG_READS = 9
 
 
 def mostly_skipped(frames_skipped: dict[str, int], frames: int) -> str | None:
@@ -75,6 +85,13 @@ class FrameQuality:
     def __init__(self, config: StreamConfig):
         self.config = config
         self._focus_history: collections.deque[float] = collections.deque(maxlen=config.focus_window)
+        self._frames = 0
+        self._jpeg_reads: collections.deque[float] = collections.deque(maxlen=JPEG_READS)
+
+    @property
+    def jpeg_quality(self) -> float | None:
+        """The camera's JPEG quality as the recent frames read (100: none under about 80 seen; None: not read)."""
+        return float(np.median(self._jpeg_reads)) if self._jpeg_reads else None
 
     def check(self, image_bgr: np.ndarray, grey_small: np.ndarray) -> QualityReport:
         """Checks of one frame, from the BGR frame and the motion estimate's grey copy (``small_grey``)."""
@@ -85,6 +102,11 @@ class FrameQuality:
         reference = (float(np.quantile(self._focus_history, cfg.focus_reference_quantile))
                      if len(self._focus_history) >= cfg.focus_warmup else None)
         self._focus_history.append(focus)
+        if self.config.jpeg_quality_min and self._frames % JPEG_READ_EVERY == 0:
+            read = jpeg_quality(image_bgr)
+            if read is not None:  # a flat frame (bare glass, a blank view) has no blocks to read
+                self._jpeg_reads.append(read)
+        self._frames += 1
         reason = None
         if brightness < cfg.dark_mean:
             reason = TOO_DARK
@@ -92,6 +114,8 @@ class FrameQuality:
             reason = OVEREXPOSED
         elif has_no_colour(image_bgr):
             reason = NO_COLOUR
+        elif self._jpeg_reads and self.jpeg_quality < cfg.jpeg_quality_min:
+            reason = TOO_COMPRESSED
         elif reference is not None and focus < cfg.focus_min_ratio * reference:
             reason = MOTION_BLUR if _blur_anisotropy(grey_small) > cfg.motion_blur_anisotropy else OUT_OF_FOCUS
         elif _colour_cast(image_bgr) > cfg.colour_cast_max:

@@ -138,6 +138,9 @@ class StreamPipeline:
             "cell_diameter_px": round(float(np.median(self.diameters_px)), 1) if self.diameters_px else None,
             "small_cells": {"frames": self.small_cell_frames, "of_frames": self.located_frames,
                             "min_cell_diameter_px": self.config.locator.min_cell_diameter_px},
+            # The camera's JPEG quality read back from its frames (stream.jpeg_blocks): 100, none under about
+            # 80 seen; under stream.jpeg_quality_min its frames were skipped as "JPEG too compressed".
+            "jpeg_quality": round(self.quality.jpeg_quality, 1) if self.quality.jpeg_quality is not None else None,
             "regions": self.motion.region + 1,  # more than one: the stage motion was lost (region - 1) times
             "motion_response": {  # phase-correlation peak, 0-1: how sure the stage-motion estimate was
                 "median": round(float(np.median(self.motion_responses)), 3),
