@@ -10,7 +10,7 @@ and JPEG compression.
 3. No colour (``hv.stain.has_no_colour``): how far from grey (``colour_spread``) every image of each
    data set is, as drawn and under ``synthetic_labs.py``'s stains (200 seeded images), and a BCCD field
    made greyscale, as a file and through a video codec; ``hv.stain.NO_COLOUR_SPREAD`` must lie between.
-4. JPEG (``stream.jpeg_blocks``, ``stream.jpeg_quality_min``): the quality read back from frames of the
+4. JPEG (``hv.jpeg_blocks``, ``stream.jpeg_quality_min``): the quality read back from frames of the
    slide of whole fields (``slide_count.py --tile 640 480``, 30 frames spread over the scan) at 0.5x, 1x
    and 1.5x, coded at each of ``JPEG_QUALITIES`` (0: not coded); from 200 seeded images of each data set
    as stored; from the 1x frames through H.264 (ffmpeg's libx264 at three CRFs); and ms per read.
@@ -37,9 +37,9 @@ import numpy as np
 from slide_count import BCCD, FRAME, choose_fields, defect_frames, scan_scope  # benchmarks/ is on sys.path
 
 from hv.config import Config
+from hv.jpeg_blocks import jpeg_quality
 from hv.stain import NO_COLOUR_SPREAD, colour_spread
 from stream.frame_quality import _colour_cast
-from stream.jpeg_blocks import jpeg_quality
 from stream.motion import StageMotion, small_grey
 from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
 

@@ -11,6 +11,7 @@
 Both report the cost of the frame-quality checks and the stage-motion estimate in ms per frame.
 
 Usage: python benchmarks/stream_speed.py [--model models/...] [--frames 600] [--repeats 3] [--frame-size 1920 1080]
+       [--config F]
 """
 
 from __future__ import annotations
@@ -68,11 +69,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--live-frames", type=int, default=600)
     parser.add_argument("--frame-size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
+    parser.add_argument("--config", default=str(REPO / "config.toml"),
+                        help="e.g. a copy with one check off, to measure its cost")
     parser.add_argument("--out", default=str(REPO / "out" / "stream_speed"))
     args = parser.parse_args()
     frame_size = tuple(args.frame_size)
     logging.basicConfig(level=logging.WARNING)
-    config = load_config(REPO / "config.toml")
+    config = load_config(args.config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -273,7 +273,8 @@ def _say_what_held_the_run_back(command: str, summary: dict) -> None:
     from stream.frame_quality import mostly_skipped
     from stream.pipeline import small_cells_line
 
-    for line in (mostly_skipped(summary.get("frames_skipped", {}), summary.get("frames", 0)),
+    for line in (mostly_skipped(summary.get("frames_skipped", {}), summary.get("frames", 0),
+                                summary.get("jpeg_quality")),
                  small_cells_line(summary)):
         if line:
             print(f"hv {command}: {line}", file=sys.stderr)

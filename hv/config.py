@@ -246,7 +246,7 @@ class StreamConfig:
     clipped_max_share: float = 0.5
     colour_cast_max: float = 2.0
     # A camera sending JPEG frames below this quality (read back from the frames' 8 x 8 blocks,
-    # stream.jpeg_blocks) is too compressed to classify from: on the counting benchmark's slide of
+    # hv.jpeg_blocks) is too compressed to classify from: on the counting benchmark's slide of
     # whole fields the labels held at quality 25 (92 % agreeing with BCCD's) and fell at 20 (82 %).
     # 0 turns the check off.
     jpeg_quality_min: float = 23.0

@@ -12,6 +12,7 @@ import numpy as np
 
 from hv.classifier import Classifier
 from hv.config import Config
+from hv.jpeg_blocks import jpeg_quality
 from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES
 from hv.locator import ONE_FIELD_SPREAD, cell_diameter_px, clear_of_edge, crop_cell, locate_cells, small_cells_note
 from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, read_image_rgb
@@ -56,6 +57,20 @@ def small_cells_in_field(cells: FieldCells, config: Config) -> str | None:
         return None
     return small_cells_note(cells.diameter_px, ONE_FIELD_SPREAD * config.locator.min_cell_diameter_px,
                             setting=f"{ONE_FIELD_SPREAD:g} x locator.min_cell_diameter_px for one image")
+
+
+def compression_in_image(image_rgb: np.ndarray, config: Config) -> str | None:
+    """What to tell the user when an image was saved as JPEG under ``stream.jpeg_quality_min``; else None.
+
+    The stream skips a camera's frames that compressed (``stream.frame_quality``); one image is classified all
+    the same, since the user may hold no better copy, and the note says its labels are less sure.
+    """
+    bar = config.stream.jpeg_quality_min
+    quality = jpeg_quality(image_rgb[..., ::-1]) if bar else None
+    if quality is None or quality >= bar:
+        return None
+    return (f"saved as JPEG at about quality {quality:.0f} (under {bar:g}, stream.jpeg_quality_min): its blocks "
+            f"wash out granules and chromatin, so labels are less sure; save at 30 or more, or as PNG")
 
 
 def draw_cells(image_rgb: np.ndarray, boxes: np.ndarray, probs: np.ndarray,
@@ -107,9 +122,9 @@ def classify_fields(classifier: Classifier, images: list[Path], config: Config, 
                 continue
             cells = classify_image(classifier, image, config)
             boxes, probs, whole, diameter = cells
-            small = small_cells_in_field(cells, config)
-            if small:
-                print(f"{path}: {small}")
+            for note in (small_cells_in_field(cells, config), compression_in_image(image, config)):
+                if note:
+                    print(f"{path}: {note}")
             for box, prob, is_whole in zip(boxes, probs, whole):
                 x1, y1, x2, y2 = (int(round(v)) for v in box)
                 label, confidence = OUTPUT_NAMES[prob.argmax()], prob.max()

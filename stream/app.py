@@ -27,7 +27,7 @@ import pandas as pd
 
 from hv.classifier import Classifier
 from hv.config import Config
-from hv.field_images import classify_image, draw_cells, small_cells_in_field
+from hv.field_images import classify_image, compression_in_image, draw_cells, small_cells_in_field
 from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES, UNIDENTIFIED_ID
 from hv.preprocess import NO_COLOUR, resize_field
 from hv.saliency import GradCam, overlay_heat_map
@@ -313,9 +313,9 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         cells = classify_image(active, image_rgb, config)
         boxes, probs, whole, _ = cells
         annotated = cv2.cvtColor(draw_cells(image_rgb, boxes, probs, whole), cv2.COLOR_BGR2RGB)
-        small = small_cells_in_field(cells, config)
-        if small:
-            gr.Warning(f"{small[0].upper()}{small[1:]}.")
+        for note in (small_cells_in_field(cells, config), compression_in_image(image_rgb, config)):
+            if note:
+                gr.Warning(f"{note[0].upper()}{note[1:]}.")
         rows = [{"cell": i + 1, "label": OUTPUT_NAMES[p.argmax()], "confidence": round(float(p.max()), 3),
                  "view": "whole" if w else "cut",
                  "x": int(b[0]), "y": int(b[1]), "w": int(b[2] - b[0]), "h": int(b[3] - b[1])}

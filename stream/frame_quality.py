@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from hv.config import StreamConfig
+from hv.jpeg_blocks import jpeg_quality
 from hv.stain import has_no_colour, sparse_pixels
-from stream.jpeg_blocks import jpeg_quality
 
 OUT_OF_FOCUS = "out of focus"
 MOTION_BLUR = "motion blur"
@@ -48,14 +48,18 @@ JPEG_READ_EVERY = 10
 JPEG_READS = 9
 
 
-def mostly_skipped(frames_skipped: dict[str, int], frames: int) -> str | None:
-    """One line for the end of a run in which most frames failed one check: how many, why, what to do."""
+def mostly_skipped(frames_skipped: dict[str, int], frames: int, jpeg_quality: float | None = None) -> str | None:
+    """One line for the end of a run in which most frames failed one check: how many, why, what to do.
+
+    ``jpeg_quality``: the quality the camera's frames read as (summary.json's), said with "JPEG too compressed".
+    """
     if not frames or not frames_skipped:
         return None
     reason, count = max(frames_skipped.items(), key=lambda item: item[1])
     if 2 * count < frames:
         return None
-    return f"{count} of {frames} frames not classified: {reason}; {ADVICE[reason]}"
+    read = f" (its frames read as quality {jpeg_quality:.0f})" if reason == TOO_COMPRESSED and jpeg_quality else ""
+    return f"{count} of {frames} frames not classified: {reason}; {ADVICE[reason]}{read}"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from hv.stain import LAMP, STAIN
 from stream.annotators import BoxAnnotator, CountPanelAnnotator, LabelAnnotator, StatusAnnotator
 from stream.counter import DifferentialCount
 from stream.detections import Detections, Frame, mark_cut_cells
-from stream.frame_quality import OUT_OF_FOCUS, REASONS, FrameQuality, QualityReport
+from stream.frame_quality import OUT_OF_FOCUS, REASONS, TOO_COMPRESSED, FrameQuality, QualityReport
 from stream.motion import StageMotion, StagePosition, small_grey
 from stream.sinks import CsvSink, VideoSink, write_json_atomic
 from stream.track_classifier import TrackClassifier
@@ -138,7 +138,7 @@ class StreamPipeline:
             "cell_diameter_px": round(float(np.median(self.diameters_px)), 1) if self.diameters_px else None,
             "small_cells": {"frames": self.small_cell_frames, "of_frames": self.located_frames,
                             "min_cell_diameter_px": self.config.locator.min_cell_diameter_px},
-            # The camera's JPEG quality read back from its frames (stream.jpeg_blocks): 100, none under about
+            # The camera's JPEG quality read back from its frames (hv.jpeg_blocks): 100, none under about
             # 80 seen; under stream.jpeg_quality_min its frames were skipped as "JPEG too compressed".
             "jpeg_quality": round(self.quality.jpeg_quality, 1) if self.quality.jpeg_quality is not None else None,
             "regions": self.motion.region + 1,  # more than one: the stage motion was lost (region - 1) times
@@ -151,6 +151,8 @@ class StreamPipeline:
     def status(self) -> str:
         """One line for the overlay and the page: why a frame was skipped, or how far the count is."""
         if self.report is not None and not self.report.ok:
+            if self.report.reason == TOO_COMPRESSED:  # the setting to change is the camera's: say what it reads
+                return f"frame skipped: {TOO_COMPRESSED} (quality {self.quality.jpeg_quality:.0f}; set 30 or more)"
             return f"frame skipped: {self.report.reason}"
         if self.position is not None and self.position.new_region and self.position.region > 0:
             return f"stage motion lost: new region {self.position.region + 1} (cells seen before may be counted again)"

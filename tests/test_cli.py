@@ -77,6 +77,21 @@ def test_classify_sample_fields(tmp_path, tiny_model_path, capsys):
     assert "labels less sure" not in capsys.readouterr().out
 
 
+def test_classify_says_when_an_image_was_saved_too_compressed(tmp_path, tiny_model_path, capsys):
+    """A field saved at JPEG quality 12 is classified all the same, with a note; the BCCD original (75) has none."""
+    import cv2
+
+    original = SAMPLES / "BloodImage_00021.jpg"
+    blocky = tmp_path / "blocky.jpg"
+    cv2.imwrite(str(blocky), cv2.imread(str(original)), [cv2.IMWRITE_JPEG_QUALITY, 12])
+    out = tmp_path / "out"
+    assert cli.main(["classify", "--model", str(tiny_model_path), "--out", str(out), str(original), str(blocky)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{blocky}: saved as JPEG at about quality 12 (under 23, stream.jpeg_quality_min)" in printed
+    assert "save at 30 or more, or as PNG" in printed and f"{original}: saved as JPEG" not in printed
+    assert str(blocky) in (out / "cells.csv").read_text()  # its cells are still listed
+
+
 def test_classify_says_when_cells_are_smaller_than_the_model_learnt_from(tmp_path, tiny_model_path, capsys):
     """A field seen at a quarter of BCCD's magnification: its cell is still found and classified, and said to be
     small. At a third (about 65 px) it is not: one field's estimate spreads, so a still image's bar is 0.8 of

@@ -253,3 +253,16 @@ def test_image_upload_says_when_cells_are_smaller_than_the_model_learnt_from(pag
     # Classified all the same: one cell (the field before held two).
     page.wait_for_function("document.querySelector('#image-table').innerText.split('lymphocyte').length === 2",
                            timeout=10_000)
+
+
+def test_image_upload_says_when_the_image_was_saved_too_compressed(page, tmp_path):
+    """A field saved at JPEG quality 12: classified, and the page says its labels are less sure and what to do."""
+    import cv2
+
+    blocky = tmp_path / "blocky.jpg"
+    cv2.imwrite(str(blocky), cv2.imread(str(SAMPLES / "BloodImage_00021.jpg")), [cv2.IMWRITE_JPEG_QUALITY, 12])
+    page.get_by_role("tab", name="Image").click()
+    page.locator("#image-upload input[type=file]").set_input_files(str(blocky))
+    page.locator("#image-run").click()
+    page.wait_for_function("document.body.innerText.includes('Saved as JPEG at about quality 12')", timeout=30_000)
+    assert "save at 30 or more, or as PNG" in page.locator("body").inner_text()

@@ -24,13 +24,14 @@ BLOCK = 8
 _TABLE_STEPS = {(0, 1): 11.0, (1, 0): 12.0}
 _MAX_STEP = 120  # quality 5 and below all read as 5
 _MIN_COEFFICIENTS = 20  # fewer non-zero coefficients than this: no reading for that step
-# After decoding, a coefficient lies within about 0.05 of its step from a multiple of it (the decoder's
-# integer transform, the pixels' rounding), except where a saturated colour was clipped. A step fits
-# when most of the coefficients it would keep lie that close to its multiples; uncoded coefficients do
-# so for a step of s about max(1.5 / s, 0.2) of the time, so steps under 4 (quality 80 and up) cannot
-# be told from none. A step a few percent off the true one fits too, so the largest fitting step is
-# then refined to the median of each coefficient over its multiple.
-_ON_MULTIPLE_ABS, _ON_MULTIPLE_REL = 0.75, 0.1
+# After decoding, a coefficient lies near a multiple of its step: off by the decoder's integer transform
+# and the pixels' rounding, and more where decoding clipped a saturated colour (at quality 40, in one
+# bright frame of the counting slide, 11.5-16.8 for a step of 14). A step fits when 70 % of the
+# coefficients it would keep lie within 0.15 of a step (at least 0.75) of its multiples; uncoded
+# coefficients do so for a step of s about max(1.5 / s, 0.3) of the time, so steps under 4 (quality
+# 80 and up) cannot be told from none. A step a little off the true one fits too, so the largest
+# fitting step is then refined to the median of each coefficient over its multiple.
+_ON_MULTIPLE_ABS, _ON_MULTIPLE_REL = 0.75, 0.15
 _FITTING_SHARE = 0.7
 _COUNTED_FROM = 0.4
 _SMALLEST_READ_STEP = 4
@@ -57,9 +58,9 @@ def grid_offset(channel: np.ndarray, lines: int = 64) -> tuple[int, int]:
 
 
 def quantiser_step(coefficients: np.ndarray) -> float | None:
-    """The largest step (1-``_MAX_STEP``) that the non-zero ``coefficients`` sit on multiples of; None if too few.
+    """The quantiser step the non-zero ``coefficients`` sit on multiples of (up to ``_MAX_STEP``); None if too few.
 
-    1 means no step of ``_SMALLEST_READ_STEP`` or more fits: no coarse quantisation.
+    1.0 means no step of ``_SMALLEST_READ_STEP`` or more fits: no coarse quantisation.
     """
     kept = np.abs(coefficients[np.abs(coefficients) >= 1.0])
     if len(kept) < _MIN_COEFFICIENTS:

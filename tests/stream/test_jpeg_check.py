@@ -1,4 +1,4 @@
-"""A camera's JPEG quality read back from its frames, and the frame check that skips frames too compressed."""
+"""The frame check that skips a camera's frames when they are too compressed to classify from."""
 
 import dataclasses
 import json
@@ -9,46 +9,13 @@ import pytest
 
 from hv import cli
 from hv.config import Config
+from stream.detections import Frame
 from stream.frame_quality import TOO_COMPRESSED, FrameQuality, mostly_skipped
-from stream.jpeg_blocks import jpeg_quality
 from stream.motion import small_grey
+from stream.pipeline import StreamPipeline
 from tests.conftest import SAMPLES
-from tests.stream.test_slide_count import FRAME_H, FRAME_W, make_slide
-
-
-def coded(image: np.ndarray, quality: int) -> np.ndarray:
-    """``image`` through a camera that sends JPEG at ``quality``."""
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
-
-
-def frame() -> np.ndarray:
-    return make_slide()[:FRAME_H, :FRAME_W].copy()
-
-
-@pytest.mark.parametrize("quality", [10, 20, 30, 50, 70])
-def test_the_quality_a_frame_was_coded_at_is_read_back(quality):
-    assert jpeg_quality(coded(frame(), quality)) == pytest.approx(quality, abs=1.5)
-
-
-def test_a_frame_cropped_after_coding_reads_the_same():
-    """The 8 x 8 grid no longer starts at the corner: it is found, not assumed."""
-    shifted = coded(make_slide()[:FRAME_H + 8, :FRAME_W + 8], 20)[5:, 3:]
-    assert jpeg_quality(shifted) == pytest.approx(20, abs=1.5)
-
-
-def test_a_real_field_reads_its_own_quality_and_the_camera_s_when_coded_again():
-    field = cv2.imread(str(SAMPLES / "BloodImage_00009.jpg"))  # a BCCD field, saved at quality 75
-    assert jpeg_quality(field) == pytest.approx(75, abs=1.5)
-    assert jpeg_quality(coded(field, 15)) == pytest.approx(15, abs=1.5)  # the coarser step wins
-
-
-def test_frames_never_coded_read_100_and_a_flat_frame_is_not_read():
-    assert jpeg_quality(frame()) == 100.0
-    assert jpeg_quality(coded(frame(), 95)) == 100.0  # steps too small to tell from the pixels' rounding
-    assert jpeg_quality(np.full((FRAME_H, FRAME_W, 3), 200, np.uint8)) is None  # bare glass: nothing to read
-    assert jpeg_quality(frame()[:16, :16]) is None
+from tests.hv.test_jpeg_blocks import coded, frame
+from tests.stream.fakes import FixedClassifier
 
 
 def check(quality: FrameQuality, image: np.ndarray):
@@ -60,13 +27,21 @@ def test_frames_of_a_camera_set_too_low_are_skipped_and_the_run_says_what_to_do(
     reports = [check(quality, coded(frame(), 15)) for _ in range(12)]
     assert all(r.reason == TOO_COMPRESSED for r in reports)  # read on the first frame, then one in ten
     assert quality.jpeg_quality == pytest.approx(15, abs=1.5)
-    line = mostly_skipped({TOO_COMPRESSED: 12}, 12)
+    line = mostly_skipped({TOO_COMPRESSED: 12}, 12, quality.jpeg_quality)
     assert line.startswith("12 of 12 frames not classified: JPEG too compressed;") and "30 or more" in line
+    assert line.endswith("(its frames read as quality 15)")
 
     fine = FrameQuality(Config().stream)
     assert all(check(fine, coded(frame(), 40)).ok for _ in range(12))
     off = FrameQuality(dataclasses.replace(Config().stream, jpeg_quality_min=0.0))
     assert check(off, coded(frame(), 15)).ok and off.jpeg_quality is None  # the check turned off: no read
+
+
+def test_the_overlay_says_what_the_camera_reads_and_what_to_set():
+    pipeline = StreamPipeline(FixedClassifier(image_size=32), Config())
+    pipeline.process(Frame(coded(frame(), 15), 0, 0.0, 0.0))
+    assert pipeline.status == "frame skipped: JPEG too compressed (quality 15; set 30 or more)"
+    assert pipeline.summary()["frames_skipped"][TOO_COMPRESSED] == 1
 
 
 def test_one_odd_read_does_not_decide():
@@ -90,4 +65,6 @@ def test_hv_stream_from_a_camera_sending_blocky_frames_counts_nothing_and_says_w
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_skipped"][TOO_COMPRESSED] == 4 and summary["cells"] == 0
     assert summary["jpeg_quality"] == pytest.approx(12, abs=1.5)
-    assert "4 of 4 frames not classified: JPEG too compressed; set the camera's JPEG" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "4 of 4 frames not classified: JPEG too compressed; set the camera's JPEG" in said
+    assert "(its frames read as quality 12)" in said
