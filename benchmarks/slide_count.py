@@ -42,7 +42,8 @@ enlarged, the frame still 640 x 480), with the same fields and truth; the ``--ti
 ``--zoom 0.5`` sees it smaller (a 40x objective where BCCD's camera had a 100x one: more of the slide in a frame).
 ``--frame-size 1280 960`` scans it with a camera of that many pixels (the same slide: a wider view; with
 ``--zoom 1.5``, a camera with more pixels over the same view as 640 x 480 at 1x). ``--jpeg-quality 30``
-sends every frame through JPEG at that quality, as an MJPG USB or network camera does.
+sends every frame through JPEG at that quality, as an MJPG USB or network camera does; ``--video-crf 28``
+records the scan as H.264 at that CRF (ffmpeg's libx264) and replays it from the file, as a recording is.
 
 ``--scale-along-scan`` runs no stream: the cell scale the stream would measure on every 10th frame of the
 slowest scan, against the same fields measured whole and the annotated cells' size
@@ -55,7 +56,7 @@ wider ``stream.edge_margin_frac`` has on this scan (``margin_geometry.json``).
 Usage: python benchmarks/slide_count.py [--model hv/bundled/hv_lite0_int8/model.tflite]
        [--speeds 4 8 12 16 24] [--cells 100] [--bccd ../shared/data/bccd] [--out out/slide_count]
        [--margin-geometry FRACTION ...] [--not-in blood-cells/TRAIN] [--stain brown_stain] [--zoom 2.5]
-       [--frame-size 1280 960] [--jpeg-quality 30]
+       [--frame-size 1280 960] [--jpeg-quality 30 | --video-crf 28]
 (``--not-in``: only fields without a copy in that part of blood-cells/, cells a model trained on it never saw)
 """
 
@@ -65,6 +66,9 @@ import argparse
 import dataclasses
 import json
 import logging
+import shutil
+import subprocess
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -125,33 +129,64 @@ def choose_fields(bccd: Path, count: int, tile: tuple[int, int], seed: int,
 
 class CompressedMicroscope(VirtualMicroscope):
     """The virtual microscope through a camera that sends JPEG frames of ``jpeg_quality`` (an MJPG USB or
-    network camera); 0: frames as rendered."""
+    network camera), or its scan recorded as H.264 at ``video_crf`` and replayed from the file (a recording
+    made with ffmpeg's libx264); 0: frames as rendered."""
 
     jpeg_quality = 0
+    video_crf = 0
+    _recording: tuple[tempfile.TemporaryDirectory, cv2.VideoCapture] | None = None
+    _next_index = 0
 
     def render(self, index: int) -> np.ndarray:
+        if self.video_crf:
+            return self._recorded(index)
         frame = super().render(index)
         if not self.jpeg_quality:
             return frame
         _, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
+    def _recorded(self, index: int) -> np.ndarray:
+        """Frame ``index`` of the whole scan, rendered once in order, coded as H.264 and decoded back."""
+        if self._recording is None:
+            scratch = tempfile.TemporaryDirectory(prefix="slide_count_")
+            video = Path(scratch.name) / "scan.mp4"
+            width, height = self.frame_size
+            command = ["ffmpeg", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
+                       "-r", f"{self.fps:g}", "-i", "-", "-c:v", "libx264", "-crf", str(self.video_crf),
+                       "-pix_fmt", "yuv420p", "-y", str(video)]
+            with subprocess.Popen(command, stdin=subprocess.PIPE) as coder:
+                for i in range(self.frame_count):
+                    coder.stdin.write(super().render(i).tobytes())
+                coder.stdin.close()
+            if coder.returncode:
+                raise RuntimeError(f"ffmpeg could not record the scan (exit {coder.returncode})")
+            self._recording, self._next_index = (scratch, cv2.VideoCapture(str(video))), 0
+        capture = self._recording[1]
+        if index != self._next_index:  # the stream reads in order; anything else seeks
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = capture.read()
+        if not ok:
+            raise RuntimeError(f"the recorded scan ends before frame {index}")
+        self._next_index = index + 1
+        return frame
+
 
 def scan_scope(bccd: str | Path, fields: list[str], speed: float, seed: int, *, tile: tuple[int, int] = (320, 240),
                border: int = 80, row_step: float = 0.4, defects: float = 0.01,
                stain: str = "none", zoom: float = 1.0, frame: tuple[int, int] = FRAME,
-               jpeg_quality: int = 0) -> VirtualMicroscope:
+               jpeg_quality: int = 0, video_crf: int = 0) -> VirtualMicroscope:
     """The benchmark's slide (``fields`` tiled, a plain border) scanned at ``speed`` px per frame, with
     2 px of hand jitter and ``defects`` of the frames blurred, streaked or dark (``seed`` draws both),
     the slide drawn with ``stain`` (one of ``STAINS``) and seen ``zoom`` times larger (another camera
     adapter or objective: the slide enlarged), through a camera of ``frame`` (width, height) pixels that
-    sends JPEG frames of ``jpeg_quality`` (0: none)."""
+    sends JPEG frames of ``jpeg_quality`` (0: none), or recorded as H.264 at ``video_crf`` (0: not)."""
     base = VirtualMicroscope(bccd, fields=fields, tile_size=tile, num_frames=1, border_px=border)
     size = (round(base.mosaic.shape[1] * zoom), round(base.mosaic.shape[0] * zoom))
     path = serpentine_scan(size, frame, speed, row_step_frac=row_step, jitter_px=2.0, seed=seed)
     scope = CompressedMicroscope(bccd, fields=fields, tile_size=tile, path=path, seed=seed, border_px=border,
                                  defects=defect_frames(len(path), defects, seed), frame_size=frame)
-    scope.jpeg_quality = jpeg_quality
+    scope.jpeg_quality, scope.video_crf = jpeg_quality, video_crf
     if stain != "none":  # the mosaic is BGR, the shifts take RGB
         # Imported here: synthetic_labs loads TensorFlow, which a plain count (and frame_checks.py) need not.
         from synthetic_labs import shift_image  # benchmarks/ is on sys.path when run as a script
@@ -415,6 +450,9 @@ def main() -> None:
                         help="the camera's frame in pixels (e.g. 1920 1080: an HD camera)")
     parser.add_argument("--jpeg-quality", type=int, default=0, metavar="Q",
                         help="the camera sends JPEG frames of this quality (1-100; 0: none), as an MJPG camera does")
+    parser.add_argument("--video-crf", type=int, default=0, metavar="C",
+                        help="replay the scan from an H.264 recording of it (ffmpeg libx264 at this CRF, 1-51; "
+                             "0: frames as rendered), as a recorded video is")
     parser.add_argument("--out", default=str(REPO / "out" / "slide_count"))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=NUMBER",
                         help="config values to try, e.g. stream.edge_margin_frac=0.2")
@@ -453,6 +491,10 @@ def main() -> None:
     frame = tuple(args.frame_size)
     if not 0 <= args.jpeg_quality <= 100:
         parser.error("--jpeg-quality: expected 1-100, or 0 for frames as rendered")
+    if not 0 <= args.video_crf <= 51:
+        parser.error("--video-crf: expected 1-51, or 0 for frames as rendered")
+    if args.video_crf and (args.jpeg_quality or not shutil.which("ffmpeg")):
+        parser.error("--video-crf: needs ffmpeg on PATH, and no --jpeg-quality (one coding at a time)")
     tile = zoomed_tile(tuple(args.tile), args.zoom)  # on the slide as the stream sees it
     if args.scale_along_scan:  # the slide's layout does not depend on the speed: the slowest scan's frames
         scope = scan_scope(args.bccd, fields, min(args.speeds), args.seed, tile=tuple(args.tile), border=args.border,
@@ -467,7 +509,7 @@ def main() -> None:
     for speed in args.speeds:
         scope = scan_scope(args.bccd, fields, speed, args.seed, tile=tuple(args.tile), border=args.border,
                            row_step=args.row_step, defects=args.defects, stain=args.stain, zoom=args.zoom,
-                           frame=frame, jpeg_quality=args.jpeg_quality)
+                           frame=frame, jpeg_quality=args.jpeg_quality, video_crf=args.video_crf)
         if args.margin_geometry:
             results[f"{speed:g}"] = margin_geometry(scope, tile, args.margin_geometry, config)
             print(json.dumps({f"{speed:g} px/frame": results[f"{speed:g}"]}), flush=True)
@@ -480,8 +522,8 @@ def main() -> None:
         print(f"wrote {out / 'margin_geometry.json'}")
         return
     report = {"model": str(args.model), "config_changes": tried, "not_in": args.not_in, "stain": args.stain,
-              "zoom": args.zoom, "frame_size": list(frame), "jpeg_quality": args.jpeg_quality, "fields": fields,
-              "tile": args.tile,
+              "zoom": args.zoom, "frame_size": list(frame), "jpeg_quality": args.jpeg_quality,
+              "video_crf": args.video_crf, "fields": fields, "tile": args.tile,
               "border": args.border, "defect_share": args.defects, "speeds_px_per_frame": results}
     (out / "slide_count.json").write_text(json.dumps(report, indent=1) + "\n")
     draw(scope, results, out / "slide_count.png")

@@ -23,7 +23,7 @@ BLOCK = 8
 # Annex K): plenty of blocks carry them, and they carry most of a cell's texture.
 _TABLE_STEPS = {(0, 1): 11.0, (1, 0): 12.0}
 _MAX_STEP = 120  # quality 5 and below all read as 5
-_MIN_COEFFICIENTS = 20  # fewer non-zero coefficients than this: no reading for that step
+_MIN_COEFFICIENTS = 20  # fewer coefficients above the noise than this: no reading
 # After decoding, a coefficient lies near a multiple of its step: off by the decoder's integer transform
 # and the pixels' rounding, and more where decoding clipped a saturated colour (at quality 40, in one
 # bright frame of the counting slide, 11.5-16.8 for a step of 14). A step fits when 70 % of the
@@ -33,7 +33,7 @@ _MIN_COEFFICIENTS = 20  # fewer non-zero coefficients than this: no reading for 
 # fitting step is then refined to the median of each coefficient over its multiple.
 _ON_MULTIPLE_ABS, _ON_MULTIPLE_REL = 0.75, 0.15
 _FITTING_SHARE = 0.7
-_COUNTED_FROM = 0.4
+_NOISE_FLOOR = 3.0  # decoding moves a coefficient rounded to 0 by up to about 2.5 (clipped colours)
 _SMALLEST_READ_STEP = 4
 _SAMPLED_BLOCKS = 1024
 
@@ -58,26 +58,26 @@ def grid_offset(channel: np.ndarray, lines: int = 64) -> tuple[int, int]:
 
 
 def quantiser_step(coefficients: np.ndarray) -> float | None:
-    """The quantiser step the non-zero ``coefficients`` sit on multiples of (up to ``_MAX_STEP``); None if too few.
+    """The quantiser step ``coefficients`` sit on multiples of (up to ``_MAX_STEP``); None if too few to tell.
 
     1.0 means no step of ``_SMALLEST_READ_STEP`` or more fits: no coarse quantisation.
     """
-    kept = np.abs(coefficients[np.abs(coefficients) >= 1.0])
-    if len(kept) < _MIN_COEFFICIENTS:
+    # Every coefficient above the decoding noise counts, also those under half a step: a coded frame has none
+    # there (a step rounded them to 0), while a drawn one (flat shapes, no noise: a test card, an overlay)
+    # does, and its few repeated values would otherwise fit a large step. Twice the true step fails too,
+    # since the coefficients on one true step then lie half a step off.
+    counted = np.abs(coefficients[np.abs(coefficients) >= _NOISE_FLOOR])
+    if len(counted) < _MIN_COEFFICIENTS:
         return None  # a flat view (bare glass, a blank frame): nothing to read a step from
     steps = np.arange(_SMALLEST_READ_STEP, _MAX_STEP + 1, dtype=np.float32)[:, None]
-    # Those a step would have kept (rounded to a multiple other than 0), with a margin: cut at exactly half
-    # a step, the coefficients on one true step fall out of the count of twice that step, which then fits.
-    counted = kept[None, :] >= _COUNTED_FROM * steps
     tolerance = np.maximum(_ON_MULTIPLE_ABS, _ON_MULTIPLE_REL * steps)
-    on_multiple = np.abs(kept[None, :] - steps * np.round(kept[None, :] / steps)) < tolerance
-    n_counted = counted.sum(axis=1)
-    share = (on_multiple & counted).sum(axis=1) / np.maximum(n_counted, 1)
-    fits = np.flatnonzero((n_counted >= _MIN_COEFFICIENTS) & (share >= _FITTING_SHARE))
+    nearest = np.maximum(np.round(counted[None, :] / steps), 1)  # a coefficient under half a step is off
+    share = (np.abs(counted[None, :] - steps * nearest) < tolerance).mean(axis=1)
+    fits = np.flatnonzero(share >= _FITTING_SHARE)
     if not len(fits):
         return 1.0
     coarse = float(steps[fits[-1], 0])
-    used = kept[kept >= coarse / 2]
+    used = counted[counted >= coarse / 2]
     return float(np.median(used / np.round(used / coarse)))
 
 

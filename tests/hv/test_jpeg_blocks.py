@@ -42,3 +42,14 @@ def test_frames_never_coded_read_100_and_a_flat_frame_is_not_read():
     assert jpeg_quality(coded(frame(), 95)) == 100.0  # steps too small to tell from the pixels' rounding
     assert jpeg_quality(np.full((FRAME_H, FRAME_W, 3), 200, np.uint8)) is None  # bare glass: nothing to read
     assert jpeg_quality(frame()[:16, :16]) is None
+
+
+def test_a_drawn_frame_is_not_taken_for_a_coded_one():
+    """Flat shapes without noise (a test card, an overlay) repeat a few coefficient values, which a large step
+    would fit; a coded frame has no coefficient between the noise and its first step, a drawn one does."""
+    card = np.full((240, 320, 3), (160, 170, 236), np.uint8)
+    for x in range(20, 320, 40):
+        for y in (20, 220):
+            cv2.circle(card, (x, y), 17, (110, 110, 200), -1)
+    cv2.circle(card, (160, 120), 45, (230, 170, 200), -1)
+    assert jpeg_quality(card) == 100.0
