@@ -186,6 +186,20 @@ def small_cells_line(summary: dict) -> str | None:
     return f"{small['frames']} of {small['of_frames']} frames: {note}" if note else None
 
 
+def motion_lost_line(summary: dict) -> str | None:
+    """One line for the end of a run whose stage motion was lost: a cell seen on both sides of a loss may count twice.
+
+    The live status says so at each loss; a recording too compressed loses it again and again (BENCHMARKS.md:
+    an H.264 scan at CRF 45 lost it 18 times and counted 41 cells twice), which one line at the end makes plain.
+    """
+    losses = (summary.get("regions") or 1) - 1
+    if losses < 1:
+        return None
+    times = "once" if losses == 1 else f"{losses} times"
+    return (f"the stage motion was lost {times} ({losses + 1} regions): a cell seen before and after a loss may be "
+            f"counted twice; pan steadily, without jumps, and record or stream at a quality that keeps the view sharp")
+
+
 def run_stream(source, pipeline: StreamPipeline, out_dir: Path, *, video: bool = False, display: bool = False,
                progress: bool = True, max_frames: int | None = None,
                on_frame: Callable[[Frame, np.ndarray, Detections], None] | None = None,

@@ -14,7 +14,7 @@ from hv.config import Config
 from stream.detections import Frame
 from stream.frame_quality import MOTION_BLUR, OUT_OF_FOCUS, TOO_DARK, FrameQuality, mostly_skipped
 from stream.motion import StageMotion, small_grey
-from stream.pipeline import StreamPipeline, run_stream
+from stream.pipeline import StreamPipeline, motion_lost_line, run_stream
 from stream.virtual_microscope import VirtualMicroscope
 from tests.conftest import draw_field
 from tests.stream.fakes import FixedClassifier
@@ -189,6 +189,10 @@ def test_a_jump_starts_a_new_region_and_the_overlay_says_so():
     pipeline.process(Frame(cv2.GaussianBlur(texture, (0, 0), 1), 5, 5 / 30, time.monotonic()))  # sharp: not skipped
     assert pipeline.position.new_region and "stage motion lost" in pipeline.status
     assert pipeline.summary()["regions"] == 2
+    # ... and the end of the run says so, with what it may have cost.
+    assert motion_lost_line(pipeline.summary()).startswith("the stage motion was lost once (2 regions): a cell seen")
+    assert motion_lost_line({"regions": 19}).startswith("the stage motion was lost 18 times (19 regions)")
+    assert motion_lost_line({"regions": 1}) is None and motion_lost_line({}) is None
 
 
 def test_an_unsure_match_with_the_keyframe_loses_to_a_sure_one_with_the_last_frame():
