@@ -19,6 +19,7 @@ import numpy as np
 from hv.config import StreamConfig
 from hv.jpeg_blocks import jpeg_quality
 from hv.stain import has_no_colour, sparse_pixels
+from stream.field_of_view import FieldOfView
 
 OUT_OF_FOCUS = "out of focus"
 MOTION_BLUR = "motion blur"
@@ -97,12 +98,22 @@ class FrameQuality:
         """The camera's JPEG quality as the recent frames read (100: none under about 80 seen; None: not read)."""
         return float(np.median(self._jpeg_reads)) if self._jpeg_reads else None
 
-    def check(self, image_bgr: np.ndarray, grey_small: np.ndarray) -> QualityReport:
-        """Checks of one frame, from the BGR frame and the motion estimate's grey copy (``small_grey``)."""
+    def check(self, image_bgr: np.ndarray, grey_small: np.ndarray, view: FieldOfView | None = None) -> QualityReport:
+        """Checks of one frame, from the BGR frame and the motion estimate's grey copy (``small_grey``).
+
+        ``view``: a round field stop's shadow (``stream.field_of_view``); brightness, clipping and focus are then
+        measured inside the lit view only (the rim's edge would read as sharp, its shadow as dark).
+        """
         cfg = self.config
         grey_small = cv2.pyrDown(grey_small)  # half the motion width: sensor noise would swamp the Laplacian
-        brightness = float(grey_small.mean())
-        focus = float(cv2.Laplacian(grey_small, cv2.CV_32F).var())
+        laplacian = cv2.Laplacian(grey_small, cv2.CV_32F)
+        inside = None
+        if view is not None:
+            inside = cv2.resize(view.taper, grey_small.shape[::-1], interpolation=cv2.INTER_AREA) >= 1.0
+            inside = inside if inside.any() else None
+        lit = grey_small if inside is None else grey_small[inside]
+        brightness = float(lit.mean())
+        focus = float((laplacian if inside is None else laplacian[inside]).var())
         reference = (float(np.quantile(self._focus_history, cfg.focus_reference_quantile))
                      if len(self._focus_history) >= cfg.focus_warmup else None)
         self._focus_history.append(focus)
@@ -114,23 +125,25 @@ class FrameQuality:
         reason = None
         if brightness < cfg.dark_mean:
             reason = TOO_DARK
-        elif float((grey_small >= 250).mean()) > cfg.clipped_max_share:
+        elif float((lit >= 250).mean()) > cfg.clipped_max_share:
             reason = OVEREXPOSED
         elif has_no_colour(image_bgr):
             reason = NO_COLOUR
         elif self._jpeg_reads and self.jpeg_quality < cfg.jpeg_quality_min:
             reason = TOO_COMPRESSED
         elif reference is not None and focus < cfg.focus_min_ratio * reference:
-            reason = MOTION_BLUR if _blur_anisotropy(grey_small) > cfg.motion_blur_anisotropy else OUT_OF_FOCUS
+            streaked = _blur_anisotropy(grey_small, inside) > cfg.motion_blur_anisotropy
+            reason = MOTION_BLUR if streaked else OUT_OF_FOCUS
         elif _colour_cast(image_bgr) > cfg.colour_cast_max:
             reason = COLOUR_CAST
         return QualityReport(reason, focus, reference, brightness)
 
 
-def _blur_anisotropy(grey_small: np.ndarray) -> float:
-    """Ratio of the larger to the smaller gradient energy along x and y (1 = no preferred direction)."""
-    gx = float(np.square(cv2.Sobel(grey_small, cv2.CV_32F, 1, 0)).mean())
-    gy = float(np.square(cv2.Sobel(grey_small, cv2.CV_32F, 0, 1)).mean())
+def _blur_anisotropy(grey_small: np.ndarray, inside: np.ndarray | None = None) -> float:
+    """Ratio of the larger to the smaller gradient energy along x and y (1 = no preferred direction), over the
+    pixels ``inside`` a field stop's lit view where there is one (its rim's arcs would give a direction)."""
+    gx, gy = (np.square(cv2.Sobel(grey_small, cv2.CV_32F, *order)) for order in ((1, 0), (0, 1)))
+    gx, gy = (float((g if inside is None else g[inside]).mean()) for g in (gx, gy))
     return max(gx, gy) / max(min(gx, gy), 1e-6)
 
 

@@ -66,13 +66,19 @@ class StageMotion:
         self._key_xy = np.zeros(2)  # keyframe's top-left in slide coordinates (frame pixels)
         self._last: np.ndarray | None = None  # last good frame, the fallback when the keyframe fails
         self._last_xy = np.zeros(2)
-        self._window: np.ndarray | None = None
+        self._hanning: np.ndarray | None = None
+        self._window: np.ndarray | None = None  # the Hanning window, times a field stop's taper when there is one
 
-    def update(self, grey_small: np.ndarray, frame_width: int) -> StagePosition:
-        """Position of this frame, from its small grey copy (``small_grey``) and its full width in pixels."""
-        if self._window is None or self._window.shape != grey_small.shape:
-            self._window = cv2.createHanningWindow(grey_small.shape[::-1], cv2.CV_32F)
+    def update(self, grey_small: np.ndarray, frame_width: int, taper: np.ndarray | None = None) -> StagePosition:
+        """Position of this frame, from its small grey copy (``small_grey``) and its full width in pixels.
+
+        ``taper``: where a round field stop darkens part of the frame (``stream.field_of_view``), the weight of
+        each pixel (0 on the stop and its rim): the rim, which does not move with the stage, is left out.
+        """
+        if self._hanning is None or self._hanning.shape != grey_small.shape:
+            self._hanning = cv2.createHanningWindow(grey_small.shape[::-1], cv2.CV_32F)
             self._key = None  # a new frame size: nothing to compare with
+        grey_small = self._lit(grey_small, taper)
         if self._key is None:
             return self._start_region(grey_small)
         found = self._locate(grey_small, frame_width)
@@ -81,7 +87,7 @@ class StageMotion:
         xy, response = found
         return StagePosition(float(xy[0]), float(xy[1]), self.region, response, False)
 
-    def follow(self, grey_small: np.ndarray, frame_width: int) -> None:
+    def follow(self, grey_small: np.ndarray, frame_width: int, taper: np.ndarray | None = None) -> None:
         """Keep up with the stage on a frame too soft to count cells in.
 
         During a run of such frames the stage can travel further than phase correlation
@@ -95,14 +101,26 @@ class StageMotion:
         blurred one (phase correlation weighs every frequency alike, and such a frame's fine
         detail is sensor noise), and the motion was lost so (BENCHMARKS.md, "An eosinophil's lobes").
         """
-        if self._key is None or self._window is None or self._window.shape != grey_small.shape:
+        if self._key is None or self._hanning is None or self._hanning.shape != grey_small.shape:
             return
+        grey_small = self._lit(grey_small, taper)
         shift, response = cv2.phaseCorrelate(self._key, grey_small, self._window)
         if response < self.min_response:
             return
         xy = self._key_xy - np.array(shift) * (frame_width / grey_small.shape[1])
         if np.hypot(*(xy - self._key_xy)) > self.keyframe_shift_frac * frame_width:
             self._key, self._key_xy = grey_small, xy
+
+    def _lit(self, grey_small: np.ndarray, taper: np.ndarray | None) -> np.ndarray:
+        """The frame as correlated, and the window set for it: the lit view's mean taken off, so that the
+        window's weight on the stop's rim carries no static edge (a frame without a stop: as it is)."""
+        if taper is None:
+            self._window = self._hanning
+            return grey_small
+        self._window = self._hanning * taper
+        weight = float(taper.sum())
+        mean = float((grey_small * taper).sum()) / weight if weight else 0.0
+        return grey_small - mean
 
     def _locate(self, grey_small: np.ndarray, frame_width: int) -> tuple[np.ndarray, float] | None:
         """This frame's slide position and the correlation's response, against the keyframe or else the

@@ -21,6 +21,7 @@ from hv.stain import LAMP, STAIN
 from stream.annotators import BoxAnnotator, CountPanelAnnotator, LabelAnnotator, StatusAnnotator
 from stream.counter import DifferentialCount
 from stream.detections import Detections, Frame, mark_cut_cells
+from stream.field_of_view import FieldOfView, field_of_view
 from stream.frame_quality import OUT_OF_FOCUS, REASONS, TOO_COMPRESSED, FrameQuality, QualityReport
 from stream.motion import StageMotion, StagePosition, small_grey
 from stream.sinks import CsvSink, VideoSink, write_json_atomic
@@ -61,6 +62,7 @@ class StreamPipeline:
         self.located_frames, self.small_cell_frames = 0, 0
         self.position: StagePosition | None = None  # the latest good frame's place on the slide
         self.report: QualityReport | None = None  # the latest frame's quality checks
+        self.view: FieldOfView | None = None  # the latest frame's round field stop, if the optics show one
         self.skipped = dict.fromkeys(REASONS, 0)  # frames not used, by reason
         self.timings_ms = {"quality": 0.0, "motion": 0.0, "cells": 0.0}  # summed, for the cost of each step
         # How sure the motion estimate was: the last frames' phase-correlation responses (0-1).
@@ -75,12 +77,14 @@ class StreamPipeline:
         height, width = frame.image_bgr.shape[:2]
         started = time.perf_counter()
         grey = small_grey(frame.image_bgr, stream.motion_width_px)
-        self.report = self.quality.check(frame.image_bgr, grey)
+        self.view = field_of_view(grey)  # a round field stop's shadow, or None: the whole frame is lit
+        self.report = self.quality.check(frame.image_bgr, grey, self.view)
         after_quality = time.perf_counter()
         self.timings_ms["quality"] += 1000 * (after_quality - started)
         detections = Detections.empty()
+        taper = self.view.taper if self.view is not None else None
         if self.report.ok:
-            self.position = self.motion.update(grey, width)
+            self.position = self.motion.update(grey, width, taper)
             if self.position.new_region:  # motion lost: a jump, a blank view, or another objective
                 self.scale.restart()
             else:
@@ -94,7 +98,7 @@ class StreamPipeline:
             # A soft frame still shows where the stage is; a streaked one smears the shift along the pan
             # (on the counting benchmark following those moved the position 13-22 px off).
             if self.report.reason == OUT_OF_FOCUS:
-                self.motion.follow(grey, width)
+                self.motion.follow(grey, width, taper)
                 self.timings_ms["motion"] += 1000 * (time.perf_counter() - after_quality)
         scene = frame.image_bgr.copy()
         for annotator in self.annotators:
@@ -109,7 +113,7 @@ class StreamPipeline:
         self.small_cell_frames += self.diameter_px < self.config.locator.min_cell_diameter_px
         detections = Detections(locate_cells(image_rgb, self.config.locator, self.diameter_px))
         margin = self.config.stream.edge_margin_frac * self.diameter_px
-        detections = mark_cut_cells(detections, frame_size, margin)
+        detections = mark_cut_cells(detections, frame_size, margin, self.view)
         detections = self.tracker.update(detections, frame.index, self.position, frame_size, self.diameter_px)
         detections = self.track_classifier.update(detections, image_rgb, frame.index, self.diameter_px)
         self.track_classifier.forget(self.tracker.known_track_ids)
