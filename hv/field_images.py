@@ -62,8 +62,8 @@ def small_cells_in_field(cells: FieldCells, config: Config) -> str | None:
 def compression_in_image(image_rgb: np.ndarray, config: Config) -> str | None:
     """What to tell the user when an image was saved as JPEG under ``stream.jpeg_quality_min``; else None.
 
-    The stream skips a camera's frames that compressed (``stream.frame_quality``); one image is classified all
-    the same, since the user may hold no better copy, and the note says its labels are less sure.
+    The stream skips a camera's frames that are so compressed (``stream.frame_quality``); one image is classified
+    all the same, since the user may hold no better copy, and the note says its labels are less sure.
     """
     bar = config.stream.jpeg_quality_min
     quality = jpeg_quality(image_rgb[..., ::-1]) if bar else None

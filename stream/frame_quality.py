@@ -44,22 +44,23 @@ ADVICE = {
                      "(YUYV, raw)"),
 }
 # A camera's compression does not change from frame to frame: it is read on one frame in JPEG_READ_EVERY
-# (2-3 ms a read) and judged by the median of the last JPEG_READS reads, so one odd read changes nothing.
+# (about 2 ms a read) and judged by the median of the last JPEG_READS reads, so one odd read changes nothing.
 JPEG_READ_EVERY = 10
 JPEG_READS = 9
 
 
-def mostly_skipped(frames_skipped: dict[str, int], frames: int, jpeg_quality: float | None = None) -> str | None:
+def mostly_skipped(frames_skipped: dict[str, int], frames: int, read_quality: float | None = None) -> str | None:
     """One line for the end of a run in which most frames failed one check: how many, why, what to do.
 
-    ``jpeg_quality``: the quality the camera's frames read as (summary.json's), said with "JPEG too compressed".
+    ``read_quality``: the JPEG quality the camera's frames read as (summary.json's ``jpeg_quality``), said with
+    "JPEG too compressed".
     """
     if not frames or not frames_skipped:
         return None
     reason, count = max(frames_skipped.items(), key=lambda item: item[1])
     if 2 * count < frames:
         return None
-    read = f" (its frames read as quality {jpeg_quality:.0f})" if reason == TOO_COMPRESSED and jpeg_quality else ""
+    read = f" (its frames read as quality {read_quality:.0f})" if reason == TOO_COMPRESSED and read_quality else ""
     return f"{count} of {frames} frames not classified: {reason}; {ADVICE[reason]}{read}"
 
 
@@ -101,8 +102,8 @@ class FrameQuality:
     def check(self, image_bgr: np.ndarray, grey_small: np.ndarray, view: FieldOfView | None = None) -> QualityReport:
         """Checks of one frame, from the BGR frame and the motion estimate's grey copy (``small_grey``).
 
-        ``view``: a round field stop's shadow (``stream.field_of_view``); brightness, clipping and focus are then
-        measured inside the lit view only (the rim's edge would read as sharp, its shadow as dark).
+        ``view``: a round field stop's shadow (``stream.field_of_view``); brightness, clipping, focus and motion blur
+        are then measured inside the lit view only (the rim's edge would read as sharp, its shadow as dark).
         """
         cfg = self.config
         grey_small = cv2.pyrDown(grey_small)  # half the motion width: sensor noise would swamp the Laplacian
