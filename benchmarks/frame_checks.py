@@ -1,5 +1,5 @@
-"""The figures behind four frame checks: stage-motion drift by correlation width, colour cast by lab, no colour
-and JPEG compression.
+"""The figures behind five frame checks: stage-motion drift by correlation width, colour cast by lab, no colour,
+JPEG compression and a round field of view.
 
 1. Drift: the counting benchmark's slide and scan (``slide_count.py``, one speed) rendered
    frame by frame; the stage motion estimated at each ``--widths`` value is compared with the
@@ -14,10 +14,12 @@ and JPEG compression.
    slide of whole fields (``slide_count.py --tile 640 480``, 30 frames spread over the scan) at 0.5x, 1x
    and 1.5x, coded at each of ``JPEG_QUALITIES`` (0: not coded); from 200 seeded images of each data set
    as stored; from the 1x frames through H.264 (ffmpeg's libx264 at three CRFs); and ms per read.
+5. Round view (``stream.field_of_view``): in how many of 300 seeded images of each data set as stored a field
+   stop's shadow is found, and how much of the frame it takes (a whole microscope field should have none).
 
 Writes ``--out`` (``out/frame_checks.json``).
 
-Usage: python benchmarks/frame_checks.py [--speed 24] [--widths 160 320] [--parts drift cast colour jpeg] [--out F]
+Usage: python benchmarks/frame_checks.py [--speed 24] [--widths 160 320] [--parts drift cast colour jpeg view] [--out F]
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from slide_count import BCCD, FRAME, choose_fields, defect_frames, scan_scope  #
 from hv.config import Config
 from hv.jpeg_blocks import jpeg_quality
 from hv.stain import NO_COLOUR_SPREAD, colour_spread
+from stream.field_of_view import field_of_view
 from stream.frame_quality import _colour_cast
 from stream.motion import StageMotion, small_grey
 from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
@@ -177,12 +180,28 @@ def jpeg_reads() -> dict:
     return result
 
 
+def stops_in_data_sets() -> dict:
+    result = {}
+    for name, pattern in DATA_SETS.items():
+        paths = sorted(DATA.glob(pattern))
+        random.Random(0).shuffle(paths)
+        shares = []
+        for path in paths[:300]:
+            view = field_of_view(small_grey(cv2.imread(str(path)), Config().stream.motion_width_px))
+            if view is not None:
+                shares.append(float(view.stop.mean()))
+        result[name] = {"images": min(300, len(paths)), "stop_found": len(shares),
+                        "shadow_share": [round(float(np.min(shares)), 3), round(float(np.max(shares)), 3)]
+                        if shares else None}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speed", type=float, default=24)
     parser.add_argument("--widths", type=int, nargs="+", default=[160, 320])
-    parser.add_argument("--parts", nargs="+", choices=["drift", "cast", "colour", "jpeg"],
-                        default=["drift", "cast", "colour", "jpeg"])
+    parser.add_argument("--parts", nargs="+", choices=["drift", "cast", "colour", "jpeg", "view"],
+                        default=["drift", "cast", "colour", "jpeg", "view"])
     parser.add_argument("--out", default=str(REPO / "out" / "frame_checks.json"))
     args = parser.parse_args()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +215,8 @@ def main() -> None:
         report["colour"] = colour_spreads()
     if "jpeg" in args.parts:
         report["jpeg"] = jpeg_reads()
+    if "view" in args.parts:
+        report["round_view"] = stops_in_data_sets()
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
