@@ -36,7 +36,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from slide_count import BCCD, FRAME, choose_fields, defect_frames, scan_scope  # benchmarks/ is on sys.path
+from slide_count import BCCD, FRAME, choose_fields, defect_frames, jpeg_coded, scan_scope  # on sys.path
 
 from hv.config import Config
 from hv.jpeg_blocks import jpeg_quality
@@ -123,13 +123,6 @@ DATA_SETS = {"bccd": "bccd/JPEGImages/*.jpg", "blood-cells/TRAIN": "blood-cells/
              "pbc/OTHER": "pbc/OTHER/*/*.jpg"}
 
 
-def _coded(frame: np.ndarray, quality: int) -> np.ndarray:
-    if not quality:
-        return frame
-    _, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
-
-
 def _reads(frames: list[np.ndarray]) -> dict:
     reads = [jpeg_quality(f) for f in frames]
     values = [r for r in reads if r is not None]
@@ -162,10 +155,10 @@ def jpeg_reads() -> dict:
     for zoom in (0.5, 1.0, 1.5):
         scope = scan_scope(BCCD, fields, 24, 0, tile=(640, 480), zoom=zoom)
         frames = [scope.render(int(i)) for i in np.linspace(0, len(scope._path) - 1, 30)]
-        result["slide_of_whole_fields"][f"{zoom}x"] = {str(q): _reads([_coded(f, q) for f in frames])
+        result["slide_of_whole_fields"][f"{zoom}x"] = {str(q): _reads([jpeg_coded(f, q) for f in frames])
                                                       for q in JPEG_QUALITIES}
         if zoom == 1.0:
-            blocky = [_coded(f, 20) for f in frames]
+            blocky = [jpeg_coded(f, 20) for f in frames]
             started = time.perf_counter()
             for f in blocky:
                 jpeg_quality(f)

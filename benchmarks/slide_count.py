@@ -127,6 +127,14 @@ def choose_fields(bccd: Path, count: int, tile: tuple[int, int], seed: int,
     return sorted(rng.choice(eligible, size=min(count, len(eligible)), replace=False).tolist())
 
 
+def jpeg_coded(frame: np.ndarray, quality: int) -> np.ndarray:
+    """``frame`` (BGR) through JPEG at ``quality``, as a camera sending MJPG would give it; 0: as it is."""
+    if not quality:
+        return frame
+    _, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
 class CompressedMicroscope(VirtualMicroscope):
     """The virtual microscope through a camera that sends JPEG frames of ``jpeg_quality`` (an MJPG USB or
     network camera), or its scan recorded as H.264 at ``video_crf`` and replayed from the file (a recording
@@ -141,11 +149,7 @@ class CompressedMicroscope(VirtualMicroscope):
     def render(self, index: int) -> np.ndarray:
         if self.video_crf:
             return self._recorded(index)
-        frame = self._through_field_stop(super().render(index))
-        if not self.jpeg_quality:
-            return frame
-        _, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+        return jpeg_coded(self._through_field_stop(super().render(index)), self.jpeg_quality)
 
     def _through_field_stop(self, frame: np.ndarray) -> np.ndarray:
         return frame if self.field_stop is None else (frame * self.field_stop).astype(np.uint8)

@@ -47,8 +47,8 @@ def test_the_overlay_says_what_the_camera_reads_and_what_to_set():
 def test_one_odd_read_does_not_decide():
     """The camera's setting is judged by the median of its recent reads."""
     quality = FrameQuality(Config().stream)
-    for index in range(50):  # five reads: four at 40, one (the third) at 10
-        check(quality, coded(frame(), 10 if index == 20 else 40))
+    for index in range(41):  # five reads (frames 0, 10 ... 40): four at 40, then the latest at 10
+        check(quality, coded(frame(), 10 if index == 40 else 40))
     assert quality.jpeg_quality == pytest.approx(40, abs=1.5)
     assert check(quality, coded(frame(), 40)).ok
 
