@@ -14,7 +14,7 @@ JPEG compression and a round field of view.
    slide of whole fields (``slide_count.py --tile 640 480``, 30 frames spread over the scan) at 0.5x, 1x
    and 1.5x, coded at each of ``JPEG_QUALITIES`` (0: not coded); from 200 seeded images of each data set
    as stored; from the 1x frames through H.264 (ffmpeg's libx264 at three CRFs); and ms per read.
-5. Round view (``stream.field_of_view``): in how many of 300 seeded images of each data set as stored a field
+5. Round view (``hv.field_of_view``): in how many of 300 seeded images of each data set as stored a field
    stop's shadow is found, and how much of the frame it takes (a whole microscope field should have none).
 
 Writes ``--out`` (``out/frame_checks.json``).
@@ -39,11 +39,11 @@ import numpy as np
 from slide_count import BCCD, FRAME, choose_fields, defect_frames, jpeg_coded, scan_scope  # on sys.path
 
 from hv.config import Config
+from hv.field_of_view import field_of_view, small_grey
 from hv.jpeg_blocks import jpeg_quality
 from hv.stain import NO_COLOUR_SPREAD, colour_spread
-from stream.field_of_view import field_of_view
 from stream.frame_quality import _colour_cast
-from stream.motion import StageMotion, small_grey
+from stream.motion import StageMotion
 from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ stage motion weighs.
 The counting benchmark's slide of whole fields (``slide_count.py --tile 640 480 --field-stop D``) is streamed
 with the bundled package until a frame shows both a cell the stream classifies and one the field stop may cut;
 that frame's overlay is drawn beside the weight the stage-motion estimate gives each pixel
-(``stream.field_of_view``: zero on the stop's shadow and its rim). Writes ``--out``
+(``hv.field_of_view``: zero on the stop's shadow and its rim). Writes ``--out``
 (``docs/figures/round_field_of_view.jpg``).
 
 Usage: python benchmarks/round_view_figure.py [--field-stop 1.0] [--out docs/figures/round_field_of_view.jpg]

@@ -12,9 +12,10 @@ import numpy as np
 
 from hv.classifier import Classifier
 from hv.config import Config
+from hv.field_of_view import image_view, whole_in_view
 from hv.jpeg_blocks import jpeg_quality
 from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES
-from hv.locator import ONE_FIELD_SPREAD, cell_diameter_px, clear_of_edge, crop_cell, locate_cells, small_cells_note
+from hv.locator import ONE_FIELD_SPREAD, cell_diameter_px, crop_cell, locate_cells, small_cells_note
 from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, read_image_rgb
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ class FieldCells(NamedTuple):
 
     boxes: np.ndarray  # (n, 4) xyxy in image pixels, largest nucleus first
     probs: np.ndarray  # (n, 5) class probabilities, "other" last
-    whole: np.ndarray  # (n,) bool; False: the image edge may cut the cell (the stream would not classify it)
+    whole: np.ndarray  # (n,) bool; False: the image edge or a round view's rim may cut the cell (the stream would
+    # not classify it)
     diameter_px: float  # the expected cell diameter the cells were located and cropped at
 
 
@@ -34,7 +36,8 @@ def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config
     """Locate and classify the white cells of one field.
 
     A still image cannot be panned, so a cell the image edge may cut (within
-    ``stream.edge_margin_frac`` diameters of it) is classified too, and marked, so that a user
+    ``stream.edge_margin_frac`` diameters of it, or of the rim of a round field of view: a photo
+    through an eyepiece, ``hv.field_of_view``) is classified too, and marked, so that a user
     can check it: the live count would not classify that view.
     """
     height, width = image_rgb.shape[:2]
@@ -43,7 +46,8 @@ def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config
     if not len(boxes):
         return FieldCells(boxes, np.zeros((0, len(OUTPUT_NAMES)), np.float32), np.zeros(0, bool), diameter)
     crops = np.stack([crop_cell(image_rgb, box, config.locator, classifier.image_size, diameter) for box in boxes])
-    whole = clear_of_edge(boxes, (width, height), config.stream.edge_margin_frac * diameter)
+    view = image_view(image_rgb, config.stream.motion_width_px)
+    whole = whole_in_view(boxes, (width, height), config.stream.edge_margin_frac * diameter, view)
     return FieldCells(boxes, classifier.predict(crops), whole, diameter)
 
 
@@ -131,7 +135,7 @@ def classify_fields(classifier: Classifier, images: list[Path], config: Config, 
                 view = "whole" if is_whole else "cut"
                 writer.writerow([str(path), x1, y1, x2 - x1, y2 - y1, label, f"{confidence:.4f}", view,
                                  f"{diameter:.1f}"])
-                note = "" if is_whole else " (cut: at the image edge, the cell may be cut off)"
+                note = "" if is_whole else " (cut: at the image edge or a round view's rim, the cell may be cut off)"
                 print(f"{path}: {label} ({confidence:.0%}) at x={x1} y={y1} w={x2 - x1} h={y2 - y1}{note}")
             if not len(boxes):
                 print(f"{path}: no white cell found")

@@ -18,6 +18,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from hv.classifier import file_sha256
 from hv.config import Config
+from hv.field_of_view import DARK_FRAC, MIN_STOP_SHARE
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
 from hv.locator import ONE_FIELD_SPREAD
 from hv.scale import CELL_OVER_NUCLEUS, MIN_NUCLEUS_SHARE
@@ -64,8 +65,17 @@ def crop_description(config: Config) -> dict:
         "edge_fill": config.locator.edge_fill,
         "side_px": "crop_context * cell_diameter_px (or the cell box, if larger)",
         "edge_margin_frac": config.stream.edge_margin_frac,
-        "cut": ("a cell whose box comes within edge_margin_frac * cell_diameter_px of a frame edge may be cut "
-                "off: hv's live count does not classify it; still images classify it and mark it cut"),
+        "cut": ("a cell whose box comes within edge_margin_frac * cell_diameter_px of a frame edge, or of a round "
+                "field stop's shadow (field_stop), may be cut off: hv's live count does not classify it; still "
+                "images classify it and mark it cut"),
+        "field_stop": (
+            f"an eyepiece camera or a phone adapter shows a round view: the frame in grey (BGR to grey as OpenCV) "
+            f"resized (area) to {config.stream.motion_width_px} px wide; threshold = {DARK_FRAC:g} x the 90th "
+            f"percentile of every 4th pixel each way; if under {100 * MIN_STOP_SHARE:g} % of those are below it, "
+            f"no stop; else the pixels below it 8-connected to the border of the small frame are the stop's "
+            f"shadow (none if under {100 * MIN_STOP_SHARE:g} % of it); a box widened by the margin on every side, "
+            f"on that small frame's grid, that holds a shadow pixel is cut (hv/field_of_view.py)"
+        ),
         "cell_diameter_px": (
             "cell_diameter_frac * frame_width when cell_diameter_frac is a number; when it is \"auto\": "
             "red_cell_ratio * the frame's red-cell diameter, measured as hv/scale.py does (green channel "

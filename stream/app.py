@@ -483,8 +483,9 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             image_out = gr.Image(label="Cells", elem_id="image-out")
             image_probs = gr.Label(label="Class probabilities", num_top_classes=len(OUTPUT_NAMES))
             image_table = gr.Dataframe(label="Cells found", elem_id="image-table")
-            gr.Markdown("'cut': the cell lies at the image edge and may be cut off: check it (the "
-                        "live count never classifies such a view).")
+            gr.Markdown("'cut': the cell lies at the image edge, or at the rim of a round view (a photo "
+                        "through an eyepiece), and may be cut off: check it (the live count never classifies "
+                        "such a view).")
             image_btn.click(classify_upload, [image_in, mode, adapted], [image_out, image_probs, image_table])
         with gr.Tab("Review"):
             gr.Markdown(f"The live session's counted cells by class, least confident first ('check': under "

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hv.field_of_view import FieldOfView, whole_in_view
 from hv.labels import UNIDENTIFIED_ID
-from hv.locator import clear_of_edge
 from hv.stain import AS_IS
-from stream.field_of_view import FieldOfView
 
 UNTRACKED_ID = -1
 RECOLOURED_DTYPE = "<U5"  # hv.stain's AS_IS, LAMP, STAIN
@@ -82,9 +81,6 @@ class Detections:
 
 def mark_cut_cells(detections: Detections, frame_size: tuple[int, int], margin_px: float,
                    view: FieldOfView | None = None) -> Detections:
-    """Set ``whole`` False for boxes within ``margin_px`` of the edge of a ``(width, height)`` frame
-    (``hv.locator.clear_of_edge``), or of a round field stop's shadow (``view``: the view's edge cuts too)."""
-    whole = clear_of_edge(detections.boxes_xyxy, frame_size, margin_px)
-    if view is not None:
-        whole &= ~view.cut_by_stop(detections.boxes_xyxy, frame_size[0], margin_px)
-    return detections.replace(whole=whole)
+    """Set ``whole`` False for boxes within ``margin_px`` of the edge of a ``(width, height)`` frame, or of a round
+    field stop's shadow (``view``: the view's edge cuts too; ``hv.field_of_view.whole_in_view``)."""
+    return detections.replace(whole=whole_in_view(detections.boxes_xyxy, frame_size, margin_px, view))

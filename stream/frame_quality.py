@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 
 from hv.config import StreamConfig
+from hv.field_of_view import FieldOfView
 from hv.jpeg_blocks import jpeg_quality
 from hv.stain import has_no_colour, sparse_pixels
-from stream.field_of_view import FieldOfView
 
 OUT_OF_FOCUS = "out of focus"
 MOTION_BLUR = "motion blur"
@@ -102,7 +102,7 @@ class FrameQuality:
     def check(self, image_bgr: np.ndarray, grey_small: np.ndarray, view: FieldOfView | None = None) -> QualityReport:
         """Checks of one frame, from the BGR frame and the motion estimate's grey copy (``small_grey``).
 
-        ``view``: a round field stop's shadow (``stream.field_of_view``); brightness, clipping, focus and motion blur
+        ``view``: a round field stop's shadow (``hv.field_of_view``); brightness, clipping, focus and motion blur
         are then measured inside the lit view only (the rim's edge would read as sharp, its shadow as dark).
         """
         cfg = self.config

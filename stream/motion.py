@@ -24,13 +24,6 @@ from hv.config import StreamConfig
 _AGREE_FRAC = 0.02
 
 
-def small_grey(image_bgr: np.ndarray, width: int) -> np.ndarray:
-    """The frame in grey at ``width`` pixels wide (float32), shared by the motion and quality checks."""
-    height = max(8, round(image_bgr.shape[0] * width / image_bgr.shape[1]))
-    grey = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
-    return cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class StagePosition:
     """Where a frame's top-left corner lies in its region's slide coordinates (frame pixels).
@@ -72,7 +65,7 @@ class StageMotion:
     def update(self, grey_small: np.ndarray, frame_width: int, taper: np.ndarray | None = None) -> StagePosition:
         """Position of this frame, from its small grey copy (``small_grey``) and its full width in pixels.
 
-        ``taper``: where a round field stop darkens part of the frame (``stream.field_of_view``), the weight of
+        ``taper``: where a round field stop darkens part of the frame (``hv.field_of_view``), the weight of
         each pixel (0 on the stop and its rim): the rim, which does not move with the stage, is left out.
         """
         if self._hanning is None or self._hanning.shape != grey_small.shape:

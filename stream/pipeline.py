@@ -16,14 +16,14 @@ from tqdm import tqdm
 
 from hv.classifier import Classifier, model_identity
 from hv.config import Config
+from hv.field_of_view import FieldOfView, field_of_view, small_grey
 from hv.locator import RunningCellScale, locate_cells, small_cells_note
 from hv.stain import LAMP, STAIN
 from stream.annotators import BoxAnnotator, CountPanelAnnotator, LabelAnnotator, StatusAnnotator
 from stream.counter import DifferentialCount
 from stream.detections import Detections, Frame, mark_cut_cells
-from stream.field_of_view import FieldOfView, field_of_view
 from stream.frame_quality import OUT_OF_FOCUS, REASONS, TOO_COMPRESSED, FrameQuality, QualityReport
-from stream.motion import StageMotion, StagePosition, small_grey
+from stream.motion import StageMotion, StagePosition
 from stream.sinks import CsvSink, VideoSink, write_json_atomic
 from stream.track_classifier import TrackClassifier
 from stream.tracker import SlideTracker

@@ -4,10 +4,10 @@ import cv2
 import numpy as np
 
 from hv.config import Config
+from hv.field_of_view import field_of_view, small_grey
 from stream.detections import Detections, mark_cut_cells
-from stream.field_of_view import field_of_view
 from stream.frame_quality import OUT_OF_FOCUS, FrameQuality
-from stream.motion import StageMotion, small_grey
+from stream.motion import StageMotion
 from tests.stream.test_slide_count import FRAME_H, FRAME_W, make_slide
 
 

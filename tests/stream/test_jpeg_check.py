@@ -9,9 +9,9 @@ import pytest
 
 from hv import cli
 from hv.config import Config
+from hv.field_of_view import small_grey
 from stream.detections import Frame
 from stream.frame_quality import TOO_COMPRESSED, FrameQuality, mostly_skipped
-from stream.motion import small_grey
 from stream.pipeline import StreamPipeline
 from tests.conftest import SAMPLES
 from tests.hv.test_jpeg_blocks import coded, frame

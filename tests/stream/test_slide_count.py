@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from hv.config import Config
+from hv.field_of_view import small_grey
 from stream.detections import Frame
 from stream.frame_quality import MOTION_BLUR, OUT_OF_FOCUS, TOO_DARK, FrameQuality, mostly_skipped
-from stream.motion import StageMotion, small_grey
+from stream.motion import StageMotion
 from stream.pipeline import StreamPipeline, motion_lost_line, run_stream
 from stream.virtual_microscope import VirtualMicroscope
 from tests.conftest import draw_field

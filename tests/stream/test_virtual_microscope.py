@@ -4,8 +4,8 @@ import pytest
 
 from hv.annotations import match_boxes
 from hv.config import LocatorConfig
+from hv.field_of_view import small_grey
 from hv.locator import locate_cells
-from stream.motion import small_grey
 from stream.virtual_microscope import VirtualMicroscope, serpentine_scan
 
 
