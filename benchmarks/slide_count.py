@@ -142,17 +142,17 @@ class CompressedMicroscope(VirtualMicroscope):
 
     jpeg_quality = 0
     video_crf = 0
-    field_stop: np.ndarray | None = None  # (h, w, 1) float32: the light the eyepiece's field stop lets through
+    light: np.ndarray | None = None  # (h, w, 1) float32: the light reaching each pixel (a stop, a vignette)
     _recording: tuple[tempfile.TemporaryDirectory, cv2.VideoCapture] | None = None
     _next_index = 0
 
     def render(self, index: int) -> np.ndarray:
         if self.video_crf:
             return self._recorded(index)
-        return jpeg_coded(self._through_field_stop(super().render(index)), self.jpeg_quality)
+        return jpeg_coded(self._lit(super().render(index)), self.jpeg_quality)
 
-    def _through_field_stop(self, frame: np.ndarray) -> np.ndarray:
-        return frame if self.field_stop is None else (frame * self.field_stop).astype(np.uint8)
+    def _lit(self, frame: np.ndarray) -> np.ndarray:
+        return frame if self.light is None else (frame * self.light).astype(np.uint8)
 
     def _recorded(self, index: int) -> np.ndarray:
         """Frame ``index`` of the whole scan, rendered once in order, coded as H.264 and decoded back."""
@@ -165,7 +165,7 @@ class CompressedMicroscope(VirtualMicroscope):
                        "-pix_fmt", "yuv420p", "-y", str(video)]
             with subprocess.Popen(command, stdin=subprocess.PIPE) as coder:
                 for i in range(self.frame_count):
-                    coder.stdin.write(self._through_field_stop(super().render(i)).tobytes())
+                    coder.stdin.write(self._lit(super().render(i)).tobytes())
                 coder.stdin.close()
             if coder.returncode:
                 raise RuntimeError(f"ffmpeg could not record the scan (exit {coder.returncode})")
@@ -180,32 +180,45 @@ class CompressedMicroscope(VirtualMicroscope):
         return frame
 
 
-def field_stop_mask(frame: tuple[int, int], diameter_frac: float, soft_px: float = 4.0) -> np.ndarray:
-    """An eyepiece camera's round view: a disc ``diameter_frac`` of the frame height across, centred, dark
-    outside, its rim ``soft_px`` wide; (h, w, 1) float32 to multiply a frame by."""
+def light_mask(frame: tuple[int, int], stop_frac: float = 0.0, vignette: float = 1.0,
+               offset_frac: tuple[float, float] = (0.0, 0.0), soft_px: float = 4.0) -> np.ndarray | None:
+    """The share of the light reaching each pixel, (h, w, 1) float32 to multiply a frame by; None: all of it.
+
+    ``stop_frac``: an eyepiece camera's round view, a disc that many frame heights across, dark outside, its rim
+    ``soft_px`` wide (0: none). ``vignette``: the brightness left at the frame's corners by a fall-off with the
+    square of the distance from the centre (an unaligned condenser, a camera adapter's vignetting; 1: even).
+    ``offset_frac``: both centred that share of the frame height right and down of the frame's centre (a
+    decentred eyepiece or lamp; a vignette then falls off as a gradient across the view)."""
+    if not stop_frac and vignette == 1.0:
+        return None
     width, height = frame
     y, x = np.mgrid[:height, :width].astype(np.float32)
-    radius = np.hypot(x - (width - 1) / 2, y - (height - 1) / 2)
-    return np.clip((diameter_frac * height / 2 - radius) / soft_px + 0.5, 0, 1)[..., None].astype(np.float32)
+    radius = np.hypot(x - (width - 1) / 2 - offset_frac[0] * height, y - (height - 1) / 2 - offset_frac[1] * height)
+    light = np.clip(1 - (1 - vignette) * (radius / np.hypot(width / 2, height / 2)) ** 2, 0, 1)
+    if stop_frac:
+        light *= np.clip((stop_frac * height / 2 - radius) / soft_px + 0.5, 0, 1)
+    return light[..., None].astype(np.float32)
 
 
 def scan_scope(bccd: str | Path, fields: list[str], speed: float, seed: int, *, tile: tuple[int, int] = (320, 240),
                border: int = 80, row_step: float = 0.4, defects: float = 0.01,
                stain: str = "none", zoom: float = 1.0, frame: tuple[int, int] = FRAME,
-               jpeg_quality: int = 0, video_crf: int = 0, field_stop: float = 0.0) -> VirtualMicroscope:
+               jpeg_quality: int = 0, video_crf: int = 0, field_stop: float = 0.0, vignette: float = 1.0,
+               light_offset: tuple[float, float] = (0.0, 0.0)) -> VirtualMicroscope:
     """The benchmark's slide (``fields`` tiled, a plain border) scanned at ``speed`` px per frame, with
     2 px of hand jitter and ``defects`` of the frames blurred, streaked or dark (``seed`` draws both),
     the slide drawn with ``stain`` (one of ``STAINS``) and seen ``zoom`` times larger (another camera
     adapter or objective: the slide enlarged), through a camera of ``frame`` (width, height) pixels that
     sends JPEG frames of ``jpeg_quality`` (0: none), or recorded as H.264 at ``video_crf`` (0: not), seen
-    through a round field stop ``field_stop`` of the frame height across (0: none; ``field_stop_mask``)."""
+    through a round field stop ``field_stop`` of the frame height across (0: none), lit evenly or with
+    ``vignette`` of the light left at the corners, both centred ``light_offset`` off the frame's (``light_mask``)."""
     base = VirtualMicroscope(bccd, fields=fields, tile_size=tile, num_frames=1, border_px=border)
     size = (round(base.mosaic.shape[1] * zoom), round(base.mosaic.shape[0] * zoom))
     path = serpentine_scan(size, frame, speed, row_step_frac=row_step, jitter_px=2.0, seed=seed)
     scope = CompressedMicroscope(bccd, fields=fields, tile_size=tile, path=path, seed=seed, border_px=border,
                                  defects=defect_frames(len(path), defects, seed), frame_size=frame)
     scope.jpeg_quality, scope.video_crf = jpeg_quality, video_crf
-    scope.field_stop = field_stop_mask(frame, field_stop) if field_stop else None
+    scope.light = light_mask(frame, field_stop, vignette, light_offset)
     if stain != "none":  # the mosaic is BGR, the shifts take RGB
         # Imported here: synthetic_labs loads TensorFlow, which a plain count (and frame_checks.py) need not.
         from synthetic_labs import shift_image  # benchmarks/ is on sys.path when run as a script
@@ -475,6 +488,12 @@ def main() -> None:
     parser.add_argument("--field-stop", type=float, default=0.0, metavar="D",
                         help="see the slide through a round field stop D x the frame height across, dark outside "
                              "(an eyepiece camera or a phone adapter; 0: the whole frame)")
+    parser.add_argument("--vignette", type=float, default=1.0, metavar="V",
+                        help="light uneven: V of the centre's brightness left at the frame's corners (a condenser "
+                             "out of alignment, an adapter's vignetting; 1: even)")
+    parser.add_argument("--light-offset", type=float, nargs=2, default=[0.0, 0.0], metavar=("DX", "DY"),
+                        help="the field stop and the vignette centred this share of the frame height right and down "
+                             "of the frame's centre (a decentred eyepiece or lamp)")
     parser.add_argument("--out", default=str(REPO / "out" / "slide_count"))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=NUMBER",
                         help="config values to try, e.g. stream.edge_margin_frac=0.2")
@@ -515,6 +534,8 @@ def main() -> None:
         parser.error("--jpeg-quality: expected 1-100, or 0 for frames as rendered")
     if not 0 <= args.video_crf <= 51:
         parser.error("--video-crf: expected 1-51, or 0 for frames as rendered")
+    if not 0 < args.vignette <= 1:
+        parser.error("--vignette: expected the corners' share of the centre's light, above 0 and at most 1")
     if args.video_crf and (args.jpeg_quality or not shutil.which("ffmpeg")):
         parser.error("--video-crf: needs ffmpeg on PATH, and no --jpeg-quality (one coding at a time)")
     tile = zoomed_tile(tuple(args.tile), args.zoom)  # on the slide as the stream sees it
@@ -532,7 +553,7 @@ def main() -> None:
         scope = scan_scope(args.bccd, fields, speed, args.seed, tile=tuple(args.tile), border=args.border,
                            row_step=args.row_step, defects=args.defects, stain=args.stain, zoom=args.zoom,
                            frame=frame, jpeg_quality=args.jpeg_quality, video_crf=args.video_crf,
-                           field_stop=args.field_stop)
+                           field_stop=args.field_stop, vignette=args.vignette, light_offset=tuple(args.light_offset))
         if args.margin_geometry:
             results[f"{speed:g}"] = margin_geometry(scope, tile, args.margin_geometry, config)
             print(json.dumps({f"{speed:g} px/frame": results[f"{speed:g}"]}), flush=True)
@@ -546,7 +567,8 @@ def main() -> None:
         return
     report = {"model": str(args.model), "config_changes": tried, "not_in": args.not_in, "stain": args.stain,
               "zoom": args.zoom, "frame_size": list(frame), "jpeg_quality": args.jpeg_quality,
-              "video_crf": args.video_crf, "field_stop": args.field_stop, "fields": fields, "tile": args.tile,
+              "video_crf": args.video_crf, "field_stop": args.field_stop, "vignette": args.vignette,
+              "light_offset": args.light_offset, "fields": fields, "tile": args.tile,
               "border": args.border, "defect_share": args.defects, "speeds_px_per_frame": results}
     (out / "slide_count.json").write_text(json.dumps(report, indent=1) + "\n")
     draw(scope, results, out / "slide_count.png")

@@ -115,6 +115,11 @@ class LocatorConfig:
     # labels less sure); the stream and `hv classify` say so. The bundled model's: the 5th percentile of
     # blood-cells/TRAIN's, its smaller-celled source (benchmarks/training_cell_sizes.py). 0 = never said.
     min_cell_diameter_px: float = 75.0
+    # Uneven light (a vignette, a lamp off the axis): where the plasma's fitted light falls under this share of
+    # its brightest within the view, the frame is divided by it before cells are located and cropped
+    # (hv/illumination.py). Under the lowest read of every blood-cells/TRAIN and pbc/TRAIN image, so that no
+    # training crop changes (benchmarks/illumination.py). 0 = never.
+    uneven_light_below: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -338,6 +343,7 @@ _NON_NEGATIVE = {
     "export.qat_steps", "stream.edge_margin_frac", "stream.target_count", "stream.dark_mean", "stream.focus_warmup",
     "stream.jpeg_quality_min",
     "augment.blur", "locator.dense_nucleus_od", "locator.other_stain_nucleus_od", "locator.min_cell_diameter_px",
+    "locator.uneven_light_below",
 }
 _PATHS = {"train.out_dir", "serve.video_dir", "serve.corrections_dir", "data.original_groups"}
 _PATH_KEYWORDS = {"bundled", "none"}  # values of path keys that are not paths

@@ -12,7 +12,8 @@ import numpy as np
 
 from hv.classifier import Classifier
 from hv.config import Config
-from hv.field_of_view import image_view, whole_in_view
+from hv.field_of_view import whole_in_view
+from hv.illumination import evened_still
 from hv.jpeg_blocks import jpeg_quality
 from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES
 from hv.locator import ONE_FIELD_SPREAD, cell_diameter_px, crop_cell, locate_cells, small_cells_note
@@ -41,12 +42,12 @@ def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config
     can check it: the live count would not classify that view.
     """
     height, width = image_rgb.shape[:2]
+    image_rgb, view = evened_still(image_rgb, config.locator.uneven_light_below, config.stream.motion_width_px)
     diameter = cell_diameter_px(image_rgb, config.locator)
     boxes = locate_cells(image_rgb, config.locator, diameter)
     if not len(boxes):
         return FieldCells(boxes, np.zeros((0, len(OUTPUT_NAMES)), np.float32), np.zeros(0, bool), diameter)
     crops = np.stack([crop_cell(image_rgb, box, config.locator, classifier.image_size, diameter) for box in boxes])
-    view = image_view(image_rgb, config.stream.motion_width_px)
     whole = whole_in_view(boxes, (width, height), config.stream.edge_margin_frac * diameter, view)
     return FieldCells(boxes, classifier.predict(crops), whole, diameter)
 

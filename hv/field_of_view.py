@@ -85,8 +85,3 @@ def whole_in_view(boxes_xyxy: np.ndarray, frame_size: tuple[int, int], margin_px
         whole &= ~view.cut_by_stop(boxes_xyxy, frame_size[0], margin_px)
     return whole
 
-
-def image_view(image_rgb: np.ndarray, width: int) -> FieldOfView | None:
-    """A still RGB image's round field stop, found as the stream finds a frame's (``width``: its small grey width,
-    ``stream.motion_width_px``), or None."""
-    return field_of_view(small_grey(image_rgb, width, cv2.COLOR_RGB2GRAY))

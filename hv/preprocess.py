@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from hv.config import Config
-from hv.field_of_view import image_view, whole_in_view
+from hv.field_of_view import whole_in_view
+from hv.illumination import evened_still
 from hv.locator import cell_diameter_px, crop_cell, locate_cells
 from hv.stain import has_no_colour
 
@@ -66,7 +67,8 @@ def field_view(image_rgb: np.ndarray, config: Config) -> tuple[np.ndarray, str]:
     With ``data.input = "cell"`` it is the crop around the largest located white cell: a
     "whole" view if its box keeps ``stream.edge_margin_frac`` expected diameters from every
     image edge and from a round field stop's shadow (``hv.field_of_view``; in blood-cells/, the
-    black fill of its rotated copies), else "cut" (the stream would not classify that view). If no cell is found,
+    black fill of its rotated copies), else "cut" (the stream would not classify that view). An image lit
+    unevenly (a vignette) is evened first (``hv.illumination``). If no cell is found,
     the crop around the field's centre (data sets centre their cell), "not_located", so that
     no image is silently dropped from an evaluation. With ``data.input = "field"``, the
     whole image resized: "field".
@@ -78,10 +80,10 @@ def field_view(image_rgb: np.ndarray, config: Config) -> tuple[np.ndarray, str]:
     if config.data.input == "field":
         return resize_field(image_rgb, size), "field"
     height, width = image_rgb.shape[:2]
+    image_rgb, view = evened_still(image_rgb, config.locator.uneven_light_below, config.stream.motion_width_px)
     diameter = cell_diameter_px(image_rgb, config.locator)  # measured once, for the locator and the crop
     boxes = locate_cells(image_rgb, config.locator, diameter)
     if len(boxes):
-        view = image_view(image_rgb, config.stream.motion_width_px)
         whole = whole_in_view(boxes[:1], (width, height), config.stream.edge_margin_frac * diameter, view)[0]
         return crop_cell(image_rgb, boxes[0], config.locator, size, diameter), "whole" if whole else "cut"
     centre = np.array([width / 2, height / 2, width / 2, height / 2], np.float32)

@@ -19,6 +19,7 @@ from ai_edge_litert.interpreter import Interpreter
 from hv.classifier import file_sha256
 from hv.config import Config
 from hv.field_of_view import DARK_FRAC, MIN_STOP_SHARE
+from hv.illumination import GRID, LIGHT_PERCENTILE
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
 from hv.locator import ONE_FIELD_SPREAD
 from hv.scale import CELL_OVER_NUCLEUS, MIN_NUCLEUS_SHARE
@@ -85,6 +86,17 @@ def crop_description(config: Config) -> dict:
             "with a nucleus in view (hv/scale.py nucleus_diameter_px: the largest blob of pixels well bluer "
             f"than the field, if over {100 * MIN_NUCLEUS_SHARE:g} % of the frame), kept within "
             f"{CELL_OVER_NUCLEUS[0]}-{CELL_OVER_NUCLEUS[1]} times its equivalent diameter"
+        ),
+        "uneven_light_below": config.locator.uneven_light_below,
+        "uneven_light": (
+            f"before the cell scale, the locator and the crop: the small grey frame (as in field_stop) cut into "
+            f"{GRID[0]} x {GRID[1]} blocks; each block's {LIGHT_PERCENTILE}th percentile is its plasma level; a "
+            f"quadratic surface in x and y (-1..1 across the frame) is fitted by least squares, three rounds, each "
+            f"after leaving out blocks under 0.9 of the last fit and blocks over 5 % in a field stop's shadow; "
+            f"scaled to 1 at its brightest point in the lit view; if its darkest point there is under "
+            f"uneven_light_below (0: never), every pixel is divided by the surface (where it is 0.05 or more) and "
+            f"clipped to 255; otherwise the frame is used as it is. A stream reads one frame in 5 and judges the "
+            f"pointwise median of the last 9 reads (hv/illumination.py)"
         ),
         "stain_correction": config.locator.stain_correction,
         "stain_correction_how": (

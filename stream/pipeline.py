@@ -17,6 +17,7 @@ from tqdm import tqdm
 from hv.classifier import Classifier, model_identity
 from hv.config import Config
 from hv.field_of_view import FieldOfView, field_of_view, small_grey
+from hv.illumination import RunningLight, flatten, usable_view
 from hv.locator import RunningCellScale, locate_cells, small_cells_note
 from hv.stain import LAMP, STAIN
 from stream.annotators import BoxAnnotator, CountPanelAnnotator, LabelAnnotator, StatusAnnotator
@@ -55,6 +56,10 @@ class StreamPipeline:
             classifier, config.locator, min_confidence=stream.min_confidence,
             recheck_every=stream.recheck_every, max_votes=stream.max_votes, clear_by=stream.clear_view_frac)
         self.scale = RunningCellScale(config.locator, every=stream.scale_every, window=stream.scale_window)
+        # Uneven light (a vignette, a lamp off the axis) is divided out of the frames cells are looked for in;
+        # how many were, and whether the latest was.
+        self.light = RunningLight(config.locator.uneven_light_below)
+        self.evened_frames, self.evened = 0, False
         self.diameter_px: float | None = None  # the latest frame's expected cell diameter
         # The expected diameter of the last frames cells were located in, and how many of all such frames had
         # cells fewer pixels across than the model learnt from (locator.min_cell_diameter_px).
@@ -87,11 +92,12 @@ class StreamPipeline:
             self.position = self.motion.update(grey, width, taper)
             if self.position.new_region:  # motion lost: a jump, a blank view, or another objective
                 self.scale.restart()
+                self.light.restart()
             else:
                 self.motion_responses.append(self.position.response)
             after_motion = time.perf_counter()
             self.timings_ms["motion"] += 1000 * (after_motion - after_quality)
-            detections = self._cells(frame, (width, height))
+            detections = self._cells(frame, (width, height), grey)
             self.timings_ms["cells"] += 1000 * (time.perf_counter() - after_motion)
         else:
             self.skipped[self.report.reason] += 1
@@ -105,15 +111,22 @@ class StreamPipeline:
             scene = annotator.annotate(scene, detections)
         return scene, detections
 
-    def _cells(self, frame: Frame, frame_size: tuple[int, int]) -> Detections:
+    def _cells(self, frame: Frame, frame_size: tuple[int, int], grey: np.ndarray) -> Detections:
         image_rgb = cv2.cvtColor(frame.image_bgr, cv2.COLOR_BGR2RGB)  # the one colour conversion per frame
+        surface = self.light.update(grey, self.view)
+        self.evened = surface is not None
+        view = self.view  # what a whole cell keeps clear of: a round stop's shadow, parts too dim to even
+        if self.evened:
+            image_rgb = flatten(image_rgb, surface)
+            view = usable_view(surface, self.view, grey.shape)
+            self.evened_frames += 1
         self.diameter_px = self.scale.update(image_rgb)
         self.diameters_px.append(self.diameter_px)
         self.located_frames += 1
         self.small_cell_frames += self.diameter_px < self.config.locator.min_cell_diameter_px
         detections = Detections(locate_cells(image_rgb, self.config.locator, self.diameter_px))
         margin = self.config.stream.edge_margin_frac * self.diameter_px
-        detections = mark_cut_cells(detections, frame_size, margin, self.view)
+        detections = mark_cut_cells(detections, frame_size, margin, view)
         detections = self.tracker.update(detections, frame.index, self.position, frame_size, self.diameter_px)
         detections = self.track_classifier.update(detections, image_rgb, frame.index, self.diameter_px)
         self.track_classifier.forget(self.tracker.known_track_ids)
@@ -145,6 +158,11 @@ class StreamPipeline:
             # The camera's JPEG quality read back from its frames (hv.jpeg_blocks): 100, none under about
             # 80 seen; under stream.jpeg_quality_min its frames were skipped as "JPEG too compressed".
             "jpeg_quality": round(self.quality.jpeg_quality, 1) if self.quality.jpeg_quality is not None else None,
+            # Frames divided by the light's fitted surface before locating (hv.illumination), and the surface's
+            # darkest point in the view over its brightest as last read (1: even).
+            "uneven_light": {"frames_evened": self.evened_frames, "of_frames": self.located_frames,
+                             "darkest": round(self.light.darkest, 3) if self.light.darkest is not None else None,
+                             "uneven_light_below": self.config.locator.uneven_light_below},
             "regions": self.motion.region + 1,  # more than one: the stage motion was lost (region - 1) times
             "motion_response": {  # phase-correlation peak, 0-1: how sure the stage-motion estimate was
                 "median": round(float(np.median(self.motion_responses)), 3),
@@ -166,7 +184,8 @@ class StreamPipeline:
         cells = f"{identified} {'cell' if identified == 1 else 'cells'}"
         small = small_cells_note(self.diameter_px, self.config.locator.min_cell_diameter_px, brief=True) \
             if self.diameter_px else None
-        notes = f"{to_check}{self._recoloured_note()}{f'; {small}' if small else ''}"
+        evened = "; light uneven: evened" if self.evened else ""
+        notes = f"{to_check}{self._recoloured_note()}{f'; {small}' if small else ''}{evened}"
         if self.counter.complete:
             return f"differential complete: {cells}{notes}"
         if self.counter.target:
@@ -188,6 +207,16 @@ def small_cells_line(summary: dict) -> str | None:
         return None
     note = small_cells_note(summary["cell_diameter_px"], small["min_cell_diameter_px"])
     return f"{small['frames']} of {small['of_frames']} frames: {note}" if note else None
+
+
+def uneven_light_line(summary: dict) -> str | None:
+    """One line for the end of a run in which most frames were lit unevenly enough to be evened (hv.illumination)."""
+    light = summary.get("uneven_light") or {}
+    if not light.get("of_frames") or 2 * light["frames_evened"] < light["of_frames"] or light.get("darkest") is None:
+        return None
+    return (f"{light['frames_evened']} of {light['of_frames']} frames were lit unevenly (the view's darkest part at "
+            f"{100 * light['darkest']:.0f} % of its brightest) and were evened before cells were looked for; centre "
+            f"the lamp and the condenser (Koehler) or the camera adapter for the surest labels")
 
 
 def motion_lost_line(summary: dict) -> str | None:

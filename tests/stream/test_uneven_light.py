@@ -1,0 +1,33 @@
+"""A moving slide under uneven light: its frames are evened before cells are looked for, and the run says so."""
+
+import numpy as np
+
+from hv.config import Config
+from stream.detections import Frame
+from stream.pipeline import StreamPipeline, uneven_light_line
+from tests.hv.test_illumination import vignetted
+from tests.stream.fakes import FixedClassifier
+from tests.stream.test_slide_count import CELLS, FRAME_H, FRAME_W, make_slide, run, there_and_back
+
+
+def test_a_slide_under_a_vignette_is_counted_and_the_run_says_the_light_was_uneven(tmp_path):
+    path = there_and_back(16.0)
+    dim = {i: (lambda im: vignetted(im, 0.35)) for i in range(len(path))}
+    summary, rows = run(tmp_path / "dim", path, dim)
+    light = summary["uneven_light"]
+    assert light["of_frames"] > 0 and light["frames_evened"] >= light["of_frames"] - 1  # all but the first read
+    assert light["darkest"] < 0.5
+    assert summary["cells"] == CELLS and summary["regions"] == 1
+    assert "were lit unevenly" in uneven_light_line(summary)
+    # The same pan under even light: nothing evened, nothing said.
+    summary, _ = run(tmp_path / "even", path)
+    assert summary["uneven_light"]["frames_evened"] == 0 and summary["cells"] == CELLS
+    assert uneven_light_line(summary) is None
+
+
+def test_the_overlay_says_when_a_frame_was_evened():
+    pipeline = StreamPipeline(FixedClassifier(image_size=32), Config())
+    frame = vignetted(make_slide()[:FRAME_H, :FRAME_W].copy(), 0.35)
+    pipeline.process(Frame(frame, 0, 0.0))
+    assert pipeline.evened and "light uneven: evened" in pipeline.status
+    assert np.isfinite(pipeline.light.darkest)
