@@ -58,7 +58,8 @@ def main() -> None:
         tiles = []
         for zoom in args.zooms:
             view = field if zoom == 1 else cv2.resize(field, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_AREA)
-            boxes, probs, _, diameter = classify_image(classifier, view, config)
+            cells = classify_image(classifier, view, config)
+            boxes, probs, diameter = cells.boxes, cells.probs, cells.diameter_px
             if not len(boxes):
                 tiles.append(captioned(np.full((TILE, TILE, 3), 200, np.uint8), [f"{zoom:g}x: no cell found"]))
                 continue

@@ -13,7 +13,7 @@ import numpy as np
 from hv.classifier import Classifier
 from hv.config import Config
 from hv.field_of_view import whole_in_view
-from hv.illumination import evened_still
+from hv.illumination import DIM_BELOW, evened_still
 from hv.jpeg_blocks import jpeg_quality
 from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES
 from hv.locator import ONE_FIELD_SPREAD, cell_diameter_px, crop_cell, locate_cells, small_cells_note
@@ -31,6 +31,7 @@ class FieldCells(NamedTuple):
     whole: np.ndarray  # (n,) bool; False: the image edge or a round view's rim may cut the cell (the stream would
     # not classify it)
     diameter_px: float  # the expected cell diameter the cells were located and cropped at
+    evened_darkest: float | None = None  # lit unevenly: the light's darkest point over its brightest (hv.illumination)
 
 
 def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config) -> FieldCells:
@@ -42,14 +43,25 @@ def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config
     can check it: the live count would not classify that view.
     """
     height, width = image_rgb.shape[:2]
-    image_rgb, view = evened_still(image_rgb, config.locator.uneven_light_below, config.stream.motion_width_px)
+    image_rgb, view, evened_darkest = evened_still(image_rgb, config.locator.uneven_light_below,
+                                                   config.stream.motion_width_px)
     diameter = cell_diameter_px(image_rgb, config.locator)
     boxes = locate_cells(image_rgb, config.locator, diameter)
     if not len(boxes):
-        return FieldCells(boxes, np.zeros((0, len(OUTPUT_NAMES)), np.float32), np.zeros(0, bool), diameter)
+        return FieldCells(boxes, np.zeros((0, len(OUTPUT_NAMES)), np.float32), np.zeros(0, bool), diameter,
+                          evened_darkest)
     crops = np.stack([crop_cell(image_rgb, box, config.locator, classifier.image_size, diameter) for box in boxes])
     whole = whole_in_view(boxes, (width, height), config.stream.edge_margin_frac * diameter, view)
-    return FieldCells(boxes, classifier.predict(crops), whole, diameter)
+    return FieldCells(boxes, classifier.predict(crops), whole, diameter, evened_darkest)
+
+
+def uneven_light_in_field(cells: FieldCells) -> str | None:
+    """What to tell the user when a still image was lit unevenly and evened before its cells were looked for."""
+    if cells.evened_darkest is None:
+        return None
+    return (f"lit unevenly (its darkest part at {100 * cells.evened_darkest:.0f} % of its brightest): evened before "
+            f"cells were looked for, and a cell where the light is under {100 * DIM_BELOW:.0f} % is marked cut; "
+            f"centre the lamp and the condenser or the camera adapter for the surest labels")
 
 
 def small_cells_in_field(cells: FieldCells, config: Config) -> str | None:
@@ -126,8 +138,9 @@ def classify_fields(classifier: Classifier, images: list[Path], config: Config, 
                 skipped.append(str(exc))
                 continue
             cells = classify_image(classifier, image, config)
-            boxes, probs, whole, diameter = cells
-            for note in (small_cells_in_field(cells, config), compression_in_image(image, config)):
+            boxes, probs, whole, diameter = cells.boxes, cells.probs, cells.whole, cells.diameter_px
+            for note in (small_cells_in_field(cells, config), compression_in_image(image, config),
+                         uneven_light_in_field(cells)):
                 if note:
                     print(f"{path}: {note}")
             for box, prob, is_whole in zip(boxes, probs, whole):

@@ -17,6 +17,7 @@ change. A round field stop's shadow (``hv.field_of_view``) takes no part in the 
 from __future__ import annotations
 
 import collections
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -157,15 +158,21 @@ def usable_view(surface: np.ndarray, view: FieldOfView | None, grey_shape: tuple
     return FieldOfView(dim | view.stop, view.taper)
 
 
-def evened_still(image_rgb: np.ndarray, uneven_below: float, grey_width: int) -> tuple[np.ndarray,
-                                                                                        FieldOfView | None]:
-    """A still image as the locator and the crop should see it, and the view a cell must keep clear of to be whole
-    (``hv.field_of_view``): its light divided out where uneven (``uneven_light``), parts lit too dimly for that left
-    out of the view (``usable_view``); else the image itself and its round view, if any. ``grey_width``: the small
-    grey frame's width (``stream.motion_width_px``), as the stream reads a frame."""
+class StillImage(NamedTuple):
+    """A still image as the locator and the crop should see it (``evened_still``)."""
+
+    image: np.ndarray  # RGB: the image itself, or divided by its light where that was uneven
+    view: FieldOfView | None  # what a whole cell keeps clear of: a round stop's shadow, parts too dim to even
+    evened_darkest: float | None  # the light's darkest point in the view over its brightest, if evened; else None
+
+
+def evened_still(image_rgb: np.ndarray, uneven_below: float, grey_width: int) -> StillImage:
+    """A still image's light divided out where uneven (``uneven_light``), parts lit too dimly for that left out of
+    the view (``usable_view``); else the image itself and its round view, if any. ``grey_width``: the small grey
+    frame's width (``stream.motion_width_px``), as the stream reads a frame."""
     grey = small_grey(image_rgb, grey_width, cv2.COLOR_RGB2GRAY)
     view = field_of_view(grey)
     surface = uneven_light(grey, uneven_below, view)
     if surface is None:
-        return image_rgb, view
-    return flatten(image_rgb, surface), usable_view(surface, view, grey.shape)
+        return StillImage(image_rgb, view, None)
+    return StillImage(flatten(image_rgb, surface), usable_view(surface, view, grey.shape), darkest_lit(surface, view))

@@ -80,7 +80,7 @@ def field_view(image_rgb: np.ndarray, config: Config) -> tuple[np.ndarray, str]:
     if config.data.input == "field":
         return resize_field(image_rgb, size), "field"
     height, width = image_rgb.shape[:2]
-    image_rgb, view = evened_still(image_rgb, config.locator.uneven_light_below, config.stream.motion_width_px)
+    image_rgb, view, _ = evened_still(image_rgb, config.locator.uneven_light_below, config.stream.motion_width_px)
     diameter = cell_diameter_px(image_rgb, config.locator)  # measured once, for the locator and the crop
     boxes = locate_cells(image_rgb, config.locator, diameter)
     if len(boxes):

@@ -27,7 +27,13 @@ import pandas as pd
 
 from hv.classifier import Classifier
 from hv.config import Config
-from hv.field_images import classify_image, compression_in_image, draw_cells, small_cells_in_field
+from hv.field_images import (
+    classify_image,
+    compression_in_image,
+    draw_cells,
+    small_cells_in_field,
+    uneven_light_in_field,
+)
 from hv.labels import CLASS_NAMES, OTHER_ID, OUTPUT_NAMES, UNIDENTIFIED_ID
 from hv.preprocess import NO_COLOUR, resize_field
 from hv.saliency import GradCam, overlay_heat_map
@@ -311,9 +317,10 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
             probs = active.predict(resize_field(image_rgb, active.image_size)[None])[0]
             return image_rgb, {name: float(p) for name, p in zip(OUTPUT_NAMES, probs)}, None
         cells = classify_image(active, image_rgb, config)
-        boxes, probs, whole, _ = cells
+        boxes, probs, whole = cells.boxes, cells.probs, cells.whole
         annotated = cv2.cvtColor(draw_cells(image_rgb, boxes, probs, whole), cv2.COLOR_BGR2RGB)
-        for note in (small_cells_in_field(cells, config), compression_in_image(image_rgb, config)):
+        for note in (small_cells_in_field(cells, config), compression_in_image(image_rgb, config),
+                     uneven_light_in_field(cells)):
             if note:
                 gr.Warning(f"{note[0].upper()}{note[1:]}.")
         rows = [{"cell": i + 1, "label": OUTPUT_NAMES[p.argmax()], "confidence": round(float(p.max()), 3),

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from hv.config import Config
-from hv.field_images import classify_image
+from hv.field_images import classify_image, uneven_light_in_field
 from hv.field_of_view import field_of_view, small_grey
 from hv.illumination import RunningLight, darkest_lit, evened_still, flatten, light_surface, uneven_light
 from hv.preprocess import field_view, read_image_rgb
@@ -49,12 +49,12 @@ def test_dark_corners_are_not_taken_for_nuclei_and_even_light_is_left_exactly():
     dim = vignetted(view, 0.4)
     off = dataclasses.replace(config, locator=dataclasses.replace(config.locator, uneven_light_below=0))
     assert field_view(dim, off)[1] != "not_located"  # as it was: a dark corner located as a cell
-    evened, _ = evened_still(dim, config.locator.uneven_light_below, config.stream.motion_width_px)
+    evened = evened_still(dim, config.locator.uneven_light_below, config.stream.motion_width_px).image
     assert evened is not dim and field_view(dim, config)[1] == "not_located"
-    unevened, _ = evened_still(dim, 0, config.stream.motion_width_px)
+    unevened = evened_still(dim, 0, config.stream.motion_width_px).image
     assert unevened is dim  # 0: never evened
     # Left exactly as it is when the light is even: the training labs' images see no change.
-    assert evened_still(view, config.locator.uneven_light_below, config.stream.motion_width_px)[0] is view
+    assert evened_still(view, config.locator.uneven_light_below, config.stream.motion_width_px).image is view
 
 
 def test_a_round_view_is_read_inside_and_its_shadow_stays_dark():
@@ -107,3 +107,7 @@ def test_a_cell_in_a_part_too_dim_to_even_is_not_whole():
     assert left_cell_whole(field)
     assert left_cell_whole(graded(field, 1.0, 0.25))  # the lamp on its side: evened, and whole
     assert not left_cell_whole(graded(field, 0.25, 1.0))  # the lamp on the far side: too dim to even
+    # The user is told, with what to do; an evenly lit field says nothing.
+    note = uneven_light_in_field(classify_image(fake, graded(field, 0.25, 1.0), config))
+    assert note.startswith("lit unevenly (its darkest part at ") and "marked cut" in note
+    assert uneven_light_in_field(classify_image(fake, field, config)) is None
