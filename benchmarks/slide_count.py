@@ -143,16 +143,23 @@ class CompressedMicroscope(VirtualMicroscope):
     jpeg_quality = 0
     video_crf = 0
     light: np.ndarray | None = None  # (h, w, 1) float32: the light reaching each pixel (a stop, a vignette)
+    noise = 0.0  # the camera's noise: Gaussian, this standard deviation in 8-bit levels, drawn anew each frame
     _recording: tuple[tempfile.TemporaryDirectory, cv2.VideoCapture] | None = None
     _next_index = 0
 
     def render(self, index: int) -> np.ndarray:
         if self.video_crf:
             return self._recorded(index)
-        return jpeg_coded(self._lit(super().render(index)), self.jpeg_quality)
+        return jpeg_coded(self._camera(super().render(index), index), self.jpeg_quality)
 
-    def _lit(self, frame: np.ndarray) -> np.ndarray:
-        return frame if self.light is None else (frame * self.light).astype(np.uint8)
+    def _camera(self, frame: np.ndarray, index: int) -> np.ndarray:
+        """The rendered view as the camera records it: through the light (a stop, a vignette), with its noise."""
+        if self.light is not None:
+            frame = (frame * self.light).astype(np.uint8)
+        if not self.noise:
+            return frame
+        noise = np.random.default_rng(index).normal(0, self.noise, frame.shape).astype(np.float32)
+        return np.clip(np.rint(frame + noise), 0, 255).astype(np.uint8)
 
     def _recorded(self, index: int) -> np.ndarray:
         """Frame ``index`` of the whole scan, rendered once in order, coded as H.264 and decoded back."""
@@ -165,7 +172,7 @@ class CompressedMicroscope(VirtualMicroscope):
                        "-pix_fmt", "yuv420p", "-y", str(video)]
             with subprocess.Popen(command, stdin=subprocess.PIPE) as coder:
                 for i in range(self.frame_count):
-                    coder.stdin.write(self._lit(super().render(i)).tobytes())
+                    coder.stdin.write(self._camera(super().render(i), i).tobytes())
                 coder.stdin.close()
             if coder.returncode:
                 raise RuntimeError(f"ffmpeg could not record the scan (exit {coder.returncode})")
@@ -204,21 +211,22 @@ def scan_scope(bccd: str | Path, fields: list[str], speed: float, seed: int, *, 
                border: int = 80, row_step: float = 0.4, defects: float = 0.01,
                stain: str = "none", zoom: float = 1.0, frame: tuple[int, int] = FRAME,
                jpeg_quality: int = 0, video_crf: int = 0, field_stop: float = 0.0, vignette: float = 1.0,
-               light_offset: tuple[float, float] = (0.0, 0.0)) -> VirtualMicroscope:
+               light_offset: tuple[float, float] = (0.0, 0.0), noise: float = 0.0) -> VirtualMicroscope:
     """The benchmark's slide (``fields`` tiled, a plain border) scanned at ``speed`` px per frame, with
     2 px of hand jitter and ``defects`` of the frames blurred, streaked or dark (``seed`` draws both),
     the slide drawn with ``stain`` (one of ``STAINS``) and seen ``zoom`` times larger (another camera
     adapter or objective: the slide enlarged), through a camera of ``frame`` (width, height) pixels that
     sends JPEG frames of ``jpeg_quality`` (0: none), or recorded as H.264 at ``video_crf`` (0: not), seen
     through a round field stop ``field_stop`` of the frame height across (0: none), lit evenly or with
-    ``vignette`` of the light left at the corners, both centred ``light_offset`` off the frame's (``light_mask``)."""
+    ``vignette`` of the light left at the corners, both centred ``light_offset`` off the frame's (``light_mask``),
+    with the camera's ``noise`` (Gaussian, in 8-bit levels; 0: none)."""
     base = VirtualMicroscope(bccd, fields=fields, tile_size=tile, num_frames=1, border_px=border)
     size = (round(base.mosaic.shape[1] * zoom), round(base.mosaic.shape[0] * zoom))
     path = serpentine_scan(size, frame, speed, row_step_frac=row_step, jitter_px=2.0, seed=seed)
     scope = CompressedMicroscope(bccd, fields=fields, tile_size=tile, path=path, seed=seed, border_px=border,
                                  defects=defect_frames(len(path), defects, seed), frame_size=frame)
     scope.jpeg_quality, scope.video_crf = jpeg_quality, video_crf
-    scope.light = light_mask(frame, field_stop, vignette, light_offset)
+    scope.light, scope.noise = light_mask(frame, field_stop, vignette, light_offset), noise
     if stain != "none":  # the mosaic is BGR, the shifts take RGB
         # Imported here: synthetic_labs loads TensorFlow, which a plain count (and frame_checks.py) need not.
         from synthetic_labs import shift_image  # benchmarks/ is on sys.path when run as a script
@@ -491,6 +499,9 @@ def main() -> None:
     parser.add_argument("--vignette", type=float, default=1.0, metavar="V",
                         help="light uneven: V of the centre's brightness left at the frame's corners (a condenser "
                              "out of alignment, an adapter's vignetting; 1: even)")
+    parser.add_argument("--noise", type=float, default=0.0, metavar="S",
+                        help="the camera's noise: Gaussian, S levels of 255 standard deviation, new each frame (a dim "
+                             "view at a high gain; 0: none)")
     parser.add_argument("--light-offset", type=float, nargs=2, default=[0.0, 0.0], metavar=("DX", "DY"),
                         help="the field stop and the vignette centred this share of the frame height right and down "
                              "of the frame's centre (a decentred eyepiece or lamp)")
@@ -553,7 +564,8 @@ def main() -> None:
         scope = scan_scope(args.bccd, fields, speed, args.seed, tile=tuple(args.tile), border=args.border,
                            row_step=args.row_step, defects=args.defects, stain=args.stain, zoom=args.zoom,
                            frame=frame, jpeg_quality=args.jpeg_quality, video_crf=args.video_crf,
-                           field_stop=args.field_stop, vignette=args.vignette, light_offset=tuple(args.light_offset))
+                           field_stop=args.field_stop, vignette=args.vignette, light_offset=tuple(args.light_offset),
+                           noise=args.noise)
         if args.margin_geometry:
             results[f"{speed:g}"] = margin_geometry(scope, tile, args.margin_geometry, config)
             print(json.dumps({f"{speed:g} px/frame": results[f"{speed:g}"]}), flush=True)
@@ -568,7 +580,8 @@ def main() -> None:
     report = {"model": str(args.model), "config_changes": tried, "not_in": args.not_in, "stain": args.stain,
               "zoom": args.zoom, "frame_size": list(frame), "jpeg_quality": args.jpeg_quality,
               "video_crf": args.video_crf, "field_stop": args.field_stop, "vignette": args.vignette,
-              "light_offset": args.light_offset, "fields": fields, "tile": args.tile,
+              "light_offset": args.light_offset, "noise": args.noise,
+              "fields": fields, "tile": args.tile,
               "border": args.border, "defect_share": args.defects, "speeds_px_per_frame": results}
     (out / "slide_count.json").write_text(json.dumps(report, indent=1) + "\n")
     draw(scope, results, out / "slide_count.png")

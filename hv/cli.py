@@ -270,14 +270,15 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def _say_what_held_the_run_back(command: str, summary: dict) -> None:
     """A line on stderr when most frames failed one check (a count of 0 from a monochrome camera says why),
     one when most frames' cells were smaller than the model learnt from (a lower magnification), one when most
-    were lit unevenly (evened before locating), and one when the stage motion was lost (cells may have been
-    counted twice)."""
+    were lit unevenly (evened before locating), one when the camera was noisier than the model learnt from, and
+    one when the stage motion was lost (cells may have been counted twice)."""
     from stream.frame_quality import mostly_skipped
-    from stream.pipeline import motion_lost_line, small_cells_line, uneven_light_line
+    from stream.pipeline import motion_lost_line, noisy_camera_line, small_cells_line, uneven_light_line
 
     for line in (mostly_skipped(summary.get("frames_skipped", {}), summary.get("frames", 0),
                                 summary.get("jpeg_quality")),
-                 small_cells_line(summary), uneven_light_line(summary), motion_lost_line(summary)):
+                 small_cells_line(summary), uneven_light_line(summary),
+                 noisy_camera_line(summary), motion_lost_line(summary)):
         if line:
             print(f"hv {command}: {line}", file=sys.stderr)
 

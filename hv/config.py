@@ -255,6 +255,10 @@ class StreamConfig:
     # whole fields the labels held at quality 25 (92 % agreeing with BCCD's) and fell at 20 (82 %).
     # 0 turns the check off.
     jpeg_quality_min: float = 23.0
+    # A camera noisier than this (hv.noise: the grain's standard deviation in grey levels at the classifier's
+    # scale) is said to be ("labels less sure"), not skipped: above the highest read of every training
+    # image (benchmarks/camera_noise.py). 0 = never said.
+    noise_max: float = 1.75
 
 
 @dataclass(frozen=True)
@@ -341,7 +345,7 @@ _NON_NEGATIVE = {
     "train.phase1.epochs", "train.phase2.epochs", "train.phase2.unfreeze_layers",
     "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
     "export.qat_steps", "stream.edge_margin_frac", "stream.target_count", "stream.dark_mean", "stream.focus_warmup",
-    "stream.jpeg_quality_min",
+    "stream.jpeg_quality_min", "stream.noise_max",
     "augment.blur", "locator.dense_nucleus_od", "locator.other_stain_nucleus_od", "locator.min_cell_diameter_px",
     "locator.uneven_light_below",
 }

@@ -17,6 +17,7 @@ from hv.illumination import DIM_BELOW, evened_still
 from hv.jpeg_blocks import jpeg_quality
 from hv.labels import CLASS_COLOURS_BGR, OUTPUT_NAMES
 from hv.locator import ONE_FIELD_SPREAD, cell_diameter_px, crop_cell, locate_cells, small_cells_note
+from hv.noise import noise_level, noisy_note
 from hv.preprocess import IMAGE_SUFFIXES, ImageReadError, read_image_rgb
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class FieldCells(NamedTuple):
     # not classify it)
     diameter_px: float  # the expected cell diameter the cells were located and cropped at
     evened_darkest: float | None = None  # lit unevenly: the light's darkest point over its brightest (hv.illumination)
+    noise: float | None = None  # the camera's noise at the classifier's scale (hv.noise); None where not read
 
 
 def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config) -> FieldCells:
@@ -50,9 +52,15 @@ def classify_image(classifier: Classifier, image_rgb: np.ndarray, config: Config
     if not len(boxes):
         return FieldCells(boxes, np.zeros((0, len(OUTPUT_NAMES)), np.float32), np.zeros(0, bool), diameter,
                           evened_darkest)
+    noise = noise_level(image_rgb, diameter, config.locator.crop_context, classifier.image_size, cv2.COLOR_RGB2GRAY)
     crops = np.stack([crop_cell(image_rgb, box, config.locator, classifier.image_size, diameter) for box in boxes])
     whole = whole_in_view(boxes, (width, height), config.stream.edge_margin_frac * diameter, view)
-    return FieldCells(boxes, classifier.predict(crops), whole, diameter, evened_darkest)
+    return FieldCells(boxes, classifier.predict(crops), whole, diameter, evened_darkest, noise)
+
+
+def noise_in_field(cells: FieldCells, config: Config) -> str | None:
+    """What to tell the user when a still image's cells were found in an image noisier than the model learnt from."""
+    return noisy_note(cells.noise, config.stream.noise_max)
 
 
 def uneven_light_in_field(cells: FieldCells) -> str | None:
@@ -140,7 +148,7 @@ def classify_fields(classifier: Classifier, images: list[Path], config: Config, 
             cells = classify_image(classifier, image, config)
             boxes, probs, whole, diameter = cells.boxes, cells.probs, cells.whole, cells.diameter_px
             for note in (small_cells_in_field(cells, config), compression_in_image(image, config),
-                         uneven_light_in_field(cells)):
+                         uneven_light_in_field(cells), noise_in_field(cells, config)):
                 if note:
                     print(f"{path}: {note}")
             for box, prob, is_whole in zip(boxes, probs, whole):

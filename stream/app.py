@@ -31,6 +31,7 @@ from hv.field_images import (
     classify_image,
     compression_in_image,
     draw_cells,
+    noise_in_field,
     small_cells_in_field,
     uneven_light_in_field,
 )
@@ -320,7 +321,7 @@ def build_app(classifier: Classifier, config: Config, *, autostart: bool = False
         boxes, probs, whole = cells.boxes, cells.probs, cells.whole
         annotated = cv2.cvtColor(draw_cells(image_rgb, boxes, probs, whole), cv2.COLOR_BGR2RGB)
         for note in (small_cells_in_field(cells, config), compression_in_image(image_rgb, config),
-                     uneven_light_in_field(cells)):
+                     uneven_light_in_field(cells), noise_in_field(cells, config)):
             if note:
                 gr.Warning(f"{note[0].upper()}{note[1:]}.")
         rows = [{"cell": i + 1, "label": OUTPUT_NAMES[p.argmax()], "confidence": round(float(p.max()), 3),

@@ -19,6 +19,7 @@ from hv.config import Config
 from hv.field_of_view import FieldOfView, field_of_view, small_grey
 from hv.illumination import RunningLight, flatten, usable_view
 from hv.locator import RunningCellScale, locate_cells, small_cells_note
+from hv.noise import noise_level, noisy_note
 from hv.stain import LAMP, STAIN
 from stream.annotators import BoxAnnotator, CountPanelAnnotator, LabelAnnotator, StatusAnnotator
 from stream.counter import DifferentialCount
@@ -35,6 +36,9 @@ LATENCY_WINDOW = 10_000  # frames whose latency summary.json's p50 / p95 describ
 # The status line says the colours were adjusted once at least half of this many counted cells or more were:
 # a few cells near a bright edge do not make a microscope unlike the training labs'.
 RECOLOURED_NOTE_MIN_CELLS = 5
+# A camera's noise does not change from frame to frame: read on one located frame in NOISE_READ_EVERY, judged by
+# the median of the last NOISE_READS reads (0.34 ms a read at 640 x 480: benchmarks/camera_noise.py).
+NOISE_READ_EVERY, NOISE_READS = 10, 9
 
 
 class StreamPipeline:
@@ -60,6 +64,8 @@ class StreamPipeline:
         # how many were, and whether the latest was.
         self.light = RunningLight(config.locator.uneven_light_below)
         self.evened_frames, self.evened = 0, False
+        # The camera's noise at the classifier's scale, read on one located frame in NOISE_READ_EVERY (hv.noise).
+        self.noise_reads: collections.deque[float] = collections.deque(maxlen=NOISE_READS)
         self.diameter_px: float | None = None  # the latest frame's expected cell diameter
         # The expected diameter of the last frames cells were located in, and how many of all such frames had
         # cells fewer pixels across than the model learnt from (locator.min_cell_diameter_px).
@@ -124,6 +130,9 @@ class StreamPipeline:
         self.diameters_px.append(self.diameter_px)
         self.located_frames += 1
         self.small_cell_frames += self.diameter_px < self.config.locator.min_cell_diameter_px
+        if self.config.stream.noise_max and self.located_frames % NOISE_READ_EVERY == 1:
+            self.noise_reads.append(noise_level(image_rgb, self.diameter_px, self.config.locator.crop_context,
+                                                self.track_classifier.classifier.image_size, cv2.COLOR_RGB2GRAY))
         detections = Detections(locate_cells(image_rgb, self.config.locator, self.diameter_px))
         margin = self.config.stream.edge_margin_frac * self.diameter_px
         detections = mark_cut_cells(detections, frame_size, margin, view)
@@ -163,11 +172,19 @@ class StreamPipeline:
             "uneven_light": {"frames_evened": self.evened_frames, "of_frames": self.located_frames,
                              "darkest": round(self.light.darkest, 3) if self.light.darkest is not None else None,
                              "uneven_light_below": self.config.locator.uneven_light_below},
+            # The camera's noise (hv.noise), the median of the last reads; over stream.noise_max labels are less sure.
+            "camera_noise": {"level": round(self.camera_noise, 2) if self.camera_noise is not None else None,
+                             "noise_max": self.config.stream.noise_max},
             "regions": self.motion.region + 1,  # more than one: the stage motion was lost (region - 1) times
             "motion_response": {  # phase-correlation peak, 0-1: how sure the stage-motion estimate was
                 "median": round(float(np.median(self.motion_responses)), 3),
                 "p05": round(float(np.percentile(self.motion_responses, 5)), 3)} if self.motion_responses else None,
         }
+
+    @property
+    def camera_noise(self) -> float | None:
+        """The camera's noise as the recent frames read (hv.noise), or None before the first read."""
+        return float(np.median(self.noise_reads)) if self.noise_reads else None
 
     @property
     def status(self) -> str:
@@ -185,7 +202,9 @@ class StreamPipeline:
         small = small_cells_note(self.diameter_px, self.config.locator.min_cell_diameter_px, brief=True) \
             if self.diameter_px else None
         evened = "; light uneven: evened" if self.evened else ""
-        notes = f"{to_check}{self._recoloured_note()}{f'; {small}' if small else ''}{evened}"
+        noisy = "; camera noisy: labels less sure" if noisy_note(self.camera_noise,
+                                                                  self.config.stream.noise_max) else ""
+        notes = f"{to_check}{self._recoloured_note()}{f'; {small}' if small else ''}{evened}{noisy}"
         if self.counter.complete:
             return f"differential complete: {cells}{notes}"
         if self.counter.target:
@@ -207,6 +226,12 @@ def small_cells_line(summary: dict) -> str | None:
         return None
     note = small_cells_note(summary["cell_diameter_px"], small["min_cell_diameter_px"])
     return f"{small['frames']} of {small['of_frames']} frames: {note}" if note else None
+
+
+def noisy_camera_line(summary: dict) -> str | None:
+    """One line for the end of a run whose camera was noisier than any image the model learnt from."""
+    noise = summary.get("camera_noise") or {}
+    return noisy_note(noise.get("level"), noise.get("noise_max", 0))
 
 
 def uneven_light_line(summary: dict) -> str | None:
