@@ -19,7 +19,7 @@ from ai_edge_litert.interpreter import Interpreter
 from hv.classifier import file_sha256
 from hv.config import Config
 from hv.field_of_view import DARK_FRAC, MIN_STOP_SHARE
-from hv.illumination import GRID, LIGHT_PERCENTILE
+from hv.illumination import DIM_BELOW, GRID, LIGHT_PERCENTILE
 from hv.labels import CLASS_NAMES, OUTPUT_NAMES
 from hv.locator import ONE_FIELD_SPREAD
 from hv.scale import CELL_OVER_NUCLEUS, MIN_NUCLEUS_SHARE
@@ -95,8 +95,9 @@ def crop_description(config: Config) -> dict:
             f"after leaving out blocks under 0.9 of the last fit and blocks over 5 % in a field stop's shadow; "
             f"scaled to 1 at its brightest point in the lit view; if its darkest point there is under "
             f"uneven_light_below (0: never), every pixel is divided by the surface (where it is 0.05 or more) and "
-            f"clipped to 255; otherwise the frame is used as it is. A stream reads one frame in 5 and judges the "
-            f"pointwise median of the last 9 reads (hv/illumination.py)"
+            f"clipped to 255, and parts where the surface is under {DIM_BELOW:g} count as outside the view for the cut "
+            f"rule (like field_stop's shadow); otherwise the frame is used as it is. A stream reads one frame in 5 "
+            f"and judges the pointwise median of the last 9 reads (hv/illumination.py)"
         ),
         "stain_correction": config.locator.stain_correction,
         "stain_correction_how": (
