@@ -89,8 +89,10 @@ def _on_grid(stop: np.ndarray) -> np.ndarray:
 
 
 def darkest_lit(surface: np.ndarray, view: FieldOfView | None = None) -> float:
-    """The light surface's darkest point in the lit view (its brightest is 1)."""
-    return float(surface.min() if view is None else surface[~_on_grid(view.stop)].min())
+    """The light surface's darkest point in the lit view (its brightest is 1); 1 where no point of the surface's
+    grid is wholly lit (a view smaller than a grid cell: nothing to even)."""
+    lit = surface if view is None else surface[~_on_grid(view.stop)]
+    return float(lit.min()) if lit.size else 1.0
 
 
 def uneven_light(grey_small: np.ndarray, uneven_below: float, view: FieldOfView | None = None) -> np.ndarray | None:
@@ -116,7 +118,7 @@ class RunningLight:
     """A stream's light surface: read on one frame in ``every``, the pointwise median of the last ``window`` reads.
 
     The light comes from the optics and does not move with the slide, while one frame's read follows where its
-    cells lie (a frame's read spreads 0.52-0.69 around a vignette's true 0.60: BENCHMARKS.md, "Uneven light"),
+    cells lie (a frame's read spreads 0.55-0.71 around a vignette's true 0.60: BENCHMARKS.md, "Uneven light"),
     so the stream judges the median and flattens every frame alike, or none. ``restart`` forgets the reads (the
     stream calls it when the stage motion is lost: another objective brings other light).
     """

@@ -7,7 +7,7 @@ import numpy as np
 
 from hv.config import Config
 from hv.field_images import classify_image, uneven_light_in_field
-from hv.field_of_view import field_of_view, small_grey
+from hv.field_of_view import FieldOfView, field_of_view, small_grey
 from hv.illumination import RunningLight, darkest_lit, evened_still, flatten, light_surface, uneven_light
 from hv.preprocess import field_view, read_image_rgb
 from tests.conftest import SAMPLES
@@ -111,3 +111,15 @@ def test_a_cell_in_a_part_too_dim_to_even_is_not_whole():
     note = uneven_light_in_field(classify_image(fake, graded(field, 0.25, 1.0), config))
     assert note.startswith("lit unevenly (its darkest part at ") and "marked cut" in note
     assert uneven_light_in_field(classify_image(fake, field, config)) is None
+
+
+def test_a_view_with_no_wholly_lit_point_is_judged_even_and_nothing_fails():
+    """A stop closed down to less than one cell of the light's grid: nothing to judge or even (before the guard,
+    the stream's judgement of its earlier reads took the minimum of nothing and failed)."""
+    field = read_image_rgb(str(SAMPLES / "BloodImage_00009.jpg"))
+    grey = small_grey(field, 320, cv2.COLOR_RGB2GRAY)
+    shut = FieldOfView(np.ones(grey.shape, bool), np.zeros(grey.shape, np.float32))
+    assert darkest_lit(np.ones((24, 32), np.float32), shut) == 1.0
+    light = RunningLight(0.6, every=1)
+    assert light.update(small_grey(vignetted(field, 0.4), 320, cv2.COLOR_RGB2GRAY)) is not None  # uneven
+    assert light.update(grey, shut) is None and light.darkest == 1.0
