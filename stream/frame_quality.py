@@ -100,7 +100,7 @@ class FrameQuality:
         return float(np.median(self._jpeg_reads)) if self._jpeg_reads else None
 
     def check(self, image_bgr: np.ndarray, grey_small: np.ndarray, view: FieldOfView | None = None) -> QualityReport:
-        """Checks of one frame, from the BGR frame and the motion estimate's grey copy (``small_grey``).
+        """Checks of one frame, from the BGR frame and its small grey copy (``hv.field_of_view.small_grey``).
 
         ``view``: a round field stop's shadow (``hv.field_of_view``); brightness, clipping, focus and motion blur
         are then measured inside the lit view only (the rim's edge would read as sharp, its shadow as dark).

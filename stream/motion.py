@@ -63,7 +63,7 @@ class StageMotion:
         self._window: np.ndarray | None = None  # the Hanning window, times a field stop's taper when there is one
 
     def update(self, grey_small: np.ndarray, frame_width: int, taper: np.ndarray | None = None) -> StagePosition:
-        """Position of this frame, from its small grey copy (``small_grey``) and its full width in pixels.
+        """Position of this frame, from its small grey copy (``hv.field_of_view.small_grey``) and its width in pixels.
 
         ``taper``: where a round field stop darkens part of the frame (``hv.field_of_view``), the weight of
         each pixel (0 on the stop and its rim): the rim, which does not move with the stage, is left out.
