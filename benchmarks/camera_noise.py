@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-from slide_count import BCCD, choose_fields, scan_scope  # on sys.path
+from illumination import DATA, SETS, sample_paths, write_report  # on sys.path
+from slide_count import BCCD, choose_fields, scan_scope
 
 from hv.config import Config
 from hv.locator import cell_diameter_px
 from hv.noise import noise_level
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data"
-SETS = ("blood-cells/TRAIN", "blood-cells/TEST", "pbc/TRAIN", "pbc/TEST", "pbc/OTHER", "bccd")
 PERCENTILES = (50, 95, 99, 99.9, 100)
 
 
@@ -44,8 +42,7 @@ def read(image_bgr: np.ndarray, config: Config) -> float:
 def data_sets(per_set: int, seed: int, config: Config) -> dict:
     results = {}
     for name in SETS:
-        paths = sorted(p for p in (DATA / name).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        paths = random.Random(seed).sample(paths, min(per_set, len(paths)))
+        paths = sample_paths(name, per_set, seed)
         values = np.array([read(cv2.imread(str(p)), config) for p in paths])
         results[name] = {"images": len(paths),
                          "percentiles": {f"p{q:g}": round(float(np.percentile(values, q)), 3) for q in PERCENTILES},
@@ -87,9 +84,7 @@ def main() -> None:
     report = {"data_sets": data_sets(args.per_set, args.seed, config),
               "known_noise": known_noise(tuple(args.noise), config), "timing": timing(config)}
     print(json.dumps(report["timing"]))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

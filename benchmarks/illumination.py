@@ -42,11 +42,22 @@ def darkest(image_bgr: np.ndarray, width: int) -> float | None:
     return None if surface is None else darkest_lit(surface, view)
 
 
+def sample_paths(name: str, per_set: int, seed: int) -> list[Path]:
+    """A seeded sample of ``per_set`` images of one data set as stored (all of them if it holds fewer)."""
+    paths = sorted(p for p in (DATA / name).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return random.Random(seed).sample(paths, min(per_set, len(paths)))
+
+
+def write_report(report: dict, out: str) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 def data_sets(per_set: int, width: int, seed: int) -> dict:
     results = {}
     for name in SETS:
-        paths = sorted(p for p in (DATA / name).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        paths = random.Random(seed).sample(paths, min(per_set, len(paths)))
+        paths = sample_paths(name, per_set, seed)
         reads = [darkest(cv2.imread(str(p)), width) for p in paths]
         values = np.array([r for r in reads if r is not None])
         results[name] = {"images": len(paths), "not_read": len(paths) - len(values),
@@ -105,9 +116,7 @@ def main() -> None:
     report = {"small_grey_width": width, "data_sets": data_sets(args.per_set, width, args.seed),
               "known_vignettes": known_vignettes(width, tuple(args.vignettes)), "timing": timing(width)}
     print(json.dumps(report["timing"]))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":
