@@ -126,11 +126,13 @@ class RunningLight:
     def __init__(self, uneven_below: float, every: int = 5, window: int = 9):
         self._below, self._every = uneven_below, every
         self._recent: collections.deque[np.ndarray] = collections.deque(maxlen=window)
+        self._median: np.ndarray | None = None  # of the recent reads: changes only when a read is added
         self._frames = 0
         self.darkest: float | None = None  # the median surface's darkest lit point, once read
 
     def restart(self) -> None:
         self._recent.clear()
+        self._median = None
         self._frames = 0
 
     def update(self, grey_small: np.ndarray, view: FieldOfView | None = None) -> np.ndarray | None:
@@ -141,12 +143,12 @@ class RunningLight:
             surface = light_surface(grey_small, view)
             if surface is not None:
                 self._recent.append(surface)
+                self._median = np.median(np.stack(self._recent), axis=0)
         self._frames += 1
-        if not self._recent:
+        if self._median is None:
             return None
-        surface = np.median(np.stack(self._recent), axis=0) if len(self._recent) > 1 else self._recent[0]
-        self.darkest = darkest_lit(surface, view)
-        return surface if self.darkest < self._below else None
+        self.darkest = darkest_lit(self._median, view)  # this frame's view: a stop's shadow may move
+        return self._median if self.darkest < self._below else None
 
 
 def usable_view(surface: np.ndarray, view: FieldOfView | None, grey_shape: tuple[int, int]) -> FieldOfView | None:
