@@ -155,6 +155,9 @@ class AugmentConfig:
     # Gaussian blur of each batch, sigma drawn from [0, blur] pixels of the model input
     # (training/augment.py RandomBlur): cameras differ in sharpness as much as stains in colour. 0 = off.
     blur: float = 0.0
+    # A camera's grain: Gaussian noise up to this many grey levels (0-255) of the model input, on half the
+    # images (training/augment.py RandomGrain; a dim view at a high gain: BENCHMARKS.md, "A noisy camera"). 0 = off.
+    grain: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -346,8 +349,8 @@ _NON_NEGATIVE = {
     "train.early_stopping_patience", "train.phase1.unfreeze_layers", "stream.track_max_missing",
     "export.qat_steps", "stream.edge_margin_frac", "stream.target_count", "stream.dark_mean", "stream.focus_warmup",
     "stream.jpeg_quality_min", "stream.noise_max",
-    "augment.blur", "locator.dense_nucleus_od", "locator.other_stain_nucleus_od", "locator.min_cell_diameter_px",
-    "locator.uneven_light_below",
+    "augment.blur", "augment.grain", "locator.dense_nucleus_od", "locator.other_stain_nucleus_od",
+    "locator.min_cell_diameter_px", "locator.uneven_light_below",
 }
 _PATHS = {"train.out_dir", "serve.video_dir", "serve.corrections_dir", "data.original_groups"}
 _PATH_KEYWORDS = {"bundled", "none"}  # values of path keys that are not paths

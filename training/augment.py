@@ -146,6 +146,54 @@ class RandomBlur(layers.Layer):
         return {**super().get_config(), "max_sigma": self.max_sigma, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="hv")
+class RandomGrain(layers.Layer):
+    """Add a camera's grain: Gaussian noise of a random strength, on half the images of a batch.
+
+    A dim view at a high gain adds noise that no training image holds (the noisiest, blood-cells/TRAIN's
+    JPEG copies, read 1.6 grey levels at the crop's scale; a camera at 8 and 16 grey levels took the
+    stream's labels from 92 to 86 and 63 %: BENCHMARKS.md, "A noisy camera"). Each image draws its own
+    standard deviation from [0, ``max_sigma``] grey levels, half the images none, so clean views stay
+    what most of a batch looks like. The grain is drawn at the input's pixels or, for a whole batch at
+    a time, at half of them and enlarged, as when the crop enlarges a camera's pixels (blood-cells/ fields
+    are enlarged about three times); the same noise on the three channels and some apart, as a colour
+    sensor's demosaicing leaves it. The output stays in [0, 255].
+
+    Args:
+        max_sigma: the strongest grain, in grey levels (0-255) of the model input; 0 turns it off.
+        seed: seed of the layer's random draws.
+    """
+
+    def __init__(self, max_sigma: float = 8.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_sigma, self.seed = max_sigma, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training or not self.max_sigma:
+            return images
+        images = ops.cast(images, "float32")
+        batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        sigma = keras.random.uniform((batch, 1, 1, 1), 0.0, self.max_sigma, seed=self.seed_generator)
+        noisy = ops.cast(keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator) < 0.5, "float32")
+        coarse = keras.random.uniform((), seed=self.seed_generator) < 0.5
+        drawn = keras.random.normal((batch, (height + 1) // 2, (width + 1) // 2, 4), seed=self.seed_generator)
+        enlarged = ops.image.resize(drawn, (height, width), interpolation="bilinear")
+        fine = keras.random.normal((batch, height, width, 4), seed=self.seed_generator)
+        # Enlarging twice, bilinear, weighs neighbours 0.75 / 0.25 along each axis: the spread falls to
+        # 0.625 of the drawn grain's, scaled back to sigma.
+        grain = ops.where(coarse, enlarged / 0.625, fine)
+        # Three channels: 0.8 of a grain they share (luminance) and 0.6 of their own (0.8² + 0.6² = 1).
+        shared, own = grain[..., :1], grain[..., 1:]
+        return ops.clip(images + sigma * noisy * (0.8 * shared + 0.6 * own), 0.0, 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_sigma": self.max_sigma, "seed": self.seed}
+
+
 def build_augmenter(config: AugmentConfig, seed: int) -> keras.Sequential:
     """A Sequential of Keras ``Random*`` layers working on float [0, 255] RGB batches."""
     steps: list[layers.Layer] = []
@@ -173,4 +221,6 @@ def build_augmenter(config: AugmentConfig, seed: int) -> keras.Sequential:
     if config.stain_scale or config.stain_shift or config.white_balance or config.nucleus_hue:
         steps.append(RandomStain(config.stain_scale, config.stain_shift, config.white_balance,
                                  config.nucleus_hue, seed=seed + 8))
+    if config.grain:  # last: the camera adds its noise to whatever the stain and the lamp drew
+        steps.append(RandomGrain(config.grain, seed=seed + 10))
     return keras.Sequential(steps, name="augment")

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from hv.config import AugmentConfig
 from tests.conftest import draw_field
-from training.augment import RGB_FROM_HED, RandomBlur, RandomStain, build_augmenter
+from training.augment import RGB_FROM_HED, RandomBlur, RandomGrain, RandomStain, build_augmenter
 from training.pipeline import balanced_batches
 
 
@@ -98,12 +98,39 @@ def test_blur_is_a_gaussian_of_a_width_within_its_range():
     assert np.array_equal(np.asarray(RandomBlur(0.0)(crops, training=True)), crops)
 
 
+def test_grain_is_noise_of_a_strength_within_its_range_on_about_half_the_images():
+    flat = np.full((64, 48, 48, 3), 128.0, np.float32)  # mid-grey: the clip never bites
+    layer = RandomGrain(max_sigma=10.0, seed=0)
+    spreads, neighbours = [], []
+    for _ in range(6):  # each batch draws fine or coarse grain
+        out = np.asarray(layer(flat, training=True)) - 128.0
+        inner = out[:, 8:-8, 8:-8]  # (the enlarged grain's outermost pixels keep a drawn value's full spread)
+        spreads.append(inner.std(axis=(1, 2, 3)))
+        grey = inner.mean(-1)
+        noisy = grey.std(axis=(1, 2)) > 0.5
+        if noisy.any():  # the correlation of horizontal neighbours: ~0 fine, ~0.5 coarse (enlarged twice)
+            a, b = grey[noisy, :, :-1].ravel(), grey[noisy, :, 1:].ravel()
+            neighbours.append(float(np.corrcoef(a, b)[0, 1]))
+        assert np.allclose(out.mean(axis=(1, 2, 3)), 0.0, atol=2.0)  # no brightness change (sampling: ~0.4)
+    spreads = np.concatenate(spreads)
+    assert spreads.max() <= 10.0 * 1.12  # never over max_sigma (but for its sample's spread: 2-4 % here)
+    assert 0.3 <= float((spreads > 0.05).mean()) <= 0.7  # about half the images noisy, the rest untouched
+    assert float((spreads <= 0.05).mean()) > 0 and np.all(spreads[spreads <= 0.05] == 0.0)
+    assert min(neighbours) < 0.1 and max(neighbours) > 0.3  # both grain sizes were drawn
+    crops = _crops()
+    assert np.array_equal(np.asarray(layer(crops, training=False)), crops)
+    assert np.array_equal(np.asarray(RandomGrain(0.0)(crops, training=True)), crops)
+    assert isinstance(build_augmenter(AugmentConfig(grain=8.0), 0).layers[-1], RandomGrain)  # last: the camera
+    assert not any(isinstance(x, RandomGrain) for x in build_augmenter(AugmentConfig(), 0).layers)
+
+
 def test_augmentation_never_changes_a_label():
     crops, labels = _crops(), np.eye(5, dtype=np.float32)[[0, 1, 2, 3, 4, 0, 1, 2]]
     pairs = tf.data.Dataset.from_tensor_slices((crops, labels))
     groups = [f"lab|{int(y.argmax())}" for y in labels]
     plain = list(balanced_batches(pairs, groups, 4, seed=0))
-    augmented = list(balanced_batches(pairs, groups, 4, seed=0, augmenter=build_augmenter(AugmentConfig(blur=2.0), 0)))
+    augmenter = build_augmenter(AugmentConfig(blur=2.0, grain=8.0), 0)
+    augmented = list(balanced_batches(pairs, groups, 4, seed=0, augmenter=augmenter))
     assert sum(len(x) for x, _ in plain) == 8
     for (x_plain, y_plain), (x_aug, y_aug) in zip(plain, augmented):  # the same draw, with and without
         assert np.array_equal(y_plain, y_aug) and not np.allclose(x_plain, x_aug)
