@@ -105,13 +105,38 @@ def uneven_light(grey_small: np.ndarray, uneven_below: float, view: FieldOfView 
     return surface if darkest_lit(surface, view) < uneven_below else None
 
 
-def flatten(image: np.ndarray, surface: np.ndarray) -> np.ndarray:
-    """``image`` (uint8, any channel order) divided by the light ``surface`` (``light_surface``), so that its
-    plasma is as bright everywhere as at its brightest point. Light under 5 % is not raised (a stop's shadow)."""
-    height, width = image.shape[:2]
+class Evening(NamedTuple):
+    """What evening a light surface takes at one frame size (``evening``): kept while the light read stands."""
+
+    gain: np.ndarray  # (height, width, channels) float32: the frame is multiplied by it
+    dim: np.ndarray  # (small grey height, width) bool: lit under DIM_BELOW, outside the view for the cut test
+
+
+def light_gain(surface: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
+    """The gain (``frame_shape``: height, width, channels; float32) that divides a frame by the light ``surface``
+    (``light_surface``), so that its plasma is as bright everywhere as at its brightest point. Light under 5 %
+    (a stop's shadow) is not raised."""
+    height, width, channels = frame_shape
     light = cv2.resize(surface, (width, height), interpolation=cv2.INTER_LINEAR)
     gain = np.where(light > 0.05, 1.0 / np.maximum(light, 0.05), 1.0).astype(np.float32)
-    return cv2.multiply(image, cv2.merge([gain] * image.shape[2]), dtype=cv2.CV_8U)
+    return cv2.merge([gain] * channels)
+
+
+def evening(surface: np.ndarray, frame_shape: tuple[int, ...], grey_shape: tuple[int, int]) -> Evening:
+    """The light ``surface``'s gain at ``frame_shape`` and the parts of the small grey frame (``grey_shape``)
+    lit under ``DIM_BELOW``."""
+    dim = cv2.resize(surface, grey_shape[::-1], interpolation=cv2.INTER_LINEAR) < DIM_BELOW
+    return Evening(light_gain(surface, frame_shape), dim)
+
+
+def evened(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """``image`` (uint8, any channel order) multiplied by a ``light_gain``."""
+    return cv2.multiply(image, gain, dtype=cv2.CV_8U)
+
+
+def flatten(image: np.ndarray, surface: np.ndarray) -> np.ndarray:
+    """``image`` (uint8, any channel order) divided by the light ``surface`` (``light_surface``)."""
+    return evened(image, light_gain(surface, image.shape))
 
 
 class RunningLight:
@@ -151,14 +176,13 @@ class RunningLight:
         return self._median if self.darkest < self._below else None
 
 
-def usable_view(surface: np.ndarray, view: FieldOfView | None, grey_shape: tuple[int, int]) -> FieldOfView | None:
-    """``view`` (a round stop's shadow, or None) with the parts lit under ``DIM_BELOW`` added to its shadow, for
-    the cut test (``hv.field_of_view.whole_in_view``); ``grey_shape``: the small grey frame's (height, width)."""
-    dim = cv2.resize(surface, grey_shape[::-1], interpolation=cv2.INTER_LINEAR) < DIM_BELOW
+def usable_view(dim: np.ndarray, view: FieldOfView | None) -> FieldOfView | None:
+    """``view`` (a round stop's shadow, or None) with the parts lit under ``DIM_BELOW`` (an ``Evening``'s
+    ``dim``) added to its shadow, for the cut test (``hv.field_of_view.whole_in_view``)."""
     if not dim.any():
         return view
     if view is None:
-        return FieldOfView(dim, np.ones(grey_shape, np.float32))
+        return FieldOfView(dim, np.ones(dim.shape, np.float32))
     return FieldOfView(dim | view.stop, view.taper)
 
 
@@ -179,4 +203,5 @@ def evened_still(image_rgb: np.ndarray, uneven_below: float, grey_width: int) ->
     surface = uneven_light(grey, uneven_below, view)
     if surface is None:
         return StillImage(image_rgb, view, None)
-    return StillImage(flatten(image_rgb, surface), usable_view(surface, view, grey.shape), darkest_lit(surface, view))
+    gain, dim = evening(surface, image_rgb.shape, grey.shape)
+    return StillImage(evened(image_rgb, gain), usable_view(dim, view), darkest_lit(surface, view))

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from hv.classifier import Classifier, model_identity
 from hv.config import Config
 from hv.field_of_view import FieldOfView, field_of_view, small_grey
-from hv.illumination import RunningLight, flatten, usable_view
+from hv.illumination import Evening, RunningLight, evened, evening, usable_view
 from hv.locator import RunningCellScale, locate_cells, small_cells_note
 from hv.noise import noise_level, noisy_note
 from hv.stain import LAMP, STAIN
@@ -64,6 +64,8 @@ class StreamPipeline:
         # how many were, and whether the latest was.
         self.light = RunningLight(config.locator.uneven_light_below)
         self.evened_frames, self.evened = 0, False
+        # The evening of the light read in force, at this frame size: made again only when either changes.
+        self._evening: tuple[np.ndarray, tuple[int, ...], Evening] | None = None
         # The camera's noise at the classifier's scale, read on one located frame in NOISE_READ_EVERY (hv.noise).
         self.noise_reads: collections.deque[float] = collections.deque(maxlen=NOISE_READS)
         self.diameter_px: float | None = None  # the latest frame's expected cell diameter
@@ -117,14 +119,21 @@ class StreamPipeline:
             scene = annotator.annotate(scene, detections)
         return scene, detections
 
+    def _evening_of(self, surface: np.ndarray, frame_shape: tuple[int, ...], grey_shape: tuple[int, int]) -> Evening:
+        """``evening`` of ``surface``, kept while the light read stands (one read in five changes it)."""
+        if self._evening is None or self._evening[0] is not surface or self._evening[1] != frame_shape:
+            self._evening = (surface, frame_shape, evening(surface, frame_shape, grey_shape))
+        return self._evening[2]
+
     def _cells(self, frame: Frame, frame_size: tuple[int, int], grey: np.ndarray) -> Detections:
         image_rgb = cv2.cvtColor(frame.image_bgr, cv2.COLOR_BGR2RGB)  # the one colour conversion per frame
         surface = self.light.update(grey, self.view)
         self.evened = surface is not None
         view = self.view  # what a whole cell keeps clear of: a round stop's shadow, parts too dim to even
         if self.evened:
-            image_rgb = flatten(image_rgb, surface)
-            view = usable_view(surface, self.view, grey.shape)
+            gain, dim = self._evening_of(surface, image_rgb.shape, grey.shape)
+            image_rgb = evened(image_rgb, gain)
+            view = usable_view(dim, self.view)
             self.evened_frames += 1
         self.diameter_px = self.scale.update(image_rgb)
         self.diameters_px.append(self.diameter_px)

@@ -3,7 +3,9 @@ says so."""
 
 import numpy as np
 
+import stream.pipeline
 from hv.config import Config
+from hv.illumination import evening
 from stream.detections import Frame
 from stream.pipeline import StreamPipeline, noisy_camera_line, uneven_light_line
 from tests.hv.test_illumination import vignetted
@@ -33,6 +35,22 @@ def test_the_overlay_says_when_a_frame_was_evened():
     pipeline.process(Frame(frame, 0, 0.0))
     assert pipeline.evened and "light uneven: evened" in pipeline.status
     assert np.isfinite(pipeline.light.darkest)
+
+
+def test_the_evening_is_made_once_for_each_light_read(monkeypatch):
+    made = []
+
+    def counted(surface, frame_shape, grey_shape):
+        made.append(surface)
+        return evening(surface, frame_shape, grey_shape)
+
+    monkeypatch.setattr(stream.pipeline, "evening", counted)
+    pipeline = StreamPipeline(FixedClassifier(image_size=32), Config())
+    frame = vignetted(make_slide()[:FRAME_H, :FRAME_W].copy(), 0.35)
+    for index in range(12):  # the light is read on frames 0, 5 and 10
+        pipeline.process(Frame(frame, index, index / 30))
+        assert pipeline.evened
+    assert len(made) == 3 and all(a is not b for a, b in zip(made, made[1:]))
 
 
 def test_a_noisy_camera_is_said_and_a_clean_one_is_not(tmp_path):
