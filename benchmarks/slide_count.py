@@ -142,7 +142,7 @@ class CompressedMicroscope(VirtualMicroscope):
 
     jpeg_quality = 0
     video_crf = 0
-    light: np.ndarray | None = None  # (h, w, 1) float32: the light reaching each pixel (a stop, a vignette)
+    light: np.ndarray | None = None  # (h, w, 1 or 3) float32: the light reaching each pixel (a stop, a vignette)
     noise = 0.0  # the camera's noise: Gaussian, this standard deviation in 8-bit levels, drawn anew each frame
     _recording: tuple[tempfile.TemporaryDirectory, cv2.VideoCapture] | None = None
     _next_index = 0
@@ -187,30 +187,34 @@ class CompressedMicroscope(VirtualMicroscope):
         return frame
 
 
-def light_mask(frame: tuple[int, int], stop_frac: float = 0.0, vignette: float = 1.0,
+def light_mask(frame: tuple[int, int], stop_frac: float = 0.0, vignette: float | tuple[float, ...] = 1.0,
                offset_frac: tuple[float, float] = (0.0, 0.0), soft_px: float = 4.0) -> np.ndarray | None:
-    """The share of the light reaching each pixel, (h, w, 1) float32 to multiply a frame by; None: all of it.
+    """The share of the light reaching each pixel, (h, w, 1 or 3) float32 to multiply a BGR frame by; None: all.
 
     ``stop_frac``: an eyepiece camera's round view, a disc that many frame heights across, dark outside, its rim
     ``soft_px`` wide (0: none). ``vignette``: the brightness left at the frame's corners by a fall-off with the
-    square of the distance from the centre (an unaligned condenser, a camera adapter's vignetting; 1: even).
+    square of the distance from the centre (an unaligned condenser, a camera adapter's vignetting; 1: even), or
+    three, red, green and blue's (a phone camera's lens shading, whose fall-off changes the colour too).
     ``offset_frac``: both centred that share of the frame height right and down of the frame's centre (a
     decentred eyepiece or lamp; a vignette then falls off as a gradient across the view)."""
-    if not stop_frac and vignette == 1.0:
+    shares = np.atleast_1d(np.asarray(vignette, np.float32))[::-1]  # RGB as given, BGR as drawn
+    if not stop_frac and np.all(shares == 1.0):
         return None
     width, height = frame
     y, x = np.mgrid[:height, :width].astype(np.float32)
     radius = np.hypot(x - (width - 1) / 2 - offset_frac[0] * height, y - (height - 1) / 2 - offset_frac[1] * height)
-    light = np.clip(1 - (1 - vignette) * (radius / np.hypot(width / 2, height / 2)) ** 2, 0, 1)
+    fall_off = (radius / np.hypot(width / 2, height / 2))[..., None] ** 2
+    light = np.clip(1 - (1 - shares) * fall_off, 0, 1)
     if stop_frac:
-        light *= np.clip((stop_frac * height / 2 - radius) / soft_px + 0.5, 0, 1)
-    return light[..., None].astype(np.float32)
+        light *= np.clip((stop_frac * height / 2 - radius) / soft_px + 0.5, 0, 1)[..., None]
+    return light.astype(np.float32)
 
 
 def scan_scope(bccd: str | Path, fields: list[str], speed: float, seed: int, *, tile: tuple[int, int] = (320, 240),
                border: int = 80, row_step: float = 0.4, defects: float = 0.01,
                stain: str = "none", zoom: float = 1.0, frame: tuple[int, int] = FRAME,
-               jpeg_quality: int = 0, video_crf: int = 0, field_stop: float = 0.0, vignette: float = 1.0,
+               jpeg_quality: int = 0, video_crf: int = 0, field_stop: float = 0.0,
+               vignette: float | tuple[float, ...] = 1.0,
                light_offset: tuple[float, float] = (0.0, 0.0), noise: float = 0.0) -> VirtualMicroscope:
     """The benchmark's slide (``fields`` tiled, a plain border) scanned at ``speed`` px per frame, with
     2 px of hand jitter and ``defects`` of the frames blurred, streaked or dark (``seed`` draws both),
@@ -496,9 +500,10 @@ def main() -> None:
     parser.add_argument("--field-stop", type=float, default=0.0, metavar="D",
                         help="see the slide through a round field stop D x the frame height across, dark outside "
                              "(an eyepiece camera or a phone adapter; 0: the whole frame)")
-    parser.add_argument("--vignette", type=float, default=1.0, metavar="V",
+    parser.add_argument("--vignette", type=float, nargs="+", default=[1.0], metavar="V",
                         help="light uneven: V of the centre's brightness left at the frame's corners (a condenser "
-                             "out of alignment, an adapter's vignetting; 1: even)")
+                             "out of alignment, an adapter's vignetting; 1: even), or three: red's, green's and "
+                             "blue's (a phone camera's lens shading, which tints the corners)")
     parser.add_argument("--noise", type=float, default=0.0, metavar="S",
                         help="the camera's noise: Gaussian, S levels of 255 standard deviation, new each frame (a dim "
                              "view at a high gain; 0: none)")
@@ -545,8 +550,10 @@ def main() -> None:
         parser.error("--jpeg-quality: expected 1-100, or 0 for frames as rendered")
     if not 0 <= args.video_crf <= 51:
         parser.error("--video-crf: expected 1-51, or 0 for frames as rendered")
-    if not 0 < args.vignette <= 1:
-        parser.error("--vignette: expected the corners' share of the centre's light, above 0 and at most 1")
+    if len(args.vignette) not in (1, 3) or not all(0 < v <= 1 for v in args.vignette):
+        parser.error("--vignette: expected the corners' share of the centre's light (one, or red, green and blue's), "
+                     "above 0 and at most 1")
+    vignette = args.vignette[0] if len(args.vignette) == 1 else tuple(args.vignette)
     if args.video_crf and (args.jpeg_quality or not shutil.which("ffmpeg")):
         parser.error("--video-crf: needs ffmpeg on PATH, and no --jpeg-quality (one coding at a time)")
     tile = zoomed_tile(tuple(args.tile), args.zoom)  # on the slide as the stream sees it
@@ -564,7 +571,7 @@ def main() -> None:
         scope = scan_scope(args.bccd, fields, speed, args.seed, tile=tuple(args.tile), border=args.border,
                            row_step=args.row_step, defects=args.defects, stain=args.stain, zoom=args.zoom,
                            frame=frame, jpeg_quality=args.jpeg_quality, video_crf=args.video_crf,
-                           field_stop=args.field_stop, vignette=args.vignette, light_offset=tuple(args.light_offset),
+                           field_stop=args.field_stop, vignette=vignette, light_offset=tuple(args.light_offset),
                            noise=args.noise)
         if args.margin_geometry:
             results[f"{speed:g}"] = margin_geometry(scope, tile, args.margin_geometry, config)
@@ -579,7 +586,7 @@ def main() -> None:
         return
     report = {"model": str(args.model), "config_changes": tried, "not_in": args.not_in, "stain": args.stain,
               "zoom": args.zoom, "frame_size": list(frame), "jpeg_quality": args.jpeg_quality,
-              "video_crf": args.video_crf, "field_stop": args.field_stop, "vignette": args.vignette,
+              "video_crf": args.video_crf, "field_stop": args.field_stop, "vignette": vignette,
               "light_offset": args.light_offset, "noise": args.noise,
               "fields": fields, "tile": args.tile,
               "border": args.border, "defect_share": args.defects, "speeds_px_per_frame": results}
