@@ -9,9 +9,12 @@ The light is read from the plasma, the brightest thing on a smear: the small gre
 (``hv.field_of_view.small_grey``) is cut into ``GRID`` blocks, each block's ``LIGHT_PERCENTILE``-th percentile
 is its plasma level where plasma shows, and a smooth surface (quadratic in x and y) is fitted to them, blocks
 that cells cover (well under the fit) left out round by round. Where the surface's darkest point in the lit
-view is under ``uneven_below`` of its brightest, the frame is divided by it; a frame lit evenly enough is left
-exactly as it is, so the labs the model learnt from (which ``uneven_below`` is chosen never to touch) see no
-change. A round field stop's shadow (``hv.field_of_view``) takes no part in the fit and stays dark.
+view is under ``uneven_below`` of its brightest, the frame is divided by the light read the same way from each
+colour channel (a phone camera's lens shading tints the corners as it darkens them; evened in grey alone, warm
+corners left 8-13 false cells on the counting slide: BENCHMARKS.md, "A phone camera's lens shading"); a frame
+lit evenly enough is left exactly as it is, so the labs the model learnt from (which ``uneven_below`` is chosen
+never to touch) see no change. A round field stop's shadow (``hv.field_of_view``) takes no part in the fit and
+stays dark.
 """
 
 from __future__ import annotations
@@ -48,9 +51,14 @@ def light_surface(grey_small: np.ndarray, view: FieldOfView | None = None) -> np
     """The light reaching the frame, 1 at its brightest lit point, on a ``SURFACE_GRID`` grid spanning the frame
     (resize it to any size: the surface is smooth); None if it cannot be read.
 
-    ``grey_small``: the small grey frame (``hv.field_of_view.small_grey``). ``view``: a round field stop's shadow
-    on the same grid (blocks it shades are left out; the surface is scaled to its brightest point in the lit view).
+    ``grey_small``: the small grey frame (``hv.field_of_view.small_grey``), or a small colour frame of the same
+    size (``small_colour``): then each channel's light, (rows, columns, channels), each 1 at its own brightest.
+    ``view``: a round field stop's shadow on the same grid (blocks it shades are left out; the surface is scaled
+    to its brightest point in the lit view).
     """
+    if grey_small.ndim == 3:
+        channels = [light_surface(grey_small[..., c], view) for c in range(grey_small.shape[2])]
+        return None if any(c is None for c in channels) else np.stack(channels, axis=-1)
     height, width = grey_small.shape
     columns, rows = GRID
     block_w, block_h = width // columns, height // rows
@@ -114,19 +122,26 @@ class Evening(NamedTuple):
 
 def light_gain(surface: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
     """The gain (``frame_shape``: height, width, channels; float32) that divides a frame by the light ``surface``
-    (``light_surface``), so that its plasma is as bright everywhere as at its brightest point. Light under 5 %
-    (a stop's shadow) is not raised."""
+    (``light_surface``: grey, or one per channel in the frame's order), so that its plasma is as bright, and as
+    coloured, everywhere as at its brightest point. Light under 5 % (a stop's shadow) is not raised."""
     height, width, channels = frame_shape
     light = cv2.resize(surface, (width, height), interpolation=cv2.INTER_LINEAR)
     gain = np.where(light > 0.05, 1.0 / np.maximum(light, 0.05), 1.0).astype(np.float32)
-    return cv2.merge([gain] * channels)
+    return gain if gain.ndim == 3 else cv2.merge([gain] * channels)
 
 
-def evening(surface: np.ndarray, frame_shape: tuple[int, ...], grey_shape: tuple[int, int]) -> Evening:
-    """The light ``surface``'s gain at ``frame_shape`` and the parts of the small grey frame (``grey_shape``)
-    lit under ``DIM_BELOW``."""
+def small_colour(image: np.ndarray, grey_shape: tuple[int, int]) -> np.ndarray:
+    """``image`` at the small grey frame's size (``grey_shape``: height, width), in colour (float32)."""
+    return cv2.resize(image, grey_shape[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def evening(surface: np.ndarray, frame_shape: tuple[int, ...], grey_shape: tuple[int, int],
+            colour: np.ndarray | None = None) -> Evening:
+    """The gain of the light ``surface`` at ``frame_shape`` (of its ``colour``, each channel's light, where read:
+    a phone camera's lens shading tints the corners as it darkens them) and the parts of the small grey frame
+    (``grey_shape``) lit under ``DIM_BELOW``."""
     dim = cv2.resize(surface, grey_shape[::-1], interpolation=cv2.INTER_LINEAR) < DIM_BELOW
-    return Evening(light_gain(surface, frame_shape), dim)
+    return Evening(light_gain(surface if colour is None else colour, frame_shape), dim)
 
 
 def evened(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
@@ -152,16 +167,22 @@ class RunningLight:
         self._below, self._every = uneven_below, every
         self._recent: collections.deque[np.ndarray] = collections.deque(maxlen=window)
         self._median: np.ndarray | None = None  # of the recent reads: changes only when a read is added
+        # Each channel's light, read on the frames whose own grey read is uneven (light evened is light so read).
+        self._recent_colour: collections.deque[np.ndarray] = collections.deque(maxlen=window)
+        self.colour: np.ndarray | None = None  # their median, to even by (``evening``); None before one is read
         self._frames = 0
         self.darkest: float | None = None  # the median surface's darkest lit point, once read
 
     def restart(self) -> None:
         self._recent.clear()
-        self._median = None
+        self._recent_colour.clear()
+        self._median = self.colour = None
         self._frames = 0
 
-    def update(self, grey_small: np.ndarray, view: FieldOfView | None = None) -> np.ndarray | None:
-        """The light surface to flatten this frame by (``flatten``), or None: its light is even enough (or off)."""
+    def update(self, grey_small: np.ndarray, view: FieldOfView | None = None,
+               image: np.ndarray | None = None) -> np.ndarray | None:
+        """The light surface to flatten this frame by (``flatten``), or None: its light is even enough (or off).
+        ``image``: the frame itself, whose channels are read where the light is uneven (``colour``)."""
         if not self._below:
             return None
         if self._frames % self._every == 0 or not self._recent:
@@ -169,11 +190,19 @@ class RunningLight:
             if surface is not None:
                 self._recent.append(surface)
                 self._median = np.median(np.stack(self._recent), axis=0)
+                if image is not None and darkest_lit(surface, view) < self._below:
+                    self._read_colour(small_colour(image, grey_small.shape), view)
         self._frames += 1
         if self._median is None:
             return None
         self.darkest = darkest_lit(self._median, view)  # this frame's view: a stop's shadow may move
         return self._median if self.darkest < self._below else None
+
+    def _read_colour(self, colour_small: np.ndarray, view: FieldOfView | None) -> None:
+        surface = light_surface(colour_small, view)
+        if surface is not None:
+            self._recent_colour.append(surface)
+            self.colour = np.median(np.stack(self._recent_colour), axis=0)
 
 
 def usable_view(dim: np.ndarray, view: FieldOfView | None) -> FieldOfView | None:
@@ -203,5 +232,5 @@ def evened_still(image_rgb: np.ndarray, uneven_below: float, grey_width: int) ->
     surface = uneven_light(grey, uneven_below, view)
     if surface is None:
         return StillImage(image_rgb, view, None)
-    gain, dim = evening(surface, image_rgb.shape, grey.shape)
+    gain, dim = evening(surface, image_rgb.shape, grey.shape, light_surface(small_colour(image_rgb, grey.shape), view))
     return StillImage(evened(image_rgb, gain), usable_view(dim, view), darkest_lit(surface, view))

@@ -94,10 +94,14 @@ def crop_description(config: Config) -> dict:
             f"quadratic surface in x and y (-1..1 across the frame) is fitted by least squares, three rounds, each "
             f"after leaving out blocks under 0.9 of the last fit and blocks over 5 % in a field stop's shadow; "
             f"scaled to 1 at its brightest point in the lit view; if its darkest point there is under "
-            f"uneven_light_below (0: never), every pixel is divided by the surface (where it is 0.05 or more) and "
-            f"clipped to 255, and parts where the surface is under {DIM_BELOW:g} count as outside the view for the cut "
-            f"rule (like field_stop's shadow); otherwise the frame is used as it is. A stream reads one frame in 5 "
-            f"and judges the pointwise median of the last 9 reads (hv/illumination.py)"
+            f"uneven_light_below (0: never), the same surface is read from each colour channel of the frame "
+            f"resized to the small grey frame's size (area), each scaled to 1 at its own brightest; each channel is "
+            f"divided by its own surface (where it is 0.05 or more; all three by the grey surface where any "
+            f"channel's cannot be read) and clipped to 255, and parts where the grey surface is under "
+            f"{DIM_BELOW:g} count as outside the view for the cut rule (like field_stop's shadow); otherwise the "
+            f"frame is used as it is. A stream reads one frame in 5 and judges the pointwise median of the last 9 "
+            f"grey reads, and divides by the median of the last 9 channel reads, made on frames whose own grey "
+            f"read was uneven (hv/illumination.py)"
         ),
         "stain_correction": config.locator.stain_correction,
         "stain_correction_how": (

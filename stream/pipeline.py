@@ -64,8 +64,8 @@ class StreamPipeline:
         # how many were, and whether the latest was.
         self.light = RunningLight(config.locator.uneven_light_below)
         self.evened_frames, self.evened = 0, False
-        # The evening of the light read in force, at this frame size: made again only when either changes.
-        self._evening: tuple[np.ndarray, tuple[int, ...], Evening] | None = None
+        # The evening of the light read in force (grey, colour), at this frame size: made again when either changes.
+        self._evening: tuple[np.ndarray, np.ndarray | None, tuple[int, ...], Evening] | None = None
         # The camera's noise at the classifier's scale, read on one located frame in NOISE_READ_EVERY (hv.noise).
         self.noise_reads: collections.deque[float] = collections.deque(maxlen=NOISE_READS)
         self.diameter_px: float | None = None  # the latest frame's expected cell diameter
@@ -120,14 +120,16 @@ class StreamPipeline:
         return scene, detections
 
     def _evening_of(self, surface: np.ndarray, frame_shape: tuple[int, ...], grey_shape: tuple[int, int]) -> Evening:
-        """``evening`` of ``surface``, kept while the light read stands (one read in five changes it)."""
-        if self._evening is None or self._evening[0] is not surface or self._evening[1] != frame_shape:
-            self._evening = (surface, frame_shape, evening(surface, frame_shape, grey_shape))
-        return self._evening[2]
+        """``evening`` of ``surface`` (and the light's colour), kept while the read stands (one in five changes it)."""
+        colour = self.light.colour
+        kept = self._evening
+        if kept is None or kept[0] is not surface or kept[1] is not colour or kept[2] != frame_shape:
+            self._evening = (surface, colour, frame_shape, evening(surface, frame_shape, grey_shape, colour))
+        return self._evening[3]
 
     def _cells(self, frame: Frame, frame_size: tuple[int, int], grey: np.ndarray) -> Detections:
         image_rgb = cv2.cvtColor(frame.image_bgr, cv2.COLOR_BGR2RGB)  # the one colour conversion per frame
-        surface = self.light.update(grey, self.view)
+        surface = self.light.update(grey, self.view, image_rgb)
         self.evened = surface is not None
         view = self.view  # what a whole cell keeps clear of: a round stop's shadow, parts too dim to even
         if self.evened:

@@ -14,14 +14,16 @@ from tests.conftest import SAMPLES
 from tests.stream.fakes import FixedClassifier
 
 
-def vignetted(image: np.ndarray, corners: float, centre: tuple[float, float] | None = None) -> np.ndarray:
+def vignetted(image: np.ndarray, corners: float | tuple[float, float, float],
+              centre: tuple[float, float] | None = None) -> np.ndarray:
     """``image`` lit with ``corners`` of the centre's light left at the frame's corners (a fall-off with the
-    square of the distance from ``centre``, the frame's centre unless given)."""
+    square of the distance from ``centre``, the frame's centre unless given); three: each channel's."""
     height, width = image.shape[:2]
     cx, cy = centre if centre is not None else ((width - 1) / 2, (height - 1) / 2)
     y, x = np.mgrid[:height, :width]
-    light = 1 - (1 - corners) * (np.hypot(x - cx, y - cy) / np.hypot(width / 2, height / 2)) ** 2
-    return (image * np.clip(light, 0, 1)[..., None]).astype(np.uint8)
+    fall_off = (np.hypot(x - cx, y - cy) / np.hypot(width / 2, height / 2))[..., None] ** 2
+    light = 1 - (1 - np.asarray(corners, np.float32)) * fall_off
+    return (image * np.clip(light, 0, 1)).astype(np.uint8)
 
 
 def read(image_rgb: np.ndarray) -> float:
@@ -55,6 +57,35 @@ def test_dark_corners_are_not_taken_for_nuclei_and_even_light_is_left_exactly():
     assert unevened is dim  # 0: never evened
     # Left exactly as it is when the light is even: the training labs' images see no change.
     assert evened_still(view, config.locator.uneven_light_below, config.stream.motion_width_px).image is view
+
+
+def _plasma_tint(image_rgb: np.ndarray, corner: tuple[slice, slice]) -> np.ndarray:
+    """The plasma's colour (its bright pixels' mean, each channel over their grey) in one part of ``image_rgb``."""
+    part = image_rgb[corner].reshape(-1, 3).astype(np.float32)
+    bright = part[part.mean(axis=1) >= np.percentile(part.mean(axis=1), 90)]
+    return bright.mean(axis=0) / bright.mean()
+
+
+def test_a_tinted_vignette_is_evened_channel_by_channel():
+    """A phone camera's lens shading darkens the corners and tints them (red kept more than blue here): evened
+    by the grey light alone the corners stay warm; by each channel's light their plasma takes the centre's colour."""
+    config = Config()
+    field = read_image_rgb(str(SAMPLES / "BloodImage_00009.jpg"))
+    shaded = vignetted(field, (0.55, 0.45, 0.4))
+    centre, corner = (slice(180, 300), slice(240, 400)), (slice(0, 90), slice(0, 120))
+    truth = _plasma_tint(field, corner)
+    grey = small_grey(shaded, config.stream.motion_width_px, cv2.COLOR_RGB2GRAY)
+    grey_only = flatten(shaded, light_surface(grey))
+    still = evened_still(shaded, config.locator.uneven_light_below, config.stream.motion_width_px)
+    assert still.evened_darkest is not None
+    grey_error = np.abs(_plasma_tint(grey_only, corner) - truth).max()
+    colour_error = np.abs(_plasma_tint(still.image, corner) - truth).max()
+    assert grey_error > 0.05 and colour_error < 0.3 * grey_error  # the tint left by grey evening, mostly gone
+    assert np.abs(_plasma_tint(still.image, centre) - _plasma_tint(field, centre)).max() < 0.03  # centre as it was
+    # The stream reads the channels only where a frame's own read is uneven, and evens by them.
+    light = RunningLight(config.locator.uneven_light_below, every=1, window=1)
+    assert light.update(small_grey(field, 320, cv2.COLOR_RGB2GRAY), None, field) is None and light.colour is None
+    assert light.update(grey, None, shaded) is not None and light.colour is not None and light.colour.shape[-1] == 3
 
 
 def test_a_round_view_is_read_inside_and_its_shadow_stays_dark():

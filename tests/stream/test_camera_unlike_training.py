@@ -40,9 +40,9 @@ def test_the_overlay_says_when_a_frame_was_evened():
 def test_the_evening_is_made_once_for_each_light_read(monkeypatch):
     made = []
 
-    def counted(surface, frame_shape, grey_shape):
+    def counted(surface, *args):
         made.append(surface)
-        return evening(surface, frame_shape, grey_shape)
+        return evening(surface, *args)
 
     monkeypatch.setattr(stream.pipeline, "evening", counted)
     pipeline = StreamPipeline(FixedClassifier(image_size=32), Config())
