@@ -16,11 +16,11 @@ Usage: python benchmarks/grain_training.py --folds 1 2 [--trial grain8] [--out o
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
-from noise_remedies import SOURCES, grainy, held_out  # on sys.path
+from illumination import write_report  # on sys.path
+from noise_remedies import SOURCES, grainy, held_out
 
 from hv.classifier import load_classifier
 from hv.config import Config
@@ -67,9 +67,7 @@ def main() -> None:
     report = {"folds": args.folds, "baseline": BASELINE, "trial": args.trial, "noise_levels": args.noise,
               "images_per_fold": SOURCES, "top1": {str(f): v for f, v in per_fold.items()},
               "difference_points": difference}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":
