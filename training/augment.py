@@ -155,8 +155,8 @@ class RandomGrain(layers.Layer):
     stream's labels from 92 to 86 and 63 %: BENCHMARKS.md, "A noisy camera"). Each image draws its own
     standard deviation from [0, ``max_sigma``] grey levels, half the images none, so clean views stay
     what most of a batch looks like. The grain is drawn at the input's pixels or, for a whole batch at
-    a time, at half of them and enlarged, as when the crop enlarges a camera's pixels (blood-cells/ fields
-    are enlarged about three times); the same noise on the three channels and some apart, as a colour
+    a time, at half of them and enlarged, as when the crop enlarges a camera's pixels (a blood-cells/
+    field's crop is enlarged over twice); the same noise on the three channels and some apart, as a colour
     sensor's demosaicing leaves it. The output stays in [0, 255].
 
     Args:

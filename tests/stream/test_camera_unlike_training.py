@@ -37,20 +37,21 @@ def test_the_overlay_says_when_a_frame_was_evened():
     assert np.isfinite(pipeline.light.darkest)
 
 
-def test_the_evening_is_made_once_for_each_light_read(monkeypatch):
+def test_the_evening_is_made_once_for_each_light_read_and_by_each_channel(monkeypatch):
     made = []
 
-    def counted(surface, *args):
-        made.append(surface)
-        return evening(surface, *args)
+    def counted(surface, frame_shape, grey_shape, colour):
+        made.append((surface, colour))
+        return evening(surface, frame_shape, grey_shape, colour)
 
     monkeypatch.setattr(stream.pipeline, "evening", counted)
     pipeline = StreamPipeline(FixedClassifier(image_size=32), Config())
-    frame = vignetted(make_slide()[:FRAME_H, :FRAME_W].copy(), 0.35)
+    frame = vignetted(make_slide()[:FRAME_H, :FRAME_W].copy(), (0.45, 0.35, 0.3))  # lens shading: tinted corners
     for index in range(12):  # the light is read on frames 0, 5 and 10
         pipeline.process(Frame(frame, index, index / 30))
         assert pipeline.evened
-    assert len(made) == 3 and all(a is not b for a, b in zip(made, made[1:]))
+    assert len(made) == 3 and all(a[0] is not b[0] for a, b in zip(made, made[1:]))
+    assert all(colour is not None and colour.shape[-1] == 3 for _, colour in made)  # each channel's own light
 
 
 def test_a_noisy_camera_is_said_and_a_clean_one_is_not(tmp_path):
