@@ -116,8 +116,8 @@ class LocatorConfig:
     # blood-cells/TRAIN's, its smaller-celled source (benchmarks/training_cell_sizes.py). 0 = never said.
     min_cell_diameter_px: float = 75.0
     # Uneven light (a vignette, a lamp off the axis): where the plasma's fitted light falls under this share of
-    # its brightest within the view, the frame is divided by it before cells are located and cropped
-    # (hv/illumination.py). Under the lowest read of every blood-cells/TRAIN and pbc/TRAIN image, so that no
+    # its brightest within the view, each colour channel is divided by its own light before cells are located
+    # and cropped (hv/illumination.py). Under the lowest read of every blood-cells/TRAIN and pbc/TRAIN image, so that no
     # training crop changes (benchmarks/illumination.py). 0 = never.
     uneven_light_below: float = 0.6
 
