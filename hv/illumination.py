@@ -181,7 +181,7 @@ class RunningLight:
 
     def update(self, grey_small: np.ndarray, view: FieldOfView | None = None,
                image: np.ndarray | None = None) -> np.ndarray | None:
-        """The light surface to flatten this frame by (``flatten``), or None: its light is even enough (or off).
+        """The light surface to even this frame by (``evening``), or None: its light is even enough (or off).
         ``image``: the frame itself, whose channels are read where the light is uneven (``colour``)."""
         if not self._below:
             return None
